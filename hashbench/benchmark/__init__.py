@@ -1,0 +1,1 @@
+"""Metrics, timing, the matrix runner, result store, executors, tables, figures, paper numbers."""

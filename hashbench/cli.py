@@ -1,0 +1,147 @@
+"""The ``hashbench`` command line.
+
+Sub-commands live beside the code they drive: each module in ``COMMAND_MODULES`` exposes
+``add_commands(subparsers)``, which adds its parsers with ``func`` set to a handler taking the
+parsed arguments. Errors a user can cause are printed as one line, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from hashbench.errors import HashbenchError
+
+COMMAND_MODULES = (
+    "hashbench.benchmark.commands",
+    "hashbench.datasets.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hashbench",
+        description="Benchmark unsupervised learning-to-hash methods for image retrieval.",
+    )
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="FILE.py",
+        help="load a Python file that defines extra methods (repeatable)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    listing = subparsers.add_parser("list", help="list registered methods and datasets")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(func=cmd_list)
+
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="score saved codes (MAP@k, P@k) against ground-truth labels",
+        description="Score query codes against database codes. Codes files are hashbench codes "
+        "(.codes.npz from BinaryCodes.save or a run) or .npy arrays of -1/+1 or 0/1 values.",
+    )
+    evaluate.add_argument("query_codes", type=Path)
+    evaluate.add_argument("db_codes", type=Path)
+    evaluate.add_argument(
+        "--labels",
+        nargs="+",
+        required=True,
+        metavar="SOURCE",
+        help="a dataset name or file (its query and database labels are used), or two .npy files: "
+        "QUERY_LABELS DB_LABELS",
+    )
+    evaluate.add_argument("--topk", type=int, default=1000, help="rank cut-off k of MAP@k (default 1000)")
+    evaluate.add_argument("--protocol", default="official", help="official (default) or deephash")
+    evaluate.add_argument("--json", action="store_true", help="print all scores as JSON")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(subparsers)
+    return parser
+
+
+def cmd_list(args) -> None:
+    from hashbench.registry import list_datasets, list_methods
+
+    methods = {
+        name: {
+            "input": cls.input_kind,
+            "uses_aux": cls.uses_aux,
+            "citation": cls.citation,
+        }
+        for name, cls in list_methods().items()
+    }
+    datasets = {name: entry.description for name, entry in list_datasets().items()}
+    if args.json:
+        print(json.dumps({"methods": methods, "datasets": datasets}, indent=2))
+        return
+    width = max(map(len, methods), default=6)
+    print(f"{'method':<{width}}  {'input':<8}  {'aux':<3}  citation")
+    for name, info in methods.items():
+        aux = "yes" if info["uses_aux"] else "no"
+        print(f"{name:<{width}}  {info['input']:<8}  {aux:<3}  {info['citation']}")
+    print()
+    width = max(map(len, datasets), default=7)
+    print(f"{'dataset':<{width}}  description")
+    for name, description in datasets.items():
+        print(f"{name:<{width}}  {description}")
+
+
+def load_codes(path: Path):
+    from hashbench.codes import BinaryCodes
+
+    if not path.is_file():
+        raise HashbenchError(f"codes file {str(path)!r} does not exist")
+    if path.suffix == ".npy":
+        return BinaryCodes.coerce(np.load(path), str(path))
+    return BinaryCodes.load(path)
+
+
+def cmd_evaluate(args) -> None:
+    from hashbench import evaluate, load_dataset
+
+    if len(args.labels) == 1:
+        dataset = load_dataset(args.labels[0])
+        query_labels, db_labels = dataset.query.labels, dataset.database.labels
+    elif len(args.labels) == 2:
+        query_labels, db_labels = (np.load(p) for p in args.labels)
+    else:
+        raise HashbenchError("--labels takes one dataset or two .npy files (query, database)")
+    scores = evaluate(
+        load_codes(args.query_codes), load_codes(args.db_codes), query_labels, db_labels,
+        topk=args.topk, protocol=args.protocol,
+    )
+    if args.json:
+        print(json.dumps(scores.to_dict(), indent=2))
+    else:
+        print(scores.summary())
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from hashbench.registry import load_plugin
+
+        for plugin in args.plugin:
+            load_plugin(plugin)
+        args.func(args)
+    except (HashbenchError, ValueError, FileNotFoundError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"hashbench: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hashbench: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

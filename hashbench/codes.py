@@ -1,0 +1,158 @@
+"""Packed binary codes and Hamming distances.
+
+Layout: ``n_bits`` bits per item packed 8 per byte, bit ``j`` of an item stored in byte ``j // 8``
+at bit position ``j % 8`` counted from the least significant bit. This is the layout of faiss'
+``IndexBinaryFlat`` (and of ``numpy.packbits(..., bitorder="little")``), so ``codes.packed`` can be
+added to a faiss binary index as it is. Padding bits of the last byte are always 0, so XOR and
+popcount give exact Hamming distances for any ``n_bits``.
+
+Sign convention: bit 1 <-> +1, bit 0 <-> -1. Real-valued outputs are binarised by their sign with
+0 mapped to +1 (``x >= 0`` -> bit 1), so an all-zero output gives an all-ones code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hashbench._validation import check_matrix, check_positive_int
+from hashbench.errors import InvalidInputError
+
+
+class BinaryCodes:
+    """``n`` binary codes of ``n_bits`` bits each, packed into a ``(n, ceil(n_bits / 8))`` uint8 array."""
+
+    __slots__ = ("packed", "n_bits")
+
+    def __init__(self, packed: np.ndarray, n_bits: int):
+        n_bits = check_positive_int(n_bits, "n_bits")
+        packed = np.asarray(packed)
+        n_bytes = (n_bits + 7) // 8
+        if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != n_bytes:
+            raise InvalidInputError(
+                f"packed must be a uint8 array of shape (n, {n_bytes}) for n_bits={n_bits}, "
+                f"got dtype {packed.dtype} and shape {packed.shape}"
+            )
+        if n_bits % 8 and (packed[:, -1] >> (n_bits % 8)).any():
+            raise InvalidInputError("packed has non-zero padding bits beyond n_bits")
+        self.packed = np.ascontiguousarray(packed)
+        self.n_bits = n_bits
+
+    # --- constructors -------------------------------------------------------------------------
+    @classmethod
+    def from_bits(cls, bits) -> BinaryCodes:
+        """From a (n, n_bits) array of 0/1 values."""
+        bits = check_matrix(bits, "bits", allow_empty=True)
+        if not np.isin(bits, (0, 1)).all():
+            raise InvalidInputError("bits must hold only 0 and 1")
+        return cls(np.packbits(bits.astype(np.uint8), axis=1, bitorder="little"), bits.shape[1])
+
+    @classmethod
+    def from_signs(cls, signs) -> BinaryCodes:
+        """From a (n, n_bits) array of -1/+1 values (+1 -> bit 1)."""
+        signs = check_matrix(signs, "signs", allow_empty=True)
+        if not np.isin(signs, (-1, 1)).all():
+            raise InvalidInputError("signs must hold only -1 and +1")
+        return cls.from_bits(signs > 0)
+
+    @classmethod
+    def from_real(cls, values) -> BinaryCodes:
+        """From real-valued outputs (n, n_bits) by sign; 0 maps to +1 (bit 1). Accepts torch tensors."""
+        if hasattr(values, "detach"):
+            values = values.detach().cpu().numpy()
+        values = check_matrix(values, "values", allow_empty=True)
+        return cls.from_bits(values >= 0)
+
+    @classmethod
+    def coerce(cls, codes, name: str = "codes") -> BinaryCodes:
+        """Accept BinaryCodes, or a plain array of -1/+1 signs or 0/1 bits (a bool array counts as bits)."""
+        if isinstance(codes, BinaryCodes):
+            return codes
+        array = check_matrix(codes, name, allow_empty=True)
+        if array.dtype == np.bool_ or np.isin(array, (0, 1)).all():
+            return cls.from_bits(array)
+        if np.isin(array, (-1, 1)).all():
+            return cls.from_signs(array)
+        raise InvalidInputError(f"{name} must be BinaryCodes or an array of -1/+1 or 0/1 values")
+
+    # --- views --------------------------------------------------------------------------------
+    def unpack(self) -> np.ndarray:
+        """The (n, n_bits) uint8 array of 0/1 bits."""
+        return np.unpackbits(self.packed, axis=1, count=self.n_bits, bitorder="little")
+
+    def to_signs(self) -> np.ndarray:
+        """The (n, n_bits) int8 array of -1/+1 values."""
+        return self.unpack().astype(np.int8) * 2 - 1
+
+    def __len__(self) -> int:
+        return self.packed.shape[0]
+
+    def __getitem__(self, index) -> BinaryCodes:
+        rows = self.packed[index]
+        if rows.ndim == 1:  # an integer index keeps a 1-row code set
+            rows = rows[None, :]
+        return BinaryCodes(rows, self.n_bits)
+
+    def __eq__(self, other) -> bool:
+        return (
+            isinstance(other, BinaryCodes)
+            and other.n_bits == self.n_bits
+            and np.array_equal(other.packed, self.packed)
+        )
+
+    __hash__ = None  # mutable array inside
+
+    def __repr__(self) -> str:
+        return f"BinaryCodes(n={len(self)}, n_bits={self.n_bits})"
+
+    # --- persistence ---------------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Save atomically as an uncompressed NumPy archive holding ``packed`` and ``n_bits``.
+
+        The file is written under ``path`` exactly (no extension is added); ``.codes.npz`` is the
+        suffix the runner uses.
+        """
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, packed=self.packed, n_bits=np.int64(self.n_bits))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path) -> BinaryCodes:
+        path = Path(path)
+        with np.load(path, allow_pickle=False) as data:
+            if "packed" not in data or "n_bits" not in data:
+                raise InvalidInputError(f"{path} is not a hashbench codes file (keys: {sorted(data)})")
+            return cls(data["packed"], int(data["n_bits"]))
+
+    # --- distances -----------------------------------------------------------------------------
+    def hamming(self, other: BinaryCodes) -> np.ndarray:
+        """(len(self), len(other)) Hamming distances as uint16."""
+        return hamming_distances(self, other)
+
+
+def check_compatible(query: BinaryCodes, database: BinaryCodes) -> None:
+    if query.n_bits != database.n_bits:
+        raise InvalidInputError(
+            f"query codes have {query.n_bits} bits but database codes have {database.n_bits}"
+        )
+
+
+def as_words(codes: BinaryCodes) -> np.ndarray:
+    """The packed codes zero-padded to whole uint64 words: (n, ceil(n_bits / 64)) uint64."""
+    n_words = (codes.packed.shape[1] + 7) // 8
+    padded = np.zeros((len(codes), n_words * 8), np.uint8)
+    padded[:, : codes.packed.shape[1]] = codes.packed
+    return padded.view(np.uint64)
+
+
+def hamming_distances(query: BinaryCodes, database: BinaryCodes) -> np.ndarray:
+    """Exact Hamming distances (len(query), len(database)) as uint16, by XOR and popcount."""
+    check_compatible(query, database)
+    q, db = as_words(query), as_words(database)
+    dist = np.zeros((len(q), len(db)), np.uint16)
+    for w in range(q.shape[1]):
+        dist += np.bitwise_count(q[:, w, None] ^ db[None, :, w]).astype(np.uint16)
+    return dist

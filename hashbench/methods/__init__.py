@@ -1,0 +1,1 @@
+"""Built-in hashing methods, one module each; every module is imported by ``registry.discover``."""

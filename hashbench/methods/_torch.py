@@ -1,0 +1,97 @@
+"""Training machinery shared by every torch method: device, seeding, the epoch loop (with the
+runner's epoch callback, loss history and NaN detection), mini-batches and batched encoding.
+
+A torch method subclasses :class:`TorchHasher`, builds its networks in ``_fit`` after calling
+``self._start_training()``, and runs ``self._train_epochs(n_epochs, run_epoch, modules, callback)``
+where ``run_epoch(epoch)`` trains one epoch and returns the mean of each loss term as tensors or
+floats. Epoch progress bars honour tqdm's ``TQDM_DISABLE`` environment variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from hashbench.errors import InvalidInputError, TrainingDivergedError
+from hashbench.hasher import Hasher
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` picks CUDA when torch sees it; asking for CUDA without one is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise InvalidInputError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device={device!r} was asked for, but torch sees no CUDA device")
+    return resolved
+
+
+def check_finite_losses(terms: dict[str, float], epoch: int, method: str) -> None:
+    for term, value in terms.items():
+        if not np.isfinite(value):
+            raise TrainingDivergedError(
+                f"{method}: loss term {term!r} became {value} at epoch {epoch}; training stopped "
+                "(try a smaller learning rate or check the input features)"
+            )
+
+
+class TorchHasher(Hasher):
+    """Base class of the torch methods (see the module docstring)."""
+
+    def _start_training(self) -> torch.Generator:
+        """Seed torch's global RNG (layer initialisation draws from it) and return a generator
+        for data order, dropout-free sampling and priors; everything random flows from ``seed``."""
+        self.device_ = resolve_device(self.device)
+        torch.manual_seed(self.seed)
+        self.history_ = []
+        return torch.Generator().manual_seed(self.seed)
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device_)
+
+    def _train_epochs(
+        self,
+        n_epochs: int,
+        run_epoch: Callable[[int], dict],
+        modules: list[torch.nn.Module],
+        callback=None,
+    ) -> None:
+        """Run ``n_epochs`` epochs; record mean losses in ``history_``; stop on NaN/inf losses;
+        call ``callback(epoch, self)`` after each epoch with the model usable by ``encode``."""
+        for epoch in tqdm(range(1, n_epochs + 1), desc=self.name, unit="epoch", leave=False, disable=None):
+            for module in modules:
+                module.train()
+            terms = {k: float(v) for k, v in run_epoch(epoch).items()}
+            check_finite_losses(terms, epoch, self.name)
+            self.history_.append({"epoch": epoch, **terms})
+            if callback is not None:
+                self.is_fitted_ = True
+                callback(epoch, self)
+
+
+def minibatches(n: int, batch_size: int, generator: torch.Generator, *, shuffle: bool = True) -> Iterator[torch.Tensor]:
+    """Index tensors covering ``range(n)`` in batches; the order is drawn from ``generator``.
+
+    A last batch smaller than half a batch is merged into the previous one, so no step sees a
+    graph of a handful of nodes (methods that build per-batch graphs depend on it).
+    """
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] < batch_size // 2:
+        starts.pop()
+    for i, start in enumerate(starts):
+        stop = starts[i + 1] if i + 1 < len(starts) else n
+        yield order[start:stop]
+
+
+@torch.no_grad()
+def encode_in_batches(forward: Callable[[np.ndarray], torch.Tensor], n: int, batch_size: int = 4096) -> np.ndarray:
+    """Concatenate ``forward(indices)`` over consecutive index batches, as a float32 numpy array."""
+    outputs = [forward(np.arange(start, min(start + batch_size, n))).float().cpu() for start in range(0, n, batch_size)]
+    return torch.cat(outputs).numpy()
