@@ -19,7 +19,9 @@ from hashbench.errors import HashbenchError
 
 COMMAND_MODULES = (
     "hashbench.benchmark.commands",
+    "hashbench.benchmark.report_commands",
     "hashbench.datasets.commands",
+    "hashbench.datasets.prepare",
 )
 
 
