@@ -64,6 +64,8 @@ class Split:
     labels:   (n, c) uint8 multi-hot ground truth; evaluation only.
     aux:      (n, c_aux) float32 auxiliary semantics (detected objects, user tags), or None.
     images:   an ImageSource for image-mode methods, or None.
+    web:      the dataset's labelled web split, carried by the training split so that methods
+              learning from web data (WSIH) receive it through ``fit(train)``; None elsewhere.
     """
 
     features: np.ndarray | None
@@ -71,6 +73,7 @@ class Split:
     aux: np.ndarray | None = None
     images: ImageSource | None = None
     name: str = "split"
+    web: Split | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.features is not None:
@@ -102,6 +105,7 @@ class Split:
             aux=None if self.aux is None else self.aux[indices],
             images=None if self.images is None else _SubsetImages(self.images, indices),
             name=self.name,
+            web=self.web,
         )
 
 
@@ -141,6 +145,8 @@ class HashingDataset:
             if len(set(widths.values())) > 1:
                 detail = ", ".join(f"{n}: {w}" for n, w in widths.items())
                 raise InvalidInputError(f"{kind} widths differ between splits ({detail})")
+        if self.web is not None and self.train.web is None:
+            self.train.web = self.web
 
     def splits(self) -> dict[str, Split]:
         return {n: getattr(self, n) for n in (*SPLIT_NAMES, "web") if getattr(self, n) is not None}
