@@ -62,7 +62,7 @@ class Hasher(BaseEstimator):
         self._check_inputs(split, fitting=True)
         if len(split) < 2:
             raise InvalidInputError(f"{type(self).__name__} needs at least 2 training rows, got {len(split)}")
-        if self.input_kind == "features" or split.features is not None:
+        if self._reads() == "features" or split.features is not None:
             self.n_features_in_ = split.features.shape[1] if split.features is not None else None
         if self.uses_aux:
             self.n_aux_in_ = split.aux.shape[1]
@@ -101,6 +101,11 @@ class Hasher(BaseEstimator):
     def _encode(self, split: Split):
         raise NotImplementedError
 
+    def _reads(self) -> str:
+        """What this instance learns from: ``input_kind``, unless a setting changes it (an image
+        method run on precomputed features with a frozen backbone reads "features")."""
+        return self.input_kind
+
     def _rng(self) -> np.random.Generator:
         """A fresh generator from ``seed``: every random choice in fit derives from it."""
         return np.random.default_rng(self.seed)
@@ -108,9 +113,9 @@ class Hasher(BaseEstimator):
     # --- checks ----------------------------------------------------------------------------------
     def _check_inputs(self, split: Split, *, fitting: bool) -> None:
         cls = type(self).__name__
-        if self.input_kind == "features" and split.features is None:
+        if self._reads() == "features" and split.features is None:
             raise InvalidInputError(f"{cls} learns from features, but the {split.name} split has none")
-        if self.input_kind == "images" and split.images is None:
+        if self._reads() == "images" and split.images is None:
             raise InvalidInputError(
                 f"{cls} fine-tunes a CNN on images, but the {split.name} split has none; use "
                 "frozen_backbone=True (a head on the precomputed features) or a dataset with images"
