@@ -4,7 +4,9 @@ runner's epoch callback, loss history and NaN detection), mini-batches and batch
 A torch method subclasses :class:`TorchHasher`, builds its networks in ``_fit`` after calling
 ``self._start_training()``, and runs ``self._train_epochs(n_epochs, run_epoch, modules, callback)``
 where ``run_epoch(epoch)`` trains one epoch and returns the mean of each loss term as tensors or
-floats. Epoch progress bars honour tqdm's ``TQDM_DISABLE`` environment variable.
+floats. Subclasses keep their networks in a ``networks_`` dict (for ``n_parameters``) and may
+resolve named presets of epochs and batch sizes with ``_preset_values``. Epoch progress bars
+honour tqdm's ``TQDM_DISABLE`` environment variable.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hashbench.errors import InvalidInputError, TrainingDivergedError
+from hashbench._validation import check_choice
+from hashbench.errors import InvalidInputError, NotFittedError, TrainingDivergedError
 from hashbench.hasher import Hasher
 
 
@@ -51,6 +54,18 @@ class TorchHasher(Hasher):
         torch.manual_seed(self.seed)
         self.history_ = []
         return torch.Generator().manual_seed(self.seed)
+
+    def _preset_values(self, presets: dict[str, dict]) -> dict:
+        """Settings of the preset named by ``self.preset``; a hyper-parameter given explicitly
+        (not None) overrides the preset's value for it. Every key must be a hyper-parameter."""
+        chosen = presets[check_choice(self.preset, presets, "preset")]
+        return {key: value if getattr(self, key) is None else getattr(self, key) for key, value in chosen.items()}
+
+    def n_parameters(self) -> dict[str, int]:
+        """Parameter count of each network of the fitted model, by name (``networks_``)."""
+        if not hasattr(self, "networks_"):
+            raise NotFittedError(f"{type(self).__name__} has no networks before fit")
+        return {name: sum(p.numel() for p in module.parameters()) for name, module in self.networks_.items()}
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device_)
