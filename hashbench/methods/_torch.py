@@ -90,6 +90,13 @@ class TorchHasher(Hasher):
                 callback(epoch, self)
 
 
+def optimiser_step(optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One gradient step of ``optimiser`` on ``loss`` (gradients cleared first)."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+
+
 def minibatches(n: int, batch_size: int, generator: torch.Generator, *, shuffle: bool = True) -> Iterator[torch.Tensor]:
     """Index tensors covering ``range(n)`` in batches; the order is drawn from ``generator``.
 
