@@ -1,0 +1,164 @@
+"""What the image-based deep methods (DeepBit, SSDH, SADH) share: a CNN that is fine-tuned with a
+code layer on top, or, with ``frozen_backbone=True``, the code layer alone on precomputed features.
+
+Image mode builds the network from ``split.images.backbone()`` (the CNN that produced the split's
+features: the small mosaic CNN or VGG16 up to fc7) followed by a new linear code layer, the
+papers' replacement of fc8, and trains both. Frozen mode trains only the code layer on
+``split.features``, which equal the backbone's outputs, so it needs no images and is much faster.
+
+Presets name the training lengths: ``preset="paper"`` (the default) uses each paper's or release's
+values, ``preset="quick"`` a scaled-down schedule; an explicit argument overrides its preset value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from hashbench._validation import check_choice, check_positive_int
+from hashbench.datasets.base import Split
+from hashbench.errors import InvalidInputError
+from hashbench.methods._torch import TorchHasher, encode_in_batches, optimiser_step
+
+THRESHOLDS = ("mean", "bit-mean")
+ENCODE_BATCH = 256
+
+
+def load_images(split: Split, indices, device: torch.device) -> torch.Tensor:
+    """Images ``indices`` of ``split`` as a float tensor in [0, 1], shape (k, C, H, W)."""
+    pixels = split.images.load(np.asarray(indices))
+    return torch.as_tensor(pixels, device=device).float().div_(255.0)
+
+
+def optimise_epoch(
+    batches: list[torch.Tensor],
+    loss_terms: Callable[[torch.Tensor], dict],
+    total: Callable[[dict], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+) -> dict:
+    """One optimiser step per batch of indices on ``total(loss_terms(indices))``; returns the mean
+    of each loss term over the epoch, as ``_train_epochs`` records them."""
+    means: dict[str, float] = {}
+    for indices in batches:
+        terms = loss_terms(indices)
+        optimiser_step(optimizer, total(terms))
+        for key, value in terms.items():
+            means[key] = means.get(key, 0.0) + float(value.detach()) / len(batches)
+    return means
+
+
+class CodeNetwork(nn.Module):
+    """``backbone`` (None in frozen mode) followed by the linear code layer and an activation.
+
+    ``forward`` returns the code-layer activations; ``features`` the backbone's outputs.
+    """
+
+    def __init__(self, backbone: nn.Module | None, n_features: int, n_bits: int, activation: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.code_layer = nn.Linear(n_features, n_bits)
+        self.activation = activation
+
+    def features(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs if self.backbone is None else self.backbone(inputs)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.code_layer(self.features(inputs)))
+
+
+class CNNHasher(TorchHasher):
+    """Base of the image methods; subclasses store ``frozen_backbone``, ``preset`` and the
+    preset-able hyper-parameters named in ``presets`` (None = take the preset's value)."""
+
+    input_kind = "images"
+    #: preset name -> {hyper-parameter: value}; every preset names the same hyper-parameters
+    presets: ClassVar[dict[str, dict]] = {}
+
+    # --- inputs ----------------------------------------------------------------------------------
+    def _reads(self) -> str:
+        return "features" if self.frozen_backbone else "images"
+
+    def _check_inputs(self, split: Split, *, fitting: bool) -> None:
+        if self.frozen_backbone and split.features is None:
+            raise InvalidInputError(
+                f"{type(self).__name__} with frozen_backbone=True trains a code layer on precomputed "
+                f"features, but the {split.name} split has none; use frozen_backbone=False to fine-tune "
+                "the CNN on its images"
+            )
+        super()._check_inputs(split, fitting=fitting)
+
+    def _batch_inputs(self, split: Split) -> Callable[[np.ndarray], torch.Tensor]:
+        """``indices -> network input``: images in image mode, features in frozen mode."""
+        if self.frozen_backbone:
+            features = torch.as_tensor(split.features)
+            return lambda indices: features[torch.as_tensor(indices)].to(self.device_)
+        return lambda indices: load_images(split, indices, self.device_)
+
+    # --- settings --------------------------------------------------------------------------------
+    def _resolve_settings(self) -> dict:
+        """The preset's values with explicit arguments on top (kept as ``settings_``); also checks
+        the hyper-parameters every image method shares."""
+        self.settings_ = self._preset_values(self.presets)
+        for key in ("epochs", "batch_size"):
+            check_positive_int(self.settings_[key], key)
+        if hasattr(self, "threshold"):
+            check_choice(self.threshold, THRESHOLDS, "threshold")
+        return self.settings_
+
+    # --- network ---------------------------------------------------------------------------------
+    def _build_network(self, train: Split, activation: nn.Module) -> CodeNetwork:
+        """The trainable network on ``self.device_``, also listed in ``networks_``."""
+        if self.frozen_backbone:
+            backbone, n_features = None, train.features.shape[1]
+        else:
+            backbone = train.images.backbone()
+            n_features = self._feature_width(backbone, train)
+        network = CodeNetwork(backbone, n_features, self.n_bits, activation).to(self.device_)
+        self.networks_ = {"code_layer": network.code_layer}
+        if backbone is not None:
+            self.networks_["backbone"] = backbone
+        return network
+
+    def _feature_width(self, backbone: nn.Module, train: Split) -> int:
+        if train.features is not None:
+            return train.features.shape[1]
+        with torch.no_grad():
+            return backbone.eval()(load_images(train, [0], torch.device("cpu"))).shape[1]
+
+    def _optimizer(self, network: CodeNetwork, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
+        """SGD with momentum 0.9, the solver of the Caffe / MatConvNet releases of these papers."""
+        return torch.optim.SGD(network.parameters(), lr=learning_rate, momentum=0.9, weight_decay=weight_decay)
+
+    # --- outputs ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _outputs(self, network: nn.Module, split: Split, *, features: bool = False) -> np.ndarray:
+        """Code-layer activations (or backbone features) of every item of ``split``, in eval mode."""
+        network.eval()
+        inputs = self._batch_inputs(split)
+        forward = network.features if features else network
+        return encode_in_batches(lambda idx: forward(inputs(idx)), len(split), ENCODE_BATCH)
+
+    def _pretrained_features(self, train: Split) -> np.ndarray:
+        """The pretrained CNN's features of the training items: stored ones, else computed."""
+        if train.features is not None:
+            return train.features
+        backbone = train.images.backbone().to(self.device_).eval()
+        with torch.no_grad():
+            return encode_in_batches(
+                lambda idx: backbone(load_images(train, idx, self.device_)), len(train), ENCODE_BATCH
+            )
+
+    def _fit_threshold(self, train_outputs: np.ndarray, kind: str) -> None:
+        """Store the binarisation threshold: the mean activation over all bits and training items
+        ("mean") or per bit ("bit-mean")."""
+        if kind == "mean":
+            self.threshold_ = np.full(self.n_bits, train_outputs.mean(), dtype=np.float32)
+        else:
+            self.threshold_ = train_outputs.mean(axis=0).astype(np.float32)
+
+    def _encode(self, split: Split) -> np.ndarray:
+        return self._outputs(self.network_, split) - self.threshold_

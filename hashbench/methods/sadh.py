@@ -1,0 +1,198 @@
+"""SADH: F. Shen, Y. Xu, L. Liu, Y. Yang, Z. Huang, H. T. Shen, "Unsupervised Deep Hashing with
+Similarity-Adaptive and Discrete Optimization", TPAMI 2018.
+
+Training alternates three modules, ``outer_iterations`` times:
+
+1. similarity graph: an anchor graph ``A = Z diag(Z^T 1)^-1 Z^T`` on the current deep features
+   (the pretrained CNN's in the first round, the fine-tuned backbone's afterwards);
+2. binary codes: ``min_B -tr(B^T A' B) + mu/(4n) ||B^T B||_F^2`` over ``B`` in {-1, +1}^(n x r),
+   ``A' = A - 11^T/n`` (removing A's constant eigenvector makes unbalanced bits worthless), solved
+   directly on the binary set by ADMM over the l2-box reformulation {-1,1}^n = [-1,1]^n ∩ {||b||^2
+   = n} (Wu & Ghanem, TPAMI 2018);
+3. deep hash model: the CNN with fc8 replaced by a linear code layer regresses the codes
+   (mean squared error) for ``epochs`` epochs.
+
+Codes: the network's outputs thresholded at their mean on the training items, stored.
+
+Free choices (default):
+- ``outer_iterations=3``; ``preset="paper"``: ``epochs=10`` per round, ``batch_size=64``;
+  ``preset="quick"``: 2 rounds of 3 epochs of 64 images (our schedules);
+- SGD, momentum 0.9, ``learning_rate=1e-3``, ``weight_decay=5e-4``;
+- anchor graph: ``n_anchors=300`` k-means centres (at most the number of items; one k-means run,
+  seeded), each item linked to its ``anchor_neighbours=3`` nearest anchors with Gaussian weights
+  of bandwidth the mean squared distance to them, rows normalised (the AGH convention);
+- codes start from the signs of A's leading non-trivial eigenvectors, later rounds from the
+  previous codes; ``decorrelation=1.0`` (mu); ADMM: ``admm_iterations=100`` of 3 gradient steps on
+  B each, penalty rho from 0.5 growing 3% per iteration up to 10;
+- ``threshold="mean"`` (over all bits; "bit-mean": per bit);
+- image mode fine-tunes every backbone layer; with ``frozen_backbone=True`` the features do not
+  change, so the graph is the same each round.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.cluster import KMeans
+from sklearn.metrics.pairwise import euclidean_distances
+from torch import nn
+
+from hashbench._validation import check_positive_int
+from hashbench.datasets.base import Split
+from hashbench.errors import InvalidInputError
+from hashbench.methods._cnn import CNNHasher, optimise_epoch
+from hashbench.methods._torch import minibatches
+
+ADMM_INNER_STEPS = 3
+RHO_START, RHO_GROWTH, RHO_MAX = 0.5, 1.03, 10.0
+
+
+class AnchorGraph:
+    """``A = Z Λ^-1 Z^T`` kept in factored form (n x m ``Z``); products cost O(n m r)."""
+
+    def __init__(self, features: np.ndarray, n_anchors: int, n_neighbours: int, seed: int):
+        n_anchors = min(n_anchors, len(features))
+        anchors = KMeans(n_anchors, n_init=1, max_iter=50, random_state=seed).fit(features).cluster_centers_
+        sq_dist = euclidean_distances(features, anchors, squared=True)
+        nearest = np.argsort(sq_dist, axis=1)[:, :n_neighbours]
+        near_sq = np.take_along_axis(sq_dist, nearest, axis=1)
+        bandwidth = max(float(near_sq.mean()), 1e-12)
+        weights = np.exp(-near_sq / bandwidth)
+        weights /= weights.sum(axis=1, keepdims=True)
+        z = np.zeros((len(features), n_anchors))
+        np.put_along_axis(z, nearest, weights, axis=1)
+        self.z = torch.as_tensor(z)
+        self.inv_degree = 1.0 / self.z.sum(0).clamp_min(1e-12)
+
+    def centred_product(self, codes: torch.Tensor) -> torch.Tensor:
+        """``(A - 11^T/n) codes``."""
+        return self.z @ (self.inv_degree[:, None] * (self.z.T @ codes)) - codes.mean(0, keepdim=True)
+
+    def leading_eigenvectors(self, k: int) -> torch.Tensor:
+        """A's k leading eigenvectors after the constant one (eigenvalue 1), as (n, k) columns."""
+        scaled = self.z * self.inv_degree.sqrt()
+        values, vectors = torch.linalg.eigh(scaled.T @ scaled)
+        order = torch.argsort(values, descending=True)[1 : k + 1]
+        return scaled @ vectors[:, order] / values[order].clamp_min(1e-12).sqrt()
+
+
+def discrete_codes(graph: AnchorGraph, start: torch.Tensor, decorrelation: float, iterations: int) -> torch.Tensor:
+    """ADMM on the l2-box form of ``min -tr(B^T A' B) + mu/(4n) ||B^T B||^2`` from ``start``; ±1 codes."""
+    n = len(start)
+    b = start.clone().double()
+    y_box, y_sphere = torch.zeros_like(b), torch.zeros_like(b)
+    rho = RHO_START
+    for _ in range(iterations):
+        box = (b + y_box / rho).clamp(-1.0, 1.0)
+        sphere = F.normalize(b + y_sphere / rho, dim=0) * np.sqrt(n)
+        step = 1.0 / (2.0 + 2.0 * decorrelation + 2.0 * rho)
+        for _ in range(ADMM_INNER_STEPS):
+            gradient = (
+                -2.0 * graph.centred_product(b)
+                + decorrelation / n * b @ (b.T @ b)
+                + y_box + y_sphere + rho * (2.0 * b - box - sphere)
+            )
+            b = b - step * gradient
+        y_box += rho * (b - box)
+        y_sphere += rho * (b - sphere)
+        rho = min(rho * RHO_GROWTH, RHO_MAX)
+    return torch.where(b >= 0, 1.0, -1.0)
+
+
+def code_objective(graph: AnchorGraph, codes: torch.Tensor, decorrelation: float) -> float:
+    """The value of the code objective at ``codes`` (lower is better)."""
+    codes = codes.double()
+    gram = codes.T @ codes
+    return float(-(codes * graph.centred_product(codes)).sum() + decorrelation / (4 * len(codes)) * gram.pow(2).sum())
+
+
+class SADH(CNNHasher):
+    name = "sadh"
+    citation = (
+        "Shen, Xu, Liu, Yang, Huang, Shen. Unsupervised Deep Hashing with Similarity-Adaptive and "
+        "Discrete Optimization. TPAMI 2018"
+    )
+    presets = {
+        "paper": {"outer_iterations": 3, "epochs": 10, "batch_size": 64},
+        "quick": {"outer_iterations": 2, "epochs": 3, "batch_size": 64},
+    }
+
+    def __init__(
+        self,
+        n_bits: int = 32,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        frozen_backbone: bool = False,
+        preset: str = "paper",
+        outer_iterations: int | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 5e-4,
+        n_anchors: int = 300,
+        anchor_neighbours: int = 3,
+        decorrelation: float = 1.0,
+        admm_iterations: int = 100,
+        threshold: str = "mean",
+    ):
+        super().__init__(n_bits, seed=seed, device=device)
+        self.frozen_backbone = frozen_backbone
+        self.preset = preset
+        self.outer_iterations = outer_iterations
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.n_anchors = n_anchors
+        self.anchor_neighbours = anchor_neighbours
+        self.decorrelation = decorrelation
+        self.admm_iterations = admm_iterations
+        self.threshold = threshold
+
+    def _fit(self, train: Split, callback) -> None:
+        settings = self._resolve_settings()
+        self._check_graph_settings(len(train))
+        generator = self._start_training()
+        self.network_ = network = self._build_network(train, nn.Identity())
+        inputs = self._batch_inputs(train)
+        optimizer = self._optimizer(network, self.learning_rate, self.weight_decay)
+        epochs = settings["epochs"]
+        self.code_objective_ = []
+        state = {"features": self._pretrained_features(train), "codes": None}
+
+        def loss_terms(indices: torch.Tensor) -> dict:
+            outputs = network(inputs(indices.numpy()))
+            targets = state["codes"][indices.to(self.device_)]
+            return {"regression": 0.5 * (outputs - targets).pow(2).sum(dim=1).mean()}
+
+        def run_epoch(epoch: int) -> dict:
+            if (epoch - 1) % epochs == 0:  # a new round: update the graph, then the codes
+                if epoch > 1 and not self.frozen_backbone:
+                    state["features"] = self._outputs(network, train, features=True)
+                state["codes"] = self._update_codes(state["features"], state["codes"]).float().to(self.device_)
+            batches = list(minibatches(len(train), settings["batch_size"], generator))
+            return optimise_epoch(batches, loss_terms, lambda terms: terms["regression"], optimizer)
+
+        self._train_epochs(settings["outer_iterations"] * epochs, run_epoch, [network], callback)
+        self._fit_threshold(self._outputs(network, train), self.threshold)
+
+    def _update_codes(self, features: np.ndarray, previous: torch.Tensor | None) -> torch.Tensor:
+        graph = AnchorGraph(np.asarray(features, dtype=np.float64), self.n_anchors, self.anchor_neighbours, self.seed)
+        start = torch.sign(graph.leading_eigenvectors(self.n_bits)) if previous is None else previous.double().cpu()
+        codes = discrete_codes(graph, start, self.decorrelation, self.admm_iterations)
+        self.code_objective_.append(code_objective(graph, codes, self.decorrelation))
+        return codes
+
+    def _check_graph_settings(self, n_train: int) -> None:
+        for key in ("outer_iterations", "n_anchors", "anchor_neighbours", "admm_iterations"):
+            check_positive_int(self.settings_.get(key, getattr(self, key)), key)
+        anchors = min(self.n_anchors, n_train)
+        if anchors <= self.n_bits:
+            raise InvalidInputError(
+                f"SADH needs more anchors than bits: n_anchors={self.n_anchors} (capped at {n_train} "
+                f"training items) for n_bits={self.n_bits}"
+            )
+        if self.anchor_neighbours > anchors:
+            raise InvalidInputError(f"anchor_neighbours={self.anchor_neighbours} exceeds the {anchors} anchors")
