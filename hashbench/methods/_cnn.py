@@ -77,6 +77,8 @@ class CNNHasher(TorchHasher):
     input_kind = "images"
     #: preset name -> {hyper-parameter: value}; every preset names the same hyper-parameters
     presets: ClassVar[dict[str, dict]] = {}
+    #: binarise at the mean activation (a ``threshold`` hyper-parameter says which) or at 0
+    thresholds_at_mean: ClassVar[bool] = True
 
     # --- inputs ----------------------------------------------------------------------------------
     def _reads(self) -> str:
@@ -105,7 +107,7 @@ class CNNHasher(TorchHasher):
         self.settings_ = self._preset_values(self.presets)
         for key in ("epochs", "batch_size"):
             check_positive_int(self.settings_[key], key)
-        if hasattr(self, "threshold"):
+        if self.thresholds_at_mean:
             check_choice(self.threshold, THRESHOLDS, "threshold")
         return self.settings_
 
@@ -152,13 +154,28 @@ class CNNHasher(TorchHasher):
                 lambda idx: backbone(load_images(train, idx, self.device_)), len(train), ENCODE_BATCH
             )
 
-    def _fit_threshold(self, train_outputs: np.ndarray, kind: str) -> None:
-        """Store the binarisation threshold: the mean activation over all bits and training items
-        ("mean") or per bit ("bit-mean")."""
-        if kind == "mean":
-            self.threshold_ = np.full(self.n_bits, train_outputs.mean(), dtype=np.float32)
+    def _train_network(self, n_epochs: int, run_epoch: Callable[[int], dict], train: Split, callback) -> None:
+        """``_train_epochs`` on ``network_``; the threshold is refitted before each callback (so
+        the runner can encode mid-training) and after the last epoch."""
+
+        def with_threshold(epoch: int, hasher) -> None:
+            self._fit_threshold(train)
+            callback(epoch, hasher)
+
+        self._train_epochs(n_epochs, run_epoch, [self.network_], None if callback is None else with_threshold)
+        self._fit_threshold(train)
+
+    def _fit_threshold(self, train: Split) -> None:
+        """Store the binarisation threshold: the mean code-layer activation on the training items
+        over all bits ("mean") or per bit ("bit-mean"); 0 for methods that take the sign."""
+        if not self.thresholds_at_mean:
+            self.threshold_ = np.zeros(self.n_bits, dtype=np.float32)
+            return
+        outputs = self._outputs(self.network_, train)
+        if self.threshold == "mean":
+            self.threshold_ = np.full(self.n_bits, outputs.mean(), dtype=np.float32)
         else:
-            self.threshold_ = train_outputs.mean(axis=0).astype(np.float32)
+            self.threshold_ = outputs.mean(axis=0).astype(np.float32)
 
     def _encode(self, split: Split) -> np.ndarray:
         return self._outputs(self.network_, split) - self.threshold_

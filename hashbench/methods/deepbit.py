@@ -130,8 +130,7 @@ class DeepBit(CNNHasher):
             batches = list(minibatches(len(train), settings["batch_size"], generator))
             return optimise_epoch(batches, loss_terms, self._total, optimizer)
 
-        self._train_epochs(stage1 + stage2, run_epoch, [network], callback)
-        self._fit_threshold(self._outputs(network, train), self.threshold)
+        self._train_network(stage1 + stage2, run_epoch, train, callback)
 
     def _total(self, terms: dict) -> torch.Tensor:
         weighted = {k: self.rotation_weight * v if k == "rotation" else v for k, v in terms.items()}

@@ -175,8 +175,7 @@ class SADH(CNNHasher):
             batches = list(minibatches(len(train), settings["batch_size"], generator))
             return optimise_epoch(batches, loss_terms, lambda terms: terms["regression"], optimizer)
 
-        self._train_epochs(settings["outer_iterations"] * epochs, run_epoch, [network], callback)
-        self._fit_threshold(self._outputs(network, train), self.threshold)
+        self._train_network(settings["outer_iterations"] * epochs, run_epoch, train, callback)
 
     def _update_codes(self, features: np.ndarray, previous: torch.Tensor | None) -> torch.Tensor:
         graph = AnchorGraph(np.asarray(features, dtype=np.float64), self.n_anchors, self.anchor_neighbours, self.seed)

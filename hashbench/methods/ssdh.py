@@ -95,6 +95,7 @@ def pairwise_loss(codes: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor
 class SSDH(CNNHasher):
     name = "ssdh"
     citation = "Yang, Deng, Liu, Liu, Tao. Semantic Structure-based Unsupervised Deep Hashing. IJCAI 2018"
+    thresholds_at_mean = False  # codes are sign(h)
     presets = {"paper": {"epochs": 50, "batch_size": 24}, "quick": {"epochs": 8, "batch_size": 64}}
 
     def __init__(
@@ -143,8 +144,7 @@ class SSDH(CNNHasher):
             batches = list(minibatches(len(train), settings["batch_size"], generator))
             return optimise_epoch(batches, loss_terms, lambda terms: terms["pairwise"], optimizer)
 
-        self._train_epochs(settings["epochs"], run_epoch, [network], callback)
-        self.threshold_ = np.zeros(self.n_bits, dtype=np.float32)  # codes are sign(h)
+        self._train_network(settings["epochs"], run_epoch, train, callback)
 
     def _estimate_thresholds(self, features: torch.Tensor) -> DistanceThresholds:
         sample = self._rng().permutation(len(features))[: self.structure_sample]

@@ -1,0 +1,72 @@
+"""Small image data and a tiny CNN backbone for the tests of the image-based deep hashers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hashbench.datasets.base import ArrayImages, Split
+
+SIDE = 16
+N_CLASSES = 4
+
+
+class TinyBackbone(nn.Module):
+    """conv(4) - 4x4 average pooling - linear(16): 1x16x16 images in [0, 1] to 16 features.
+
+    Every instance starts from the same weights, like a pretrained backbone loaded from a file.
+    """
+
+    def __init__(self):
+        super().__init__()
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(1234)
+        self.layers = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.AvgPool2d(4), nn.Flatten(), nn.Linear(64, 16))
+        torch.random.set_rng_state(generator_state)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.layers(images - 0.5)
+
+
+class NaNBackbone(TinyBackbone):
+    """Features that are all NaN: training on them must stop with a clear error."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return super().forward(images) * float("nan")
+
+
+def image_split(n: int = 96, *, seed: int = 0, features: bool = True, images: bool = True, backbone=TinyBackbone) -> Split:
+    """Noisy images of 4 classes, each a bright quadrant; features from the tiny backbone."""
+    rng = np.random.default_rng(seed)
+    classes = rng.integers(0, N_CLASSES, n)
+    templates = np.zeros((N_CLASSES, SIDE, SIDE))
+    half = SIDE // 2
+    for c in range(N_CLASSES):
+        templates[c, (c // 2) * half : (c // 2 + 1) * half, (c % 2) * half : (c % 2 + 1) * half] = 200
+    pixels = np.clip(templates[classes] + rng.normal(0, 40, (n, SIDE, SIDE)), 0, 255).astype(np.uint8)[:, None]
+    with torch.no_grad():
+        stored = TinyBackbone()(torch.as_tensor(pixels).float() / 255).numpy() if features else None
+    return Split(
+        features=stored,
+        labels=np.eye(N_CLASSES, dtype=np.uint8)[classes],
+        images=ArrayImages(pixels, backbone) if images else None,
+        name="train",
+    )
+
+
+@pytest.fixture
+def one_thread():
+    """Small torch ops on a busy 2-core machine run far faster on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def parameter_gradients(network: nn.Module, loss: torch.Tensor) -> float:
+    """Total absolute gradient that ``loss`` sends to the parameters of ``network``."""
+    network.zero_grad()
+    loss.backward()
+    return sum(float(p.grad.abs().sum()) for p in network.parameters() if p.grad is not None)

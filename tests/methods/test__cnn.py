@@ -1,0 +1,110 @@
+"""What every image-based deep hasher (DeepBit, SSDH, SADH) shares: modes, inputs, presets, errors."""
+
+import sys
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+import hashbench as hb
+from hashbench.methods.deepbit import DeepBit
+from hashbench.methods.sadh import SADH
+from hashbench.methods.ssdh import SSDH
+from tests.methods.image_checks import NaNBackbone, TinyBackbone, image_split, one_thread  # noqa: F401
+
+SMALL = {
+    DeepBit: {"epochs": 2, "rotation_epochs": 1, "batch_size": 32},
+    SSDH: {"epochs": 2, "batch_size": 32},
+    SADH: {"outer_iterations": 2, "epochs": 1, "batch_size": 32, "n_anchors": 24, "admm_iterations": 20},
+}
+FIRST_TERM = {DeepBit: "quantization", SSDH: "pairwise", SADH: "regression"}
+METHODS = pytest.mark.parametrize("cls", list(SMALL), ids=lambda cls: cls.name)
+MODES = pytest.mark.parametrize("frozen", [False, True], ids=["images", "frozen"])
+
+
+def small(cls, **overrides):
+    return cls(**{"n_bits": 8, **SMALL[cls], **overrides})
+
+
+@METHODS
+def test_registered_as_image_methods(cls):
+    assert hb.list_methods()[cls.name] is cls
+    assert cls.input_kind == "images"
+    assert cls.citation and "Free choices" in sys.modules[cls.__module__].__doc__
+    method = hb.create_method(cls.name, n_bits=16, seed=4, frozen_backbone=True, preset="quick")
+    assert isinstance(method, cls) and clone(method).get_params() == method.get_params()
+
+
+@METHODS
+@MODES
+def test_codes_have_the_asked_shape_and_are_deterministic(cls, frozen, one_thread):
+    train, query = image_split(96, seed=0), image_split(40, seed=1)
+    first = small(cls, seed=3, frozen_backbone=frozen).fit(train)
+    again = small(cls, seed=3, frozen_backbone=frozen).fit(train)
+    codes = first.encode(query)
+    assert codes.n_bits == 8 and len(codes) == 40
+    np.testing.assert_array_equal(codes.unpack(), again.encode(query).unpack())
+    np.testing.assert_array_equal(codes.unpack(), first.encode(query).unpack())
+
+
+@METHODS
+def test_image_mode_fine_tunes_the_backbone_and_frozen_mode_trains_the_code_layer_only(cls, one_thread):
+    train = image_split(64)
+    tuned = small(cls).fit(train)
+    frozen = small(cls, frozen_backbone=True).fit(train)
+    backbone_size = sum(p.numel() for p in TinyBackbone().parameters())
+    assert tuned.n_parameters() == {"code_layer": 16 * 8 + 8, "backbone": backbone_size}
+    assert frozen.n_parameters() == {"code_layer": 16 * 8 + 8}
+    start = TinyBackbone().state_dict()
+    changed = [not np.allclose(start[k], v.detach().numpy()) for k, v in tuned.network_.backbone.state_dict().items()]
+    assert any(changed)
+
+
+@METHODS
+def test_image_mode_without_images_suggests_frozen_mode(cls):
+    features_only = image_split(32, images=False)
+    with pytest.raises(hb.InvalidInputError, match="frozen_backbone=True"):
+        small(cls).fit(features_only)
+
+
+@METHODS
+def test_frozen_mode_needs_no_images_but_features(cls, one_thread):
+    method = small(cls, frozen_backbone=True).fit(image_split(64, images=False))
+    assert method.encode(image_split(20, seed=2, images=False)).n_bits == 8
+    with pytest.raises(hb.InvalidInputError, match="frozen_backbone=True.*no"):
+        small(cls, frozen_backbone=True).fit(image_split(32, features=False))
+
+
+@METHODS
+def test_image_mode_works_without_stored_features(cls, one_thread):
+    method = small(cls).fit(image_split(64, features=False))
+    assert method.encode(image_split(20, seed=2, features=False)).n_bits == 8
+
+
+@METHODS
+def test_presets_set_schedules_and_explicit_arguments_win(cls):
+    quick = cls.presets["quick"]
+    assert set(quick) == set(cls.presets["paper"])
+    assert all(quick[k] <= cls.presets["paper"][k] for k in quick if k != "batch_size")
+    method = cls(preset="quick", epochs=1)
+    assert method._resolve_settings() == {**quick, "epochs": 1}
+    with pytest.raises(hb.InvalidInputError, match="preset"):
+        cls(preset="fast").fit(image_split(32))
+    with pytest.raises(hb.InvalidInputError, match="batch_size"):
+        cls(batch_size=0).fit(image_split(32))
+
+
+@METHODS
+def test_nan_during_training_names_the_epoch_and_the_term(cls, one_thread):
+    train = image_split(64, backbone=NaNBackbone)
+    with pytest.raises(hb.TrainingDivergedError, match=f"'{FIRST_TERM[cls]}'.*epoch 1"):
+        small(cls).fit(train)
+
+
+@METHODS
+def test_epoch_callback_sees_an_encodable_model(cls, one_thread):
+    train, seen = image_split(64), []
+    method = small(cls, frozen_backbone=True)
+    method.fit(train, callback=lambda epoch, hasher: seen.append((epoch, hasher.encode(train).n_bits)))
+    assert [epoch for epoch, _ in seen] == list(range(1, len(method.history_) + 1))
+    assert all(bits == 8 for _, bits in seen)
