@@ -70,11 +70,18 @@ class AnchorGraph:
         return self.z @ (self.inv_degree[:, None] * (self.z.T @ codes)) - codes.mean(0, keepdim=True)
 
     def leading_eigenvectors(self, k: int) -> torch.Tensor:
-        """A's k leading eigenvectors after the constant one (eigenvalue 1), as (n, k) columns."""
+        """The k leading eigenvectors of ``A - 11^T/n``, as (n, k) columns.
+
+        With ``P = Z Λ^-1/2`` and the unit vector ``u = Λ^1/2 1 / sqrt(n)`` (so ``P u`` is the
+        constant vector over sqrt(n)), ``A - 11^T/n = (P Q)(P Q)^T`` with ``Q = I - u u^T``: its
+        eigenvectors come from the m x m matrix ``(P Q)^T (P Q)``.
+        """
         scaled = self.z * self.inv_degree.sqrt()
-        values, vectors = torch.linalg.eigh(scaled.T @ scaled)
-        order = torch.argsort(values, descending=True)[1 : k + 1]
-        return scaled @ vectors[:, order] / values[order].clamp_min(1e-12).sqrt()
+        u = (1.0 / self.inv_degree).sqrt() / np.sqrt(len(self.z))
+        projected = scaled - (scaled @ u)[:, None] * u[None, :]
+        values, vectors = torch.linalg.eigh(projected.T @ projected)
+        top = torch.argsort(values, descending=True)[:k]
+        return projected @ vectors[:, top] / values[top].clamp_min(1e-12).sqrt()
 
 
 def discrete_codes(graph: AnchorGraph, start: torch.Tensor, decorrelation: float, iterations: int) -> torch.Tensor:

@@ -23,7 +23,9 @@ class TinyBackbone(nn.Module):
         super().__init__()
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(1234)
-        self.layers = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.AvgPool2d(4), nn.Flatten(), nn.Linear(64, 16))
+        self.layers = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.AvgPool2d(4), nn.Flatten(), nn.Linear(64, 16, bias=False)
+        )
         torch.random.set_rng_state(generator_state)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hashbench.methods._cnn import CodeNetwork
+from hashbench.methods.deepbit import (
+    DeepBit,
+    even_distribution_loss,
+    quantization_loss,
+    rotate_each,
+    rotation_loss,
+)
+from tests.methods.image_checks import TinyBackbone, image_split, one_thread, parameter_gradients  # noqa: F401
+
+
+def network_and_images(n=16):
+    torch.manual_seed(0)
+    images = torch.as_tensor(image_split(n).images.pixels).float() / 255
+    return CodeNetwork(TinyBackbone(), 16, 8, nn.ReLU()), images
+
+
+def test_each_loss_term_sends_a_gradient_to_the_network():
+    network, images = network_and_images()
+    activations = network(images)
+    assert ((activations > 0.5).float().mean(0) != 0.5).any()  # so the even-distribution term is not at rest
+    assert parameter_gradients(network, quantization_loss(network(images))) > 0
+    assert parameter_gradients(network, even_distribution_loss(network(images))) > 0
+    angles = torch.tensor([10.0, -5.0] * (len(images) // 2))
+    rotated = network(rotate_each(images, angles))
+    assert parameter_gradients(network, rotation_loss(network(images), rotated, angles)) > 0
+
+
+def test_loss_values_follow_their_definitions():
+    activations = torch.tensor([[0.9, 0.2], [0.7, 0.4]])
+    # bits [[1, 0], [1, 0]]: squared gaps 0.01 + 0.04 and 0.09 + 0.16, halved, mean over items
+    assert quantization_loss(activations).item() == pytest.approx(0.5 * (0.05 + 0.25) / 2)
+    # bit means 1 and 0: (0.5^2 + 0.5^2) / 2
+    assert even_distribution_loss(activations).item() == pytest.approx(0.25)
+    same = rotation_loss(activations, activations, torch.tensor([5.0, 10.0]))
+    assert same.item() == 0.0
+    shifted = rotation_loss(activations, activations + 1.0, torch.tensor([0.0, 5.0]))
+    assert shifted.item() == pytest.approx(0.5 * (2.0 + 2.0 * np.exp(-0.5)) / 2)
+
+
+def test_rotate_each_rotates_each_image_by_its_own_angle():
+    images = torch.rand(3, 1, 8, 8)
+    rotated = rotate_each(images, torch.tensor([0.0, 90.0, -90.0]))
+    torch.testing.assert_close(rotated[0], images[0])
+    torch.testing.assert_close(rotated[1], torch.rot90(images[1], 1, dims=(1, 2)))
+    torch.testing.assert_close(rotated[2], torch.rot90(images[2], -1, dims=(1, 2)))
+
+
+def test_rotation_stage_runs_in_image_mode_only(one_thread):
+    train = image_split(64)
+    tuned = DeepBit(n_bits=8, epochs=2, rotation_epochs=1, batch_size=32).fit(train)
+    assert ["rotation" in h for h in tuned.history_] == [False, False, True]
+    frozen = DeepBit(n_bits=8, epochs=2, rotation_epochs=1, batch_size=32, frozen_backbone=True).fit(train)
+    assert len(frozen.history_) == 2 and not any("rotation" in h for h in frozen.history_)
+
+
+@pytest.mark.parametrize("threshold", ["mean", "bit-mean"])
+def test_codes_threshold_at_the_stored_training_mean(threshold, one_thread):
+    train = image_split(64)
+    method = DeepBit(n_bits=8, epochs=2, rotation_epochs=0, batch_size=32, threshold=threshold).fit(train)
+    outputs = method._outputs(method.network_, train)
+    expected = outputs.mean() if threshold == "mean" else outputs.mean(axis=0)
+    np.testing.assert_allclose(method.threshold_, np.broadcast_to(expected, (8,)), rtol=1e-5)
+    np.testing.assert_array_equal(method.encode(train).unpack(), outputs - method.threshold_ >= 0)
+
+
+def test_loss_decreases_on_a_small_problem(one_thread):
+    method = DeepBit(n_bits=8, epochs=8, rotation_epochs=0, batch_size=32, learning_rate=0.05).fit(image_split(96))
+    totals = [h["quantization"] + h["even_distribution"] for h in method.history_]
+    assert totals[-1] < 0.9 * totals[0]

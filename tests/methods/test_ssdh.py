@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+import torch
+
+import hashbench as hb
+from hashbench.datasets.base import Split
+from hashbench.methods.ssdh import (
+    SSDH,
+    DistanceThresholds,
+    cosine_distances,
+    fit_half_gaussians,
+    pairwise_loss,
+    pseudo_similarity,
+)
+from tests.methods.image_checks import one_thread  # noqa: F401
+
+
+def half_gaussian_distances(mode=0.6, sigma_left=0.05, sigma_right=0.12, n=200_000, seed=0):
+    """Distances whose histogram is two half Gaussians joined at ``mode`` (equal mass each side)."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([mode - np.abs(rng.normal(0, sigma_left, n)), mode + np.abs(rng.normal(0, sigma_right, n))])
+
+
+def test_thresholds_from_a_hand_made_histogram():
+    thresholds = fit_half_gaussians(half_gaussian_distances(), alpha=2.0, bins=200)
+    assert thresholds.mode == pytest.approx(0.6, abs=0.01)
+    assert thresholds.sigma_left == pytest.approx(0.05, rel=0.1)
+    assert thresholds.sigma_right == pytest.approx(0.12, rel=0.1)
+    assert thresholds.similar_below == pytest.approx(0.5, abs=0.02)
+    assert thresholds.dissimilar_above == pytest.approx(0.84, abs=0.03)
+
+
+def test_degenerate_distances_are_an_error():
+    with pytest.raises(hb.InvalidInputError, match="both sides"):
+        fit_half_gaussians(np.full(100, 0.3))
+
+
+def test_pseudo_similarity_marks_close_far_and_unknown_pairs():
+    thresholds = DistanceThresholds(mode=0.5, sigma_left=0.1, sigma_right=0.1, alpha=2.0)  # 0.3 and 0.7
+    distances = torch.tensor([[0.0, 0.1, 0.5, 0.9], [0.1, 0.0, 0.65, 0.75], [0.5, 0.65, 0.0, 0.29], [0.9, 0.75, 0.29, 0.0]])
+    expected = torch.tensor([[0, 1, 0, -1], [1, 0, 0, -1], [0, 0, 0, 1], [-1, -1, 1, 0]], dtype=torch.float32)
+    torch.testing.assert_close(pseudo_similarity(distances, thresholds), expected)
+
+
+def test_cosine_distances():
+    features = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 3.0], [-1.0, 0.0]])
+    torch.testing.assert_close(cosine_distances(features)[0], torch.tensor([0.0, 0.0, 1.0, 2.0]))
+
+
+def test_pairwise_loss_is_zero_for_agreeing_codes_and_otherwise_has_a_gradient():
+    codes = torch.tensor([[1.0, 1.0], [1.0, 1.0], [-1.0, -1.0]])
+    similarity = torch.tensor([[0.0, 1.0, -1.0], [1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])
+    assert pairwise_loss(codes, similarity).item() == 0.0
+    relaxed = torch.tensor([[0.5, -0.2], [0.1, 0.3], [0.2, 0.4]], requires_grad=True)
+    pairwise_loss(relaxed, similarity).backward()
+    assert relaxed.grad.abs().sum() > 0
+    assert pairwise_loss(relaxed, torch.zeros(3, 3)).item() == 0.0
+
+
+def noisy_clusters(n=300, n_clusters=10, dim=32, seed=0) -> Split:
+    """Non-negative features of overlapping clusters: unimodal cosine distances, like CNN features."""
+    rng = np.random.default_rng(seed)
+    centres = rng.random((n_clusters, dim))
+    cluster = rng.integers(0, n_clusters, n)
+    features = np.abs(centres[cluster] + rng.normal(0, 0.25, (n, dim)))
+    return Split(features=features.astype(np.float32), labels=np.eye(n_clusters, dtype=np.uint8)[cluster], name="train")
+
+
+def test_loss_decreases_and_codes_keep_the_structure(one_thread):
+    train = noisy_clusters()
+    method = SSDH(n_bits=16, frozen_backbone=True, epochs=15, batch_size=64, learning_rate=0.05).fit(train)
+    losses = [h["pairwise"] for h in method.history_]
+    assert losses[-1] < 0.8 * losses[0]
+    codes = method.encode(train)
+    assert hb.evaluate(codes, codes, train.labels, train.labels, topk=50).map > 0.5
