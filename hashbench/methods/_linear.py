@@ -18,10 +18,12 @@ depend on which LAPACK routine (or which route) produced the eigenvectors.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cache
 
 import numpy as np
 import scipy.linalg
 from sklearn.utils.extmath import randomized_svd
+from threadpoolctl import ThreadpoolController
 
 from hashbench.errors import InvalidInputError
 from hashbench.hasher import Hasher
@@ -71,6 +73,18 @@ def l2_normalise_rows(data: np.ndarray) -> np.ndarray:
 def row_blocks(n: int, block_rows: int = ENCODE_BLOCK_ROWS) -> Iterator[slice]:
     for start in range(0, n, block_rows):
         yield slice(start, min(start + block_rows, n))
+
+
+@cache
+def _blas_controller() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def single_threaded_blas():
+    """Context manager for loops of small (e.g. 300 x 300 or n x 128 by 128 x 128) products:
+    there BLAS threads only add synchronisation, several times slower on a busy 2-core machine.
+    (The controller is built once: building it scans the loaded libraries.)"""
+    return _blas_controller().limit(limits=1)
 
 
 def check_bits_within_width(hasher: Hasher, width: int, what: str) -> None:

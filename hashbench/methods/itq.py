@@ -24,7 +24,13 @@ import numpy as np
 import scipy.linalg
 
 from hashbench._validation import check_positive_int
-from hashbench.methods._linear import ProjectionHasher, check_bits_within_width, principal_components, project
+from hashbench.methods._linear import (
+    ProjectionHasher,
+    check_bits_within_width,
+    principal_components,
+    project,
+    single_threaded_blas,
+)
 
 
 class ITQ(ProjectionHasher):
@@ -47,12 +53,15 @@ class ITQ(ProjectionHasher):
         mean, components, _ = principal_components(data, self.n_bits, self.seed)
         projected = project(data, mean, components).astype(np.float64)
         rotation = random_rotation(self.n_bits, self._rng())
+        rotated = projected @ rotation
         self.mean_ = mean
         self.quantization_loss_ = np.empty(self.n_iter)
         for iteration in range(self.n_iter):
-            codes = np.where(projected @ rotation >= 0, 1.0, -1.0)
-            rotation, _ = scipy.linalg.orthogonal_procrustes(projected, codes)
-            self.quantization_loss_[iteration] = np.square(codes - projected @ rotation).sum()
+            with single_threaded_blas():
+                codes = np.where(rotated >= 0, 1.0, -1.0)
+                rotation, _ = scipy.linalg.orthogonal_procrustes(projected, codes)
+                rotated = projected @ rotation
+                self.quantization_loss_[iteration] = np.square(codes - rotated).sum()
             self.projection_ = components @ rotation
             if callback is not None:
                 self.is_fitted_ = True

@@ -26,7 +26,7 @@ import scipy.linalg
 
 from hashbench._validation import check_positive_int
 from hashbench.hasher import Hasher
-from hashbench.methods._linear import l2_normalise_rows, row_blocks
+from hashbench.methods._linear import l2_normalise_rows, row_blocks, single_threaded_blas
 
 
 class SGH(Hasher):
@@ -68,29 +68,35 @@ class SGH(Hasher):
         self.weights_ = self._learn_bits(kernel, *similarity_factors(data, self.rho), rng)
 
     def _learn_bits(self, kernel, left, right, rng) -> np.ndarray:
-        """Sequential learning of the (m, n_bits) projection, then the refinement passes."""
-        residual = self.n_bits * (kernel.T @ left) @ (kernel.T @ right).T
-        residual = (residual + residual.T) / 2  # S = P Q^T is symmetric; remove rounding asymmetry
+        """Sequential learning of the (m, n_bits) projection, then the refinement passes.
+
+        Solved in whitened coordinates: with K^T K + ridge I = L L^T and K' = K L^-T, each
+        generalised eigenproblem becomes the standard one for K'^T R K', and w = L^-T u."""
         gram = kernel.T @ kernel + self.ridge * np.eye(kernel.shape[1])
+        cholesky = scipy.linalg.cholesky(gram, lower=True)
+        whitened = scipy.linalg.solve_triangular(cholesky, kernel.T, lower=True).T
+        residual = self.n_bits * (whitened.T @ left) @ (whitened.T @ right).T
+        residual = (residual + residual.T) / 2  # S = P Q^T is symmetric; remove rounding asymmetry
         m = kernel.shape[1]
 
         def top_direction(matrix):
-            return scipy.linalg.eigh(matrix, gram, subset_by_index=[m - 1, m - 1])[1][:, 0]
+            return scipy.linalg.eigh(matrix, subset_by_index=[m - 1, m - 1])[1][:, 0]
 
-        def explained(w):
-            spread = kernel.T @ np.sign(kernel @ w)
+        def explained(u):
+            spread = whitened.T @ np.sign(whitened @ u)
             return np.outer(spread, spread)
 
-        weights = np.zeros((m, self.n_bits))
-        for bit in range(self.n_bits):
-            weights[:, bit] = top_direction(residual)
-            residual -= explained(weights[:, bit])
-        for _ in range(self.n_refinements):
-            for bit in rng.permutation(self.n_bits):
-                residual += explained(weights[:, bit])
-                weights[:, bit] = top_direction(residual)
-                residual -= explained(weights[:, bit])
-        return weights
+        directions = np.zeros((m, self.n_bits))
+        with single_threaded_blas():
+            for bit in range(self.n_bits):
+                directions[:, bit] = top_direction(residual)
+                residual -= explained(directions[:, bit])
+            for _ in range(self.n_refinements):
+                for bit in rng.permutation(self.n_bits):
+                    residual += explained(directions[:, bit])
+                    directions[:, bit] = top_direction(residual)
+                    residual -= explained(directions[:, bit])
+        return scipy.linalg.solve_triangular(cholesky.T, directions, lower=False)
 
     def _encode(self, split) -> np.ndarray:
         return np.concatenate([self._kernel_features(split.features[rows]) @ self.weights_ for rows in row_blocks(len(split))])
