@@ -11,7 +11,7 @@ honour tqdm's ``TQDM_DISABLE`` environment variable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -42,6 +42,12 @@ def check_finite_losses(terms: dict[str, float], epoch: int, method: str) -> Non
                 f"{method}: loss term {term!r} became {value} at epoch {epoch}; training stopped "
                 "(try a smaller learning rate or check the input features)"
             )
+
+
+def check_finite_terms(terms: dict[str, torch.Tensor], epoch: int, method: str) -> None:
+    """Per-step form of :func:`check_finite_losses` on loss tensors (one device sync when all are finite)."""
+    if not torch.isfinite(torch.stack([value.detach() for value in terms.values()])).all():
+        check_finite_losses({key: float(value.detach()) for key, value in terms.items()}, epoch, method)
 
 
 class TorchHasher(Hasher):
@@ -95,6 +101,32 @@ def optimiser_step(optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
+
+
+def run_batches(
+    batches: Iterable[torch.Tensor],
+    loss_terms: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    steps: list[tuple[torch.optim.Optimizer, Callable[[dict], torch.Tensor]]],
+    *,
+    epoch: int,
+    method: str,
+) -> dict[str, torch.Tensor]:
+    """One training epoch over ``batches``; the mean of each loss term.
+
+    For each batch of row indices, ``terms = loss_terms(rows)``; a non-finite term stops training
+    before any step uses it, so the error names the term that diverged first (later terms would
+    all be NaN). Then, for each ``(optimiser, total)`` in ``steps``, one step on ``total(terms)``.
+    """
+    sums, n_batches = {}, 0
+    for rows in batches:
+        terms = loss_terms(rows)
+        check_finite_terms(terms, epoch, method)
+        for optimiser, total in steps:
+            optimiser_step(optimiser, total(terms))
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + value.detach()
+        n_batches += 1
+    return {key: value / n_batches for key, value in sums.items()}
 
 
 def minibatches(n: int, batch_size: int, generator: torch.Generator, *, shuffle: bool = True) -> Iterator[torch.Tensor]:

@@ -44,7 +44,7 @@ from torch import nn
 
 from hashbench._validation import check_positive_int
 from hashbench.datasets.base import Split
-from hashbench.methods._torch import TorchHasher, encode_in_batches, minibatches, optimiser_step
+from hashbench.methods._torch import TorchHasher, encode_in_batches, minibatches, run_batches
 
 PRESETS = {
     "paper": {"epochs": 100, "batch_size": 400},
@@ -70,7 +70,10 @@ def symmetric_normalised(adjacency: torch.Tensor) -> torch.Tensor:
     return inv_sqrt_degree[:, None] * adjacency * inv_sqrt_degree[None, :]
 
 
-def discriminator(width_in: int, hidden: int) -> nn.Module:
+def discriminator(width_in: int, hidden: int | None) -> nn.Module:
+    """A logistic discriminator (as the release) or, with ``hidden`` units, one ReLU layer first (as the paper)."""
+    if hidden is None:
+        return nn.Linear(width_in, 1)
     return nn.Sequential(nn.Linear(width_in, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
 
@@ -126,9 +129,10 @@ class TBH(TorchHasher):
         lr: float = 1e-4,
         middle_width: int = 1024,
         continuous_width: int = 512,
-        discriminator_width: int = 1024,
+        discriminator_width: int | None = None,
         adjacency_power: float = 1.4,
         adversarial_weight: float = 1.0,
+        stochastic_neurons: bool = True,
     ):
         super().__init__(n_bits, seed=seed, device=device)
         self.preset = preset
@@ -140,6 +144,7 @@ class TBH(TorchHasher):
         self.discriminator_width = discriminator_width
         self.adjacency_power = adjacency_power
         self.adversarial_weight = adversarial_weight
+        self.stochastic_neurons = stochastic_neurons
 
     def _fit(self, train: Split, callback) -> None:
         settings = self._preset_values(PRESETS)
@@ -163,16 +168,18 @@ class TBH(TorchHasher):
         discriminators = [self.code_discriminator_, self.continuous_discriminator_]
         discriminator_optimiser = torch.optim.Adam([p for d in discriminators for p in d.parameters()], lr=self.lr)
 
+        # per batch: one encoder/decoder step, then one discriminator step
+        steps = [
+            (autoencoder_optimiser, self._autoencoder_loss),
+            (discriminator_optimiser, lambda terms: terms["code_critic"] + terms["continuous_critic"]),
+        ]
+
+        def loss_terms(rows):
+            return self._loss_terms(features[rows], generator)
+
         def run_epoch(epoch):
-            sums, n_batches = {}, 0
-            for batch in minibatches(len(features), batch_size, generator):
-                terms = self._loss_terms(features[batch.to(self.device_)], generator)
-                optimiser_step(autoencoder_optimiser, self._autoencoder_loss(terms))
-                optimiser_step(discriminator_optimiser, terms["code_critic"] + terms["continuous_critic"])
-                for key, value in terms.items():
-                    sums[key] = sums.get(key, 0.0) + value.detach()
-                n_batches += 1
-            return {key: value / n_batches for key, value in sums.items()}
+            batches = minibatches(len(features), batch_size, generator)
+            return run_batches(batches, loss_terms, steps, epoch=epoch, method=self.name)
 
         self._train_epochs(epochs, run_epoch, [self.autoencoder_, *discriminators], callback)
 
@@ -184,7 +191,11 @@ class TBH(TorchHasher):
         """Encoder/decoder terms (reconstruction, adversarial) and discriminator (critic) terms.
         The critic terms see detached encoder outputs, so each term trains only its own side."""
         n = len(x)
-        thresholds = self._uniform((n, self.n_bits), generator)
+        thresholds = (
+            self._uniform((n, self.n_bits), generator)
+            if self.stochastic_neurons
+            else torch.full((n, self.n_bits), 0.5, device=x.device)
+        )
         bits, decoded, reconstruction = self.autoencoder_(x, thresholds)
         code_prior = (self._uniform((n, self.n_bits), generator) < 0.5).float()
         continuous_prior = self._uniform((n, self.continuous_width), generator)

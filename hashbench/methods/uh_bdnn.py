@@ -37,7 +37,7 @@ from torch import nn
 from hashbench._validation import check_positive_int
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
-from hashbench.methods._torch import TorchHasher, encode_in_batches
+from hashbench.methods._torch import TorchHasher, check_finite_terms, encode_in_batches
 from hashbench.registry import create_method
 
 PRESETS = {
@@ -111,13 +111,15 @@ class UHBDNN(TorchHasher):
             self.network_.parameters(), max_iter=settings["lbfgs_iterations"], line_search_fn="strong_wolfe"
         )
 
-        def objective():
-            optimiser.zero_grad(set_to_none=True)
-            loss = sum(self._loss_terms(centred, targets).values())
-            loss.backward()
-            return loss
-
         def run_epoch(epoch):
+            def objective():
+                optimiser.zero_grad(set_to_none=True)
+                terms = self._loss_terms(centred, targets)
+                check_finite_terms(terms, epoch, self.name)
+                loss = sum(terms.values())
+                loss.backward()
+                return loss
+
             optimiser.step(objective)
             with torch.no_grad():
                 terms = self._loss_terms(centred, targets)

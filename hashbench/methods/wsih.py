@@ -50,7 +50,7 @@ from torch import nn
 from hashbench._validation import check_positive_int
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
-from hashbench.methods._torch import TorchHasher, encode_in_batches, minibatches, optimiser_step
+from hashbench.methods._torch import TorchHasher, encode_in_batches, minibatches, run_batches
 
 PRESETS = {
     "paper": {"web_epochs": 180, "web_batch_size": 8192, "epochs": 50, "batch_size": 128},
@@ -71,17 +71,20 @@ def relation_target(features: torch.Tensor) -> torch.Tensor:
     return 1.2 * (0.7 * similarity + 0.3 * similarity @ similarity / len(features))
 
 
+def linear_block(width_in: int, width_out: int, activation: nn.Module | None = None) -> nn.Sequential:
+    """Linear, batch norm, then ``activation`` (ReLU unless given)."""
+    return nn.Sequential(nn.Linear(width_in, width_out), nn.BatchNorm1d(width_out), activation or nn.ReLU())
+
+
 class PrototypeNetwork(nn.Module):
     """Stage 1's network; stage 2 reuses it with prototype attention after block 1."""
 
     def __init__(self, n_features: int, n_bits: int, n_classes: int, widths: dict[str, int]):
         super().__init__()
-        self.block1 = nn.Sequential(nn.Linear(n_features, widths["block1"]), nn.BatchNorm1d(widths["block1"]), nn.ReLU())
-        self.block2 = nn.Sequential(
-            nn.Linear(widths["block1"], widths["block2"]), nn.BatchNorm1d(widths["block2"]), nn.ReLU(), nn.Dropout(0.4)
-        )
-        self.block3 = nn.Sequential(nn.Linear(widths["block2"], widths["block3"]), nn.BatchNorm1d(widths["block3"]), nn.ReLU())
-        self.code = nn.Sequential(nn.Linear(widths["block3"], n_bits), nn.BatchNorm1d(n_bits), nn.Tanh())
+        self.block1 = linear_block(n_features, widths["block1"])
+        self.block2 = nn.Sequential(*linear_block(widths["block1"], widths["block2"]), nn.Dropout(0.4))
+        self.block3 = linear_block(widths["block2"], widths["block3"])
+        self.code = linear_block(widths["block3"], n_bits, nn.Tanh())
         self.classifier = nn.Linear(n_bits, n_classes)
         self.register_buffer("prototypes", torch.zeros(n_classes, widths["block1"]))
         self.attend = False
@@ -188,9 +191,12 @@ class WSIH(TorchHasher):
     def _train_on_web(self, features, labels, settings, generator) -> None:
         optimiser = torch.optim.Adam(self.network_.parameters(), lr=self.lr)
 
+        def loss_terms(rows):
+            return self._web_loss_terms(features[rows], labels[rows])
+
         def run_epoch(epoch):
             batches = minibatches(len(features), settings["web_batch_size"], generator)
-            return run_batches(batches, lambda rows: self._web_loss_terms(features[rows], labels[rows]), optimiser)
+            return run_batches(batches, loss_terms, [(optimiser, total)], epoch=epoch, method=self.name)
 
         self._train_epochs(settings["web_epochs"], run_epoch, [self.network_], callback=None)
 
@@ -202,9 +208,12 @@ class WSIH(TorchHasher):
         trained = [network.block3, network.code, self.decoder_]
         optimiser = torch.optim.Adam([p for module in trained for p in module.parameters()], lr=self.lr)
 
+        def loss_terms(rows):
+            return self._target_loss_terms(features[rows])
+
         def run_epoch(epoch):
             batches = minibatches(len(features), settings["batch_size"], generator)
-            return run_batches(batches, lambda rows: self._target_loss_terms(features[rows]), optimiser)
+            return run_batches(batches, loss_terms, [(optimiser, total)], epoch=epoch, method=self.name)
 
         # frozen blocks stay in eval mode: only the trained modules are switched to training mode
         self._train_epochs(settings["epochs"], run_epoch, trained, callback)
@@ -237,13 +246,6 @@ class WSIH(TorchHasher):
         return encode_in_batches(lambda rows: self.network_(features[rows]), len(features))
 
 
-def run_batches(batches, loss_terms, optimiser: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    """One optimiser step per batch on the sum of ``loss_terms(rows)``; the mean of each term."""
-    sums, n_batches = {}, 0
-    for rows in batches:
-        terms = loss_terms(rows)
-        optimiser_step(optimiser, sum(terms.values()))
-        for key, value in terms.items():
-            sums[key] = sums.get(key, 0.0) + value.detach()
-        n_batches += 1
-    return {key: value / n_batches for key, value in sums.items()}
+def total(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The loss: terms carry their weights already."""
+    return sum(terms.values())

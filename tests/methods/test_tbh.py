@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from hashbench.methods.tbh import TBH, hamming_adjacency, stochastic_binary
+from tests.methods.feature_deep_checks import (  # noqa: F401  (shared checks run for TBH)
+    check_nan_is_reported_with_epoch_and_term,
+    feature_split,
+    one_thread,
+    parameter_gradients,
+    test_callback_sees_each_epoch_with_an_encodable_model,
+    test_codes_have_the_asked_shape,
+    test_explicit_settings_override_the_preset_and_unknown_presets_are_named,
+    test_non_positive_epochs_are_rejected_by_name,
+    test_parameter_counts_are_reported_per_network,
+    test_same_seed_same_codes_other_seed_other_codes,
+)
+
+SMALL = dict(n_bits=8, epochs=3, batch_size=40, lr=1e-3, middle_width=32, continuous_width=16, discriminator_width=16)
+
+
+@pytest.fixture
+def make_method():
+    return lambda **overrides: TBH(**{**SMALL, **overrides})
+
+
+def test_stochastic_neurons_threshold_forward_and_pass_the_sigmoid_gradient_back():
+    logits = torch.tensor([[-1.0, 0.2, 2.0]], requires_grad=True)
+    bits = stochastic_binary(logits, torch.tensor([[0.1, 0.6, 0.5]]))
+    assert bits.tolist() == [[1.0, 0.0, 1.0]]
+    bits.sum().backward()
+    prob = torch.sigmoid(logits.detach())
+    torch.testing.assert_close(logits.grad, prob * (1 - prob))
+
+
+def test_adjacency_is_one_minus_normalised_hamming_to_the_power():
+    bits = torch.tensor([[1.0, 0, 1, 1], [1, 0, 1, 0], [0, 1, 0, 0]])
+    adjacency = hamming_adjacency(bits, 1.4)
+    expected = torch.tensor([[1, 0.75**1.4, 0], [0.75**1.4, 1, 0.25**1.4], [0, 0.25**1.4, 1]])
+    torch.testing.assert_close(adjacency, expected)
+
+
+def test_each_loss_term_trains_its_own_side(make_method, one_thread):
+    method = make_method().fit(feature_split())
+    x = torch.as_tensor(feature_split().features)
+    generator = torch.Generator().manual_seed(0)
+    discriminators = torch.nn.ModuleList([method.code_discriminator_, method.continuous_discriminator_])
+    for term in ("reconstruction", "code_adversarial", "continuous_adversarial"):
+        assert parameter_gradients(method.autoencoder_, method._loss_terms(x, generator)[term]) > 0, term
+    for term in ("code_critic", "continuous_critic"):
+        terms = method._loss_terms(x, generator)
+        method.autoencoder_.zero_grad()
+        assert parameter_gradients(discriminators, terms[term]) > 0, term
+        assert all(p.grad is None for p in method.autoencoder_.parameters()), term
+
+
+def test_reconstruction_decreases_on_a_small_problem(one_thread):
+    method = TBH(**{**SMALL, "epochs": 15}).fit(feature_split())
+    reconstruction = [h["reconstruction"] for h in method.history_]
+    assert reconstruction[-1] < 0.75 * reconstruction[0]
+
+
+def test_release_thresholds_train_deterministically_at_one_half(one_thread):
+    train = feature_split()
+    method = TBH(**SMALL, stochastic_neurons=False).fit(train)
+    x = torch.as_tensor(train.features)
+    first = method._loss_terms(x, torch.Generator().manual_seed(0))["reconstruction"]
+    second = method._loss_terms(x, torch.Generator().manual_seed(1))["reconstruction"]
+    torch.testing.assert_close(first, second)
+
+
+def test_nan_names_epoch_and_term(make_method, one_thread):
+    check_nan_is_reported_with_epoch_and_term(make_method(), "_loss_terms", "continuous_adversarial")
