@@ -22,7 +22,7 @@ from torch import nn
 from hashbench._validation import check_choice, check_positive_int
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
-from hashbench.methods._torch import TorchHasher, encode_in_batches, optimiser_step
+from hashbench.methods._torch import TorchHasher, encode_in_batches
 
 THRESHOLDS = ("mean", "bit-mean")
 ENCODE_BATCH = 256
@@ -32,23 +32,6 @@ def load_images(split: Split, indices, device: torch.device) -> torch.Tensor:
     """Images ``indices`` of ``split`` as a float tensor in [0, 1], shape (k, C, H, W)."""
     pixels = split.images.load(np.asarray(indices))
     return torch.as_tensor(pixels, device=device).float().div_(255.0)
-
-
-def optimise_epoch(
-    batches: list[torch.Tensor],
-    loss_terms: Callable[[torch.Tensor], dict],
-    total: Callable[[dict], torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-) -> dict:
-    """One optimiser step per batch of indices on ``total(loss_terms(indices))``; returns the mean
-    of each loss term over the epoch, as ``_train_epochs`` records them."""
-    means: dict[str, float] = {}
-    for indices in batches:
-        terms = loss_terms(indices)
-        optimiser_step(optimizer, total(terms))
-        for key, value in terms.items():
-            means[key] = means.get(key, 0.0) + float(value.detach()) / len(batches)
-    return means
 
 
 class CodeNetwork(nn.Module):
@@ -132,7 +115,7 @@ class CNNHasher(TorchHasher):
             return backbone.eval()(load_images(train, [0], torch.device("cpu"))).shape[1]
 
     def _optimizer(self, network: CodeNetwork, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
-        """SGD with momentum 0.9, the solver of the Caffe / MatConvNet releases of these papers."""
+        """SGD with momentum 0.9 (the DeepBit release's Caffe solver), for all three methods."""
         return torch.optim.SGD(network.parameters(), lr=learning_rate, momentum=0.9, weight_decay=weight_decay)
 
     # --- outputs ---------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 Unsupervised Deep Neural Networks", CVPR 2016.
 
 A pretrained CNN whose fc8 is replaced by an ``n_bits`` code layer with a ReLU (as in the authors'
-Caffe release), trained in two stages:
+Caffe release; ``activation="sigmoid"`` bounds it to (0, 1) instead), trained in two stages:
 
 - stage 1 (``epochs``): quantisation loss ``1/2 sum_k (b_k - a_k)^2`` between the activations
   ``a`` and their bits ``b = [a > 0.5]``, plus the even-distribution loss ``1/2 sum_k (mu_k -
@@ -25,6 +25,11 @@ Free choices (default):
 - the even-distribution loss counts hard bits, which have no gradient; it passes its gradient to
   the activations straight through (the release's layer spreads it evenly over all activations);
 - ``threshold="mean"`` (release; "bit-mean": the mean of each bit);
+- ``activation="relu"`` (release). With the exact gradients of the losses, the quantisation loss
+  drives some ReLU units below zero for every item, where they stay (constant bits); the
+  release's hand-written backward passes spread one scalar over all activations instead, so its
+  code layer stays close to its random start. ``"sigmoid"`` keeps every bit alive and balanced,
+  but nothing in the objective then keeps the codes close to the features' neighbourhoods;
 - image mode fine-tunes every backbone layer (the paper fine-tunes the network; the release froze
   every VGG layer, which is what ``frozen_backbone=True`` does); frozen mode has no images to
   rotate, so it trains stage 1 only.
@@ -36,10 +41,12 @@ import torch
 from torch import nn
 from torchvision.transforms.v2.functional import rotate
 
+from hashbench._validation import check_choice
 from hashbench.datasets.base import Split
-from hashbench.methods._cnn import CNNHasher, optimise_epoch
-from hashbench.methods._torch import minibatches
+from hashbench.methods._cnn import CNNHasher
+from hashbench.methods._torch import minibatches, run_batches
 
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
 ROTATION_ANGLES = (-10.0, -5.0, 0.0, 5.0, 10.0)
 ROTATION_SIGMA = 5.0
 
@@ -91,6 +98,7 @@ class DeepBit(CNNHasher):
         learning_rate: float = 1e-3,
         weight_decay: float = 5e-4,
         rotation_weight: float = 1e-3,
+        activation: str = "relu",
         threshold: str = "mean",
     ):
         super().__init__(n_bits, seed=seed, device=device)
@@ -102,12 +110,14 @@ class DeepBit(CNNHasher):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.rotation_weight = rotation_weight
+        self.activation = activation
         self.threshold = threshold
 
     def _fit(self, train: Split, callback) -> None:
         settings = self._resolve_settings()
         generator = self._start_training()
-        self.network_ = network = self._build_network(train, nn.ReLU())
+        check_choice(self.activation, ACTIVATIONS, "activation")
+        self.network_ = network = self._build_network(train, ACTIVATIONS[self.activation]())
         inputs = self._batch_inputs(train)
         stage1 = settings["epochs"]
         stage2 = 0 if self.frozen_backbone else settings["rotation_epochs"]
@@ -127,8 +137,8 @@ class DeepBit(CNNHasher):
                     terms = self._add_rotation_terms(network, images, activations, terms, generator)
                 return terms
 
-            batches = list(minibatches(len(train), settings["batch_size"], generator))
-            return optimise_epoch(batches, loss_terms, self._total, optimizer)
+            batches = minibatches(len(train), settings["batch_size"], generator)
+            return run_batches(batches, loss_terms, [(optimizer, self._total)], epoch=epoch, method=self.name)
 
         self._train_network(stage1 + stage2, run_epoch, train, callback)
 

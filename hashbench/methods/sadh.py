@@ -10,7 +10,7 @@ Training alternates three modules, ``outer_iterations`` times:
    directly on the binary set by ADMM over the l2-box reformulation {-1,1}^n = [-1,1]^n ∩ {||b||^2
    = n} (Wu & Ghanem, TPAMI 2018);
 3. deep hash model: the CNN with fc8 replaced by a linear code layer regresses the codes
-   (mean squared error) for ``epochs`` epochs.
+   (Euclidean loss: half the squared distance, averaged over items) for ``epochs`` epochs.
 
 Codes: the network's outputs thresholded at their mean on the training items, stored.
 
@@ -31,6 +31,8 @@ Free choices (default):
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -41,8 +43,8 @@ from torch import nn
 from hashbench._validation import check_positive_int
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
-from hashbench.methods._cnn import CNNHasher, optimise_epoch
-from hashbench.methods._torch import minibatches
+from hashbench.methods._cnn import CNNHasher
+from hashbench.methods._torch import minibatches, run_batches
 
 ADMM_INNER_STEPS = 3
 RHO_START, RHO_GROWTH, RHO_MAX = 0.5, 1.03, 10.0
@@ -179,8 +181,8 @@ class SADH(CNNHasher):
                 if epoch > 1 and not self.frozen_backbone:
                     state["features"] = self._outputs(network, train, features=True)
                 state["codes"] = self._update_codes(state["features"], state["codes"]).float().to(self.device_)
-            batches = list(minibatches(len(train), settings["batch_size"], generator))
-            return optimise_epoch(batches, loss_terms, lambda terms: terms["regression"], optimizer)
+            batches = minibatches(len(train), settings["batch_size"], generator)
+            return run_batches(batches, loss_terms, [(optimizer, itemgetter("regression"))], epoch=epoch, method=self.name)
 
         self._train_network(settings["outer_iterations"] * epochs, run_epoch, train, callback)
 

@@ -25,6 +25,7 @@ Free choices (default):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 import torch
@@ -34,8 +35,8 @@ from torch import nn
 from hashbench._validation import check_positive_int
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
-from hashbench.methods._cnn import CNNHasher, optimise_epoch
-from hashbench.methods._torch import minibatches
+from hashbench.methods._cnn import CNNHasher
+from hashbench.methods._torch import minibatches, run_batches
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,8 @@ class SSDH(CNNHasher):
             return {"pairwise": pairwise_loss(network(inputs(indices.numpy())), similarity)}
 
         def run_epoch(epoch: int) -> dict:
-            batches = list(minibatches(len(train), settings["batch_size"], generator))
-            return optimise_epoch(batches, loss_terms, lambda terms: terms["pairwise"], optimizer)
+            batches = minibatches(len(train), settings["batch_size"], generator)
+            return run_batches(batches, loss_terms, [(optimizer, itemgetter("pairwise"))], epoch=epoch, method=self.name)
 
         self._train_network(settings["epochs"], run_epoch, train, callback)
 

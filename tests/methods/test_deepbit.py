@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch import nn
 
+import hashbench as hb
 from hashbench.methods._cnn import CodeNetwork
 from hashbench.methods.deepbit import (
     DeepBit,
@@ -73,3 +74,12 @@ def test_loss_decreases_on_a_small_problem(one_thread):
     method = DeepBit(n_bits=8, epochs=8, rotation_epochs=0, batch_size=32, learning_rate=0.05).fit(image_split(96))
     totals = [h["quantization"] + h["even_distribution"] for h in method.history_]
     assert totals[-1] < 0.9 * totals[0]
+
+
+def test_activation_choice(one_thread):
+    train = image_split(64)
+    method = DeepBit(n_bits=8, epochs=1, rotation_epochs=0, batch_size=32, activation="sigmoid").fit(train)
+    outputs = method._outputs(method.network_, train)
+    assert ((outputs > 0) & (outputs < 1)).all()
+    with pytest.raises(hb.InvalidInputError, match="activation"):
+        DeepBit(activation="tanh").fit(train)

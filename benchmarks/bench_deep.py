@@ -1,0 +1,95 @@
+"""Deep baselines: MAP@1000, training and encoding seconds, and parameter counts on one dataset.
+
+    .venv/bin/python benchmarks/bench_deep.py                                   # mosaic, 32 and 64 bits
+    .venv/bin/python benchmarks/bench_deep.py --methods deepbit ssdh sadh --preset quick
+    .venv/bin/python benchmarks/bench_deep.py --dataset path/to/data.npz --bits 16 32 64 128
+
+Every method in METHODS (plus the LSH and ITQ references) is fitted on the training split
+(seed 0), query and database are encoded, and the codes scored with ``hb.evaluate(...,
+topk=1000, protocol="official")``. Methods that fine-tune a CNN (``input_kind == "images"``) run
+twice: on the images ("images") and as a code layer on the stored features ("frozen"). Training
+seconds cover ``fit``; encoding seconds cover query plus database. ``--preset`` picks the named
+training schedule of every method that has presets (default: each method's own default).
+Torch and BLAS are limited to ``--threads`` threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from threadpoolctl import threadpool_limits
+
+import hashbench as hb
+
+METHODS = ("uh-bdnn", "tbh", "wsih", "deepbit", "ssdh", "sadh")
+REFERENCES = ("lsh", "itq")
+
+
+def variants(name: str) -> list[tuple[str, dict]]:
+    """(mode, extra keyword arguments) for each way ``name`` runs."""
+    if hb.list_methods()[name].input_kind == "images":
+        return [("images", {"frozen_backbone": False}), ("frozen", {"frozen_backbone": True})]
+    return [("features", {})]
+
+
+def run_cell(dataset, name: str, n_bits: int, seed: int, options: dict) -> dict:
+    method = hb.create_method(name, n_bits=n_bits, seed=seed, **options)
+    start = time.perf_counter()
+    method.fit(dataset.train)
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    query, database = method.encode(dataset.query), method.encode(dataset.database)
+    encode_seconds = time.perf_counter() - start
+    scores = hb.evaluate(query, database, dataset.query.labels, dataset.database.labels, topk=1000, protocol="official")
+    parameters = method.n_parameters() if hasattr(method, "n_parameters") else {}
+    return {"map": scores.map, "fit": fit_seconds, "encode": encode_seconds, "parameters": parameters}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="mosaic", help="registered dataset name or .npz path (default: mosaic)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--bits", type=int, nargs="+", default=[32, 64])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", default=None, help="named schedule, e.g. quick (default: each method's default)")
+    parser.add_argument("--threads", type=int, default=2, help="torch and BLAS threads (default 2)")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    dataset = hb.load_dataset(args.dataset)
+    rows = []
+    with threadpool_limits(args.threads):
+        for name in (*REFERENCES, *args.methods):
+            for mode, options in variants(name):
+                if args.preset is not None and "preset" in hb.list_methods()[name]().get_params():
+                    options = {**options, "preset": args.preset}
+                cells = {}
+                for n_bits in args.bits:
+                    try:
+                        cells[n_bits] = run_cell(dataset, name, n_bits, args.seed, options)
+                    except hb.InvalidInputError as error:
+                        cells[n_bits] = {"error": str(error)}
+                    cell = cells[n_bits]
+                    summary = cell.get("error") or f"MAP@1000 {cell['map']:.4f}  fit {cell['fit']:.1f} s  encode {cell['encode']:.1f} s"
+                    print(f"  {name:8s} {mode:8s} {n_bits:4d} bits  {summary}", flush=True)
+                rows.append((name, mode, cells))
+
+    timed = 32 if 32 in args.bits else args.bits[0]
+    print(f"\nMAP@1000 (official) on {args.dataset}, seed {args.seed}; seconds and parameters at {timed} bits, "
+          f"{args.threads} threads, preset {args.preset or 'default'}")
+    print("| method | mode | " + " | ".join(f"MAP {b}" for b in args.bits) + " | fit s | encode s | parameters |")
+    print("|---" * (len(args.bits) + 5) + "|")
+    for name, mode, cells in rows:
+        maps = [f"{c['map']:.4f}" if "map" in c else "n/a" for c in (cells[b] for b in args.bits)]
+        cell = cells[timed]
+        if "map" not in cell:
+            print(f"| {name} | {mode} | " + " | ".join(maps) + f" | n/a | n/a | n/a ({cell['error']}) |")
+            continue
+        parameters = " + ".join(f"{k} {v:,}" for k, v in cell["parameters"].items()) or "-"
+        print(f"| {name} | {mode} | " + " | ".join(maps) + f" | {cell['fit']:.1f} | {cell['encode']:.2f} | {parameters} |")
+
+
+if __name__ == "__main__":
+    main()
