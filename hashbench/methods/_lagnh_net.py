@@ -1,0 +1,222 @@
+"""LAGNH's networks and graph algebra (see ``hashbench.methods.lagnh`` for the method).
+
+Everything here works on one set of nodes at a time (a training mini-batch, or a batch of items
+being encoded) and is shared by the two variants; a :class:`Rules` object carries each place
+where the paper's equations and the authors' release differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: floor for degrees, attention sums and kernel widths, so all-zero aux rows give no NaN
+EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The structural choices that tell the paper's equations from the authors' release."""
+
+    normalise_projections: bool  # L2-normalise x-bar and y-bar before attention and fusion
+    attention_norm: str  # "sum": Eq. 2's division by the weight sum; "l2": each row L2-normalised
+    aux_similarity: str  # "inner": Eq. 4's y_i^T y_j; "cosine": relu(cos(y_i, y_j))
+    fusion_weights_aux: bool  # False: S = mu S^v + S^a (Eq. 5); True: S = S^v + mu S^a (release)
+    graph_norm: str  # "symmetric": D^-1/2 S D^-1/2 (Eq. 6-7); "row": D^-1 S (release)
+    loss_form: str  # "frobenius": squared norms / sums per node; "mean": MSE / mean forms (release)
+
+
+PAPER_RULES = Rules(False, "sum", "inner", False, "symmetric", "frobenius")
+RELEASED_RULES = Rules(True, "l2", "cosine", True, "row", "mean")
+
+
+@dataclass
+class Propagation:
+    """What one forward pass over a set of nodes produces (graphs are before normalisation)."""
+
+    z: torch.Tensor
+    y_bar: torch.Tensor | None
+    x_att: torch.Tensor
+    hidden: torch.Tensor
+    graphs: dict[str, torch.Tensor]
+    degrees: torch.Tensor
+    sigma2: torch.Tensor
+
+
+class Generator(nn.Module):
+    """Projections (d -> d', c -> d'), cross-modal attention, graph construction, two-layer GCN,
+    plus the heads that read the codes: the aux classifier (Eq. 11) and an optional feature decoder."""
+
+    def __init__(
+        self,
+        n_features: int,
+        n_aux: int | None,
+        n_bits: int,
+        *,
+        proj_dim: int,
+        hidden: int,
+        dropout: float,
+        rules: Rules,
+        attention: bool,
+        gcn_graph: str,
+        mu: float,
+        sigma: float | str,
+        decoder: bool,
+    ):
+        super().__init__()
+        self.rules, self.attention, self.gcn_graph = rules, attention, gcn_graph
+        self.mu, self.sigma = mu, sigma
+        self.project_x = nn.Linear(n_features, proj_dim)
+        self.project_y = nn.Linear(n_aux, proj_dim) if n_aux is not None else None
+        self.gc1 = nn.Linear(proj_dim, hidden, bias=False)
+        self.gc2 = nn.Linear(hidden, n_bits, bias=False)
+        for layer in (self.gc1, self.gc2):
+            nn.init.xavier_normal_(layer.weight)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(n_bits, n_aux) if n_aux is not None else None
+        self.decoder = (
+            nn.Sequential(nn.Linear(n_bits, hidden), nn.ReLU(), nn.Linear(hidden, n_features)) if decoder else None
+        )
+
+    # --- node representations --------------------------------------------------------------------
+    def embed(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x_bar = self.project_x(x)
+        y_bar = self.project_y(y) if y is not None and self.project_y is not None else None
+        if self.rules.normalise_projections:
+            x_bar = F.normalize(x_bar, dim=1)
+            y_bar = F.normalize(y_bar, dim=1) if y_bar is not None else None
+        return x_bar, y_bar
+
+    def attend(self, x_bar, y_bar_cols, y_bar_self=None) -> torch.Tensor:
+        """Eq. 1-2: x_bar plus an attention-weighted mix of the columns' y_bar (and, when
+        ``y_bar_self`` is given, of each row's own y_bar as one more column)."""
+        if not self.attention or y_bar_cols is None:
+            return x_bar
+        weights = F.relu(cosine(x_bar, y_bar_cols))
+        if y_bar_self is not None:
+            weights = torch.cat([weights, F.relu(F.cosine_similarity(x_bar, y_bar_self, dim=1, eps=EPS))[:, None]], 1)
+        if self.rules.attention_norm == "sum":
+            weights = weights / weights.sum(1, keepdim=True).clamp_min(EPS)
+        else:
+            weights = F.normalize(weights, dim=1, eps=EPS)
+        mixed = weights[:, : y_bar_cols.shape[0]] @ y_bar_cols
+        if y_bar_self is not None:
+            mixed = mixed + weights[:, -1:] * y_bar_self
+        return x_bar + mixed
+
+    # --- graphs ----------------------------------------------------------------------------------
+    def similarities(self, x_att, y, x_att_cols, y_cols, sigma2) -> dict[str, torch.Tensor]:
+        """S^v (Eq. 3), S^a (Eq. 4) and the augmented S (Eq. 5) between rows and columns."""
+        graphs = {"visual": torch.exp(-torch.cdist(x_att, x_att_cols).square() / (2 * sigma2))}
+        if y is not None:
+            graphs["aux"] = aux_similarity(y, y_cols, self.rules)
+        graphs["augmented"] = self.fuse(graphs)
+        return graphs
+
+    def self_similarities(self, x_att, y) -> dict[str, torch.Tensor]:
+        """The diagonal of ``similarities`` (each node with itself), row-wise."""
+        graphs = {"visual": torch.ones(len(x_att), device=x_att.device, dtype=x_att.dtype)}
+        if y is not None:
+            graphs["aux"] = aux_self_similarity(y, self.rules)
+        graphs["augmented"] = self.fuse(graphs)
+        return graphs
+
+    def fuse(self, graphs: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "aux" not in graphs:
+            return graphs["visual"]
+        if self.rules.fusion_weights_aux:
+            return graphs["visual"] + self.mu * graphs["aux"]
+        return self.mu * graphs["visual"] + graphs["aux"]
+
+    def bandwidth(self, x_att: torch.Tensor) -> torch.Tensor:
+        """2 sigma^2 / 2 = sigma^2: fixed, or the median rule (half the median squared distance
+        between distinct nodes of the set, so the median pair gets exp(-1)); never differentiated."""
+        if self.sigma != "median":
+            return torch.tensor(float(self.sigma) ** 2, device=x_att.device)
+        with torch.no_grad():
+            sq = torch.cdist(x_att, x_att).square()
+            off_diagonal = sq[~torch.eye(len(sq), dtype=torch.bool, device=sq.device)]
+            median = off_diagonal.median() if off_diagonal.numel() else sq.new_tensor(1.0)
+            return (median / 2).clamp_min(EPS)
+
+    # --- forward passes ----------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> Propagation:
+        """One graph over the given nodes (a training batch, or a batch in ``encode_mode="batch"``)."""
+        x_bar, y_bar = self.embed(x, y)
+        x_att = self.attend(x_bar, y_bar)
+        sigma2 = self.bandwidth(x_att)
+        graphs = self.similarities(x_att, y, x_att, y, sigma2)
+        graph = graphs[self.gcn_graph]
+        degrees = graph.sum(1)
+        adjacency = normalise(graph, degrees, degrees, self.rules)
+        hidden = F.relu(self.gc1(adjacency @ self.dropout(x_att)))
+        z = adjacency @ self.gc2(self.dropout(hidden))
+        return Propagation(z, y_bar, x_att, hidden, graphs, degrees, sigma2)
+
+    def forward_against(self, x: torch.Tensor, y: torch.Tensor | None, ref: Reference) -> torch.Tensor:
+        """Each row's node joined to the fixed reference nodes only: its code does not depend on
+        the other rows. The references keep the attentive features, hidden states and degrees they
+        have in their own graph; the row aggregates from them and from itself."""
+        x_bar, y_bar = self.embed(x, y)
+        x_att = self.attend(x_bar, ref.y_bar, y_bar)
+        to_refs = self.similarities(x_att, y, ref.x_att, ref.y, ref.sigma2)[self.gcn_graph]
+        to_self = self.self_similarities(x_att, y)[self.gcn_graph]
+        degrees = to_refs.sum(1) + to_self
+        adjacency = normalise(to_refs, degrees, ref.degrees, self.rules)
+        self_weight = normalise(to_self[:, None], degrees, degrees[:, None], self.rules, diagonal=True)
+        hidden = F.relu(self.gc1(adjacency @ ref.x_att + self_weight * x_att))
+        return self.gc2(adjacency @ ref.hidden + self_weight * hidden)
+
+
+@dataclass
+class Reference:
+    """The fixed training nodes every item is encoded against in ``encode_mode="inductive"``."""
+
+    y_bar: torch.Tensor | None
+    y: torch.Tensor | None
+    x_att: torch.Tensor
+    hidden: torch.Tensor
+    degrees: torch.Tensor
+    sigma2: torch.Tensor
+
+    @classmethod
+    def build(cls, generator: Generator, x: torch.Tensor, y: torch.Tensor | None) -> Reference:
+        out = generator(x, y)
+        return cls(out.y_bar, y, out.x_att, out.hidden, out.degrees, out.sigma2)
+
+
+def discriminator(n_bits: int) -> nn.Module:
+    """Table 1: r -> 64 -> 32 -> 1 with ReLU; outputs a logit."""
+    return nn.Sequential(nn.Linear(n_bits, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 1))
+
+
+# --- graph algebra ---------------------------------------------------------------------------------
+def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return F.normalize(a, dim=1, eps=EPS) @ F.normalize(b, dim=1, eps=EPS).T
+
+
+def aux_similarity(y: torch.Tensor, y_cols: torch.Tensor, rules: Rules) -> torch.Tensor:
+    if rules.aux_similarity == "inner":
+        return y @ y_cols.T
+    return F.relu(cosine(y, y_cols))
+
+
+def aux_self_similarity(y: torch.Tensor, rules: Rules) -> torch.Tensor:
+    if rules.aux_similarity == "inner":
+        return y.square().sum(1)
+    # cos(y, y) = 1 unless the row is all zero (then 0, as ``cosine`` gives)
+    return (y.abs().sum(1) > 0).to(y.dtype)
+
+
+def normalise(graph, row_degrees, col_degrees, rules: Rules, *, diagonal: bool = False) -> torch.Tensor:
+    """D^-1/2 S D^-1/2 (symmetric) or D^-1 S (row); degrees floored at EPS (isolated nodes get
+    zero rows, not NaN). ``diagonal``: ``graph`` is a column of self-weights, (n, 1)."""
+    rows = row_degrees.clamp_min(EPS)
+    if rules.graph_norm == "row":
+        return graph / rows[:, None]
+    cols = col_degrees.clamp_min(EPS)
+    cols = cols if diagonal else cols[None, :]
+    return graph * rows.rsqrt()[:, None] * cols.rsqrt()

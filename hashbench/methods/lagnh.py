@@ -1,0 +1,355 @@
+"""LAGNH: Lightweight Augmented Graph Network Hashing.
+
+Hui Cui, Lei Zhu, Jingjing Li, Zhiyong Cheng and Zheng Zhang, "Two-pronged Strategy: Lightweight
+Augmented Graph Network Hashing for Scalable Image Retrieval", ACM Multimedia (MM) 2021.
+
+Per mini-batch: features x and aux semantics y are projected to d' (x-bar, y-bar); cross-modal
+attention (Eq. 1-2) gives x_att; the visual graph S^v (Gaussian kernel on x_att, Eq. 3), the aux
+graph S^a (Eq. 4) and the augmented graph S = mu S^v + S^a (Eq. 5) are built over the batch; a
+two-layer GCN (Eq. 6-7) on the normalised graph outputs z. The generator minimises
+``L_GAN + lambda1 L_recons + lambda2 L_quan + lambda3 L_cl`` (Eq. 12) with L_quan = ||sign(z) - z||^2
+(Eq. 8), L_recons = ||k S^a - relu(cos(Z, Z))||^2 (Eq. 9), an adversarial term against a
+discriminator that tells z from N(0, I) samples (Eq. 10) and a sigmoid cross-entropy of a linear
+read-out of z against y (Eq. 11). Codes are sign(z) (Eq. 13).
+
+Variants (``variant``)
+- ``"paper"`` (default), the equations as printed: projections used as they are; Eq. 2 divides the
+  attention-weighted sum by the weight sum; S^a = y_i^T y_j; S = mu S^v + S^a with mu = 1;
+  symmetric normalisation D^-1/2 S D^-1/2; squared Frobenius norms and sums (see loss scale below);
+  one discriminator step and one generator step per batch; no dropout; sigma by the median rule.
+- ``"released"``, the authors' public code (notes in the project's reference material): x-bar and
+  y-bar L2-normalised; attention rows L2-normalised instead of divided by their sum, fused =
+  x-bar + A y-bar; kernel exp(-dist^2 / theta) with theta = 2 (sigma = 1); the fusion factor
+  multiplies S^a and is 0, so only S^v reaches the GCN (``mu`` weighs S^a in this variant);
+  S^a = relu(cos(y_i, y_j)); row normalisation D^-1 S; dropout 0.5 before each GC layer; mean
+  (MSE) forms of every loss; per batch one discriminator step then 5 generator steps, each with a
+  fresh forward pass (the discriminator step shares the first one's).
+Both variants: d' = 512, hidden 1024 (COCO) / 2048 (NUS-WIDE), discriminator r -> 64 -> 32 -> 1,
+Adam with lr 1e-4 for both networks, graphs rebuilt per mini-batch with gradients through them.
+
+Table 5 ablations (hyper-parameters, not copies of the class)
+- ``use_aux=False`` (LAGNH-no-aux): aux is never read. No attention, the GCN graph is S^v, the
+  reconstruction target S^a is replaced by S^v (``recon_target`` "aux" and "augmented" both mean
+  S^v; "inner-product" reconstructs k S^v), no L_cl. ``gcn_graph="aux"`` is then an error.
+- ``attention=False`` (LAGNH-no-att): x_att = x-bar (the projection is kept, the GCN's input width
+  stays d').
+- ``gcn_graph``: "augmented" (S, published), "visual" (S^v only), "aux" (S^a only).
+- ``recon_target``: "aux" (k S^a, published), "augmented" (k S), "visual" (k S^v),
+  "inner-product" (||k S^a - Z^T Z||^2), "features" (||X - decoder(Z)||^2, decoder
+  r -> hidden -> d with ReLU).
+
+Presets (``preset``; explicit arguments win, a None argument takes the preset's value)
+- None or "coco": lambda1 = 100, lambda2 = 1, lambda3 = 1, k = 1, lr = 1e-4, 300 epochs, batch 1024,
+  hidden 1024 (Section 4.2, Table 1);
+- "nuswide": as "coco" but lambda3 = 0.1, batch 2048, hidden 2048;
+- "quick": as "coco" but 10 epochs, batch 256, hidden 256: for smoke runs and tests, not results.
+``mu``, ``sigma``, ``dropout`` and ``generator_steps`` default per variant (above). The resolved
+values are fitted attributes with a trailing underscore (``lambda1_``, ``epochs_``, ``mu_``, ...).
+
+Encoding (``encode_mode``)
+- "inductive" (default): each item is encoded against a fixed reference set of ``n_reference``
+  training nodes (default: the batch size, at most n), drawn from ``seed`` at fit time. The item
+  attends over the references' y-bar and its own; its graph row links it to the references and to
+  itself; the references keep the attentive features, first-layer outputs and degrees they have
+  in their own graph. An item's code therefore never depends on the other items being encoded.
+- "batch" (release): items in file order in batches of 256, each batch with its own graph, so a
+  code depends on its batch mates.
+
+Free choices the paper leaves open, and the defaults taken here
+- Eq. 11 compares z (r values) with y (c values); like the release, a Linear(r, c) classifier
+  reads z. Its targets are the aux values clipped to [0, 1]. Eq. 11's sign is read as a
+  cross-entropy to minimise.
+- Loss scale in the paper variant: each squared Frobenius norm and Eq. 11's sum is divided by the
+  number of nodes in the batch (sum over a node's entries, mean over nodes), so lambda1..3 mean the
+  same at any batch size; the adversarial terms are expectations (means).
+- Generator's adversarial loss: the non-saturating form -log D(z) (Goodfellow et al. 2014) in both
+  variants; the discriminator minimises BCE of N(0, I) samples (real) against z (fake).
+- Reconstruction targets are fixed supervision (no gradient through them); the GCN graph itself
+  carries gradients into the projections and attention.
+- sigma ``"median"``: sigma^2 = median squared distance between distinct nodes of the batch / 2
+  (per training batch; in inductive encoding, that of the reference set). A number fixes sigma.
+- GC layers without bias, xavier-normal initialisation (as released); other layers PyTorch's
+  default initialisation. No feature preprocessing (none is visible in the release).
+- All-zero aux rows: normalisations are floored at 1e-8, so such a node has S^a = 0 everywhere,
+  an attention weight vector of zeros in the paper's form, and no NaN anywhere.
+- ``n_reference`` = batch size: the reference graph then has the size of a training graph.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hashbench._validation import check_choice, check_positive_int
+from hashbench.errors import InvalidInputError
+from hashbench.methods._lagnh_net import (
+    PAPER_RULES,
+    RELEASED_RULES,
+    Generator,
+    Propagation,
+    Reference,
+    cosine,
+    discriminator,
+)
+from hashbench.methods._torch import TorchHasher, encode_in_batches, minibatches
+
+PRESETS = {
+    "coco": dict(lambda1=100.0, lambda2=1.0, lambda3=1.0, k=1.0, lr=1e-4, epochs=300, batch_size=1024, hidden=1024),
+    "nuswide": dict(lambda1=100.0, lambda2=1.0, lambda3=0.1, k=1.0, lr=1e-4, epochs=300, batch_size=2048, hidden=2048),
+    "quick": dict(lambda1=100.0, lambda2=1.0, lambda3=1.0, k=1.0, lr=1e-4, epochs=10, batch_size=256, hidden=256),
+}
+DEFAULT_PRESET = "coco"
+VARIANTS = {
+    "paper": dict(rules=PAPER_RULES, mu=1.0, sigma="median", dropout=0.0, generator_steps=1),
+    "released": dict(rules=RELEASED_RULES, mu=0.0, sigma=1.0, dropout=0.5, generator_steps=5),
+}
+GCN_GRAPHS = ("augmented", "visual", "aux")
+RECON_TARGETS = ("aux", "augmented", "visual", "inner-product", "features")
+ENCODE_MODES = ("inductive", "batch")
+#: the release encodes query and database sets in batches of this size, in file order
+RELEASED_ENCODE_BATCH = 256
+#: rows per chunk in inductive encoding (memory only: codes do not depend on it)
+INDUCTIVE_CHUNK = 4096
+
+
+class LAGNH(TorchHasher):
+    name = "lagnh"
+    input_kind = "features"
+    uses_aux = True
+    citation = "Cui, Zhu, Li, Cheng, Zhang, ACM MM 2021"
+
+    def __init__(
+        self,
+        n_bits: int = 32,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        variant: str = "paper",
+        preset: str | None = None,
+        use_aux: bool = True,
+        attention: bool = True,
+        gcn_graph: str = "augmented",
+        recon_target: str = "aux",
+        lambda1: float | None = None,
+        lambda2: float | None = None,
+        lambda3: float | None = None,
+        k: float | None = None,
+        mu: float | None = None,
+        sigma: float | str | None = None,
+        lr: float | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        hidden: int | None = None,
+        encode_mode: str = "inductive",
+        proj_dim: int = 512,
+        dropout: float | None = None,
+        generator_steps: int | None = None,
+        n_reference: int | None = None,
+    ):
+        super().__init__(n_bits, seed=seed, device=device)
+        self.variant = variant
+        self.preset = preset
+        self.use_aux = use_aux
+        self.attention = attention
+        self.gcn_graph = gcn_graph
+        self.recon_target = recon_target
+        self.lambda1 = lambda1
+        self.lambda2 = lambda2
+        self.lambda3 = lambda3
+        self.k = k
+        self.mu = mu
+        self.sigma = sigma
+        self.lr = lr
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.hidden = hidden
+        self.encode_mode = encode_mode
+        self.proj_dim = proj_dim
+        self.dropout = dropout
+        self.generator_steps = generator_steps
+        self.n_reference = n_reference
+
+    def fit(self, train, y=None, *, callback=None):
+        # The no-aux ablation neither needs nor reads aux semantics, so this instance (not the
+        # class, which the runner reads to pass aux) says whether the input checks ask for them.
+        self.uses_aux = bool(self.use_aux)
+        return super().fit(train, y, callback=callback)
+
+    # --- settings --------------------------------------------------------------------------------
+    def _resolve_settings(self, n_train: int) -> None:
+        """Validate every hyper-parameter and store the values in force as ``name_`` attributes."""
+        check_choice(self.variant, VARIANTS, "variant")
+        preset = check_choice(DEFAULT_PRESET if self.preset is None else self.preset, PRESETS, "preset")
+        check_choice(self.gcn_graph, GCN_GRAPHS, "gcn_graph")
+        check_choice(self.recon_target, RECON_TARGETS, "recon_target")
+        check_choice(self.encode_mode, ENCODE_MODES, "encode_mode")
+        variant = VARIANTS[self.variant]
+        self.rules_ = variant["rules"]
+        self.preset_ = preset
+        for key, default in {**PRESETS[preset], **{k: v for k, v in variant.items() if k != "rules"}}.items():
+            value = getattr(self, key)
+            setattr(self, f"{key}_", default if value is None else value)
+        for key in ("lambda1", "lambda2", "lambda3", "k", "mu", "dropout"):
+            check_non_negative(getattr(self, f"{key}_"), key)
+        if not float(self.lr_) > 0:
+            raise InvalidInputError(f"lr must be a number > 0, got {self.lr_!r}")
+        if self.dropout_ >= 1:
+            raise InvalidInputError(f"dropout must be in [0, 1), got {self.dropout_!r}")
+        if self.sigma_ != "median" and not (isinstance(self.sigma_, (int, float)) and self.sigma_ > 0):
+            raise InvalidInputError(f"sigma must be a number > 0 or 'median', got {self.sigma_!r}")
+        for key in ("epochs", "batch_size", "hidden", "generator_steps"):
+            check_positive_int(getattr(self, f"{key}_"), key)
+        check_positive_int(self.proj_dim, "proj_dim")
+        self.n_reference_ = min(n_train, self.batch_size_ if self.n_reference is None else self.n_reference)
+        check_positive_int(self.n_reference_, "n_reference")
+        self._resolve_ablation()
+
+    def _resolve_ablation(self) -> None:
+        """Which graph the GCN reads and which one L_recons rebuilds, after ``use_aux``."""
+        self.attention_ = bool(self.attention and self.use_aux)
+        if self.use_aux:
+            self.gcn_graph_ = self.gcn_graph
+            recon_graphs = {"aux": "aux", "augmented": "augmented", "visual": "visual", "inner-product": "aux"}
+        elif self.gcn_graph == "aux":
+            raise InvalidInputError("gcn_graph='aux' needs aux semantics; it cannot be combined with use_aux=False")
+        else:
+            self.gcn_graph_ = "visual"
+            recon_graphs = dict.fromkeys(("aux", "augmented", "visual", "inner-product"), "visual")
+        self.recon_graph_ = recon_graphs.get(self.recon_target)  # None: features are reconstructed
+
+    # --- training --------------------------------------------------------------------------------
+    def _fit(self, train, callback) -> None:
+        self._resolve_settings(len(train))
+        generator_rng = self._start_training()
+        features = self._tensor(train.features)
+        aux = self._tensor(train.aux) if self.use_aux else None
+        reference = self._rng().choice(len(train), self.n_reference_, replace=False)
+        self.reference_features_ = train.features[np.sort(reference)]
+        self.reference_aux_ = train.aux[np.sort(reference)] if self.use_aux else None
+
+        net = self._build_generator(train.features.shape[1], train.aux.shape[1] if self.use_aux else None)
+        critic = discriminator(self.n_bits).to(self.device_)
+        self.networks_ = {"generator": net, "discriminator": critic}
+        optimisers = (torch.optim.Adam(net.parameters(), lr=self.lr_), torch.optim.Adam(critic.parameters(), lr=self.lr_))
+
+        def run_epoch(epoch: int) -> dict:
+            sums, steps = defaultdict(float), 0
+            for batch in minibatches(len(train), self.batch_size_, generator_rng):
+                batch = batch.to(self.device_)
+                x, y = features[batch], None if aux is None else aux[batch]
+                for term, value in self._train_batch(x, y, optimisers, generator_rng).items():
+                    sums[term] = sums[term] + value
+                steps += 1
+            return {term: total / steps for term, total in sums.items()}
+
+        self._train_epochs(self.epochs_, run_epoch, [net, critic], callback)
+        net.eval()
+        critic.eval()
+
+    def _build_generator(self, n_features: int, n_aux: int | None) -> Generator:
+        return Generator(
+            n_features,
+            n_aux,
+            self.n_bits,
+            proj_dim=self.proj_dim,
+            hidden=self.hidden_,
+            dropout=self.dropout_,
+            rules=self.rules_,
+            attention=self.attention_,
+            gcn_graph=self.gcn_graph_,
+            mu=self.mu_,
+            sigma=self.sigma_,
+            decoder=self.recon_target == "features",
+        ).to(self.device_)
+
+    def _train_batch(self, x, y, optimisers, generator_rng) -> dict[str, torch.Tensor]:
+        """One discriminator step, then ``generator_steps_`` generator steps (fresh forward each);
+        returns each loss term (generator terms averaged over the steps), detached."""
+        net, critic = self.networks_["generator"], self.networks_["discriminator"]
+        optimise_generator, optimise_critic = optimisers
+        sums = defaultdict(float)
+        for step in range(self.generator_steps_):
+            out = net(x, y)
+            if step == 0:
+                prior = torch.randn(len(x), self.n_bits, generator=generator_rng).to(self.device_)
+                critic_loss = discriminator_loss(critic, prior, out.z.detach())
+                optimise_critic.zero_grad()
+                critic_loss.backward()
+                optimise_critic.step()
+            terms = self.generator_losses(out, x, y)
+            total = sum(self.loss_weights()[term] * value for term, value in terms.items())
+            optimise_generator.zero_grad()
+            total.backward()
+            optimise_generator.step()
+            for term, value in terms.items():
+                sums[term] = sums[term] + value.detach() / self.generator_steps_
+        return {**sums, "discriminator": critic_loss.detach()}
+
+    def loss_weights(self) -> dict[str, float]:
+        """Eq. 12's weight of each generator loss term."""
+        return {"gan": 1.0, "recons": self.lambda1_, "quan": self.lambda2_, "cl": self.lambda3_}
+
+    def generator_losses(self, out: Propagation, x, y) -> dict[str, torch.Tensor]:
+        """The unweighted generator terms of Eq. 12 for one forward pass (no "cl" without aux)."""
+        net, critic = self.networks_["generator"], self.networks_["discriminator"]
+        z = out.z
+        if self.recon_graph_ is None:
+            recons = self._squared_error(net.decoder(z), x)
+        else:
+            predicted = z @ z.T if self.recon_target == "inner-product" else F.relu(cosine(z, z))
+            recons = self._squared_error(predicted, self.k_ * out.graphs[self.recon_graph_].detach())
+        terms = {
+            "gan": F.binary_cross_entropy_with_logits(critic(z), torch.ones(len(z), 1, device=z.device)),
+            "recons": recons,
+            "quan": self._squared_error(z, torch.sign(z).detach()),
+        }
+        if y is not None:
+            cross_entropy = F.binary_cross_entropy_with_logits(net.classifier(z), y.clamp(0, 1), reduction="none")
+            terms["cl"] = self._per_node(cross_entropy)
+        return terms
+
+    def _squared_error(self, predicted, target) -> torch.Tensor:
+        return self._per_node((predicted - target).square())
+
+    def _per_node(self, values: torch.Tensor) -> torch.Tensor:
+        """Paper: sum of a node's entries, mean over nodes; release: mean of all entries."""
+        if self.rules_.loss_form == "frobenius":
+            return values.sum() / len(values)
+        return values.mean()
+
+    # --- encoding --------------------------------------------------------------------------------
+    def _encode(self, split) -> np.ndarray:
+        check_choice(self.encode_mode, ENCODE_MODES, "encode_mode")
+        net = self.networks_["generator"]
+        net.eval()
+
+        def rows(indices):
+            x = self._tensor(split.features[indices])
+            return x, self._tensor(split.aux[indices]) if self.use_aux else None
+
+        if self.encode_mode == "batch":
+            return encode_in_batches(lambda idx: net(*rows(idx)).z, len(split), RELEASED_ENCODE_BATCH)
+        with torch.no_grad():
+            reference = Reference.build(
+                net,
+                self._tensor(self.reference_features_),
+                self._tensor(self.reference_aux_) if self.use_aux else None,
+            )
+        return encode_in_batches(lambda idx: net.forward_against(*rows(idx), reference), len(split), INDUCTIVE_CHUNK)
+
+
+def discriminator_loss(critic, prior: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Eq. 10 for the discriminator: N(0, I) samples are real, GCN outputs are fake."""
+    real, fake = critic(prior), critic(z)
+    return F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(
+        fake, torch.zeros_like(fake)
+    )
+
+
+def check_non_negative(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value >= 0:
+        raise InvalidInputError(f"{name} must be a number >= 0, got {value!r}")
+    return float(value)
