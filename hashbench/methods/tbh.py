@@ -14,26 +14,30 @@ In each mini-batch the codes build the adjacency ``A_ij = (1 - hamming(b_i, b_j)
 (self-connected, differentiable through ``b``); one graph-convolution layer decodes the continuous
 bottleneck, ``z' = sigmoid(D^-1/2 A D^-1/2 z W)``, and a decoder (``middle_width``, ReLU, then
 linear to ``d``) reconstructs the features. Two discriminators (``discriminator_width`` hidden
-units, ReLU) regularise the bottlenecks adversarially: one tells the codes from a Bernoulli(0.5)
+units) regularise the bottlenecks adversarially: one tells the codes from a Bernoulli(0.5)
 prior, the other tells ``z'`` from a uniform prior on [0, 1]. Codes: ``sign(logit)`` in eval mode.
 
 Free choices and defaults (hyper-parameters of :class:`TBH`):
 
-- ``middle_width=1024``, ``continuous_width=512``, ``discriminator_width=1024``: the paper's sizes
-  for 4096-d features, kept as they are for other widths.
+- ``middle_width=1024``, ``continuous_width=512``: the paper's sizes for 4096-d features, kept as
+  they are for other widths.
+- ``discriminator_width=None``: logistic discriminators (one linear layer, as the release);
+  an integer adds a hidden ReLU layer of that width (the paper's description).
+- ``stochastic_neurons=True``: thresholds drawn from U(0, 1) while training (the paper's
+  stochastic neurons); False thresholds at 0.5 in training too (as the release).
 - ``adjacency_power=1.4``: the exponent of the paper's adjacency.
 - ``adversarial_weight=1.0``: weight of the encoder's adversarial terms against the
   reconstruction term. The encoder uses the non-saturating GAN loss (targets "prior" for its own
   outputs) rather than the minimax form.
-- The reconstruction term is half the squared error summed over features, averaged over the
-  batch (``tf.nn.l2_loss`` per item, as the release). Features are used as given (no scaling).
+- The reconstruction term is half the squared error summed over features (``tf.nn.l2_loss``, as
+  the release), averaged over the batch. Features are used as given (no scaling).
 - The continuous discriminator sees the graph-convolved ``z'`` (its sigmoid output lies where the
   uniform prior does); the encoder's continuous bottleneck itself is linear.
 - ``lr=1e-4`` (Adam, for encoder/decoder and discriminators alike); per mini-batch one
   encoder/decoder step then one discriminator step.
-- Presets: ``"paper"`` = 100 epochs of batches of 400 (batch size as the release; the release
-  trains for a fixed number of steps, so the epoch count is our choice); ``"quick"`` = 20 epochs of
-  400. ``epochs`` and ``batch_size`` given explicitly override the preset.
+- Presets: ``"paper"`` = 100 epochs of batches of 400 (the training length is our choice: the
+  release counts steps, not epochs); ``"quick"`` = 20 epochs of 400. ``epochs`` and
+  ``batch_size`` given explicitly override the preset.
 """
 
 from __future__ import annotations
