@@ -1,7 +1,7 @@
 """Deep baselines: MAP@1000, training and encoding seconds, and parameter counts on one dataset.
 
     .venv/bin/python benchmarks/bench_deep.py                                   # mosaic, 32 and 64 bits
-    .venv/bin/python benchmarks/bench_deep.py --methods deepbit ssdh sadh --preset quick
+    .venv/bin/python benchmarks/bench_deep.py --methods deepbit ssdh sadh --modes images --preset quick
     .venv/bin/python benchmarks/bench_deep.py --dataset path/to/data.npz --bits 16 32 64 128
 
 Every method in METHODS (plus the LSH and ITQ references) is fitted on the training split
@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--bits", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", default=None, help="named schedule, e.g. quick (default: each method's default)")
+    parser.add_argument("--modes", nargs="+", default=["features", "images", "frozen"], help="which runs to do")
+    parser.add_argument("--references", nargs="*", default=list(REFERENCES), help="reference methods (default: lsh itq)")
     parser.add_argument("--threads", type=int, default=2, help="torch and BLAS threads (default 2)")
     args = parser.parse_args()
 
@@ -61,8 +63,10 @@ def main() -> None:
     dataset = hb.load_dataset(args.dataset)
     rows = []
     with threadpool_limits(args.threads):
-        for name in (*REFERENCES, *args.methods):
+        for name in (*args.references, *args.methods):
             for mode, options in variants(name):
+                if mode not in args.modes and name not in args.references:
+                    continue
                 if args.preset is not None and "preset" in hb.list_methods()[name]().get_params():
                     options = {**options, "preset": args.preset}
                 cells = {}
