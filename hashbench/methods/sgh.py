@@ -60,7 +60,7 @@ class SGH(Hasher):
         data = l2_normalise_rows(features - self.mean_)
         anchor_rows = rng.choice(len(data), min(self.n_anchors, len(data)), replace=False)
         self.anchors_ = data[np.sort(anchor_rows)]
-        squared = squared_distances(data, self.anchors_)
+        squared = squared_distances_to_anchors(features, self.mean_, self.anchors_)
         self.bandwidth_ = squared.mean()
         kernel = np.exp(-squared / (2 * self.bandwidth_))
         self.kernel_bias_ = kernel.mean(axis=0)
@@ -102,15 +102,20 @@ class SGH(Hasher):
         return np.concatenate([self._kernel_features(split.features[rows]) @ self.weights_ for rows in row_blocks(len(split))])
 
     def _kernel_features(self, features: np.ndarray) -> np.ndarray:
-        data = l2_normalise_rows(features - self.mean_.astype(np.float32))
-        squared = squared_distances(data, self.anchors_.astype(np.float32))
+        squared = squared_distances_to_anchors(features, self.mean_, self.anchors_)
         return np.exp(-squared / (2 * self.bandwidth_)) - self.kernel_bias_
 
 
-def squared_distances(data: np.ndarray, anchors: np.ndarray) -> np.ndarray:
-    """(n, m) squared Euclidean distances, in the inputs' precision (float32 for encoding)."""
-    squared = np.einsum("ij,ij->i", data, data)[:, None] + np.einsum("ij,ij->i", anchors, anchors) - 2 * data @ anchors.T
-    return np.maximum(squared, 0)
+def squared_distances_to_anchors(features: np.ndarray, mean: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """(n, m) squared distances between the rows of ``features``, centred by ``mean`` and
+    L2-normalised, and the (centred, normalised) anchors. Computed from one product of the raw
+    rows with [anchors; mean], in the rows' precision, so a large input is never copied."""
+    products = features @ np.vstack([anchors, mean]).T.astype(features.dtype)
+    centred_products = products[:, :-1] - (anchors @ mean).astype(features.dtype)
+    centred_norms = np.sqrt(np.maximum(np.einsum("ij,ij->i", features, features) - 2 * products[:, -1] + mean @ mean, 0))
+    nonzero = centred_norms > 0  # a row equal to the mean stays the zero vector, as in fitting
+    cosines = centred_products / np.where(nonzero, centred_norms, 1)[:, None]
+    return np.maximum(nonzero[:, None] + np.einsum("ij,ij->i", anchors, anchors) - 2 * cosines, 0)
 
 
 def similarity_factors(data: np.ndarray, rho: float) -> tuple[np.ndarray, np.ndarray]:
