@@ -94,7 +94,13 @@ from hashbench.methods._lagnh_net import (
     cosine,
     discriminator,
 )
-from hashbench.methods._torch import TorchHasher, encode_in_batches, minibatches
+from hashbench.methods._torch import (
+    TorchHasher,
+    check_finite_terms,
+    encode_in_batches,
+    minibatches,
+    optimiser_step,
+)
 
 PRESETS = {
     "coco": dict(lambda1=100.0, lambda2=1.0, lambda3=1.0, k=1.0, lr=1e-4, epochs=300, batch_size=1024, hidden=1024),
@@ -240,7 +246,7 @@ class LAGNH(TorchHasher):
             for batch in minibatches(len(train), self.batch_size_, generator_rng):
                 batch = batch.to(self.device_)
                 x, y = features[batch], None if aux is None else aux[batch]
-                for term, value in self._train_batch(x, y, optimisers, generator_rng).items():
+                for term, value in self._train_batch(x, y, optimisers, generator_rng, epoch).items():
                     sums[term] = sums[term] + value
                 steps += 1
             return {term: total / steps for term, total in sums.items()}
@@ -265,9 +271,10 @@ class LAGNH(TorchHasher):
             decoder=self.recon_target == "features",
         ).to(self.device_)
 
-    def _train_batch(self, x, y, optimisers, generator_rng) -> dict[str, torch.Tensor]:
+    def _train_batch(self, x, y, optimisers, generator_rng, epoch: int) -> dict[str, torch.Tensor]:
         """One discriminator step, then ``generator_steps_`` generator steps (fresh forward each);
-        returns each loss term (generator terms averaged over the steps), detached."""
+        returns each loss term (generator terms averaged over the steps), detached. A non-finite
+        term stops training before any step uses it, naming the epoch and the term."""
         net, critic = self.networks_["generator"], self.networks_["discriminator"]
         optimise_generator, optimise_critic = optimisers
         sums = defaultdict(float)
@@ -276,14 +283,11 @@ class LAGNH(TorchHasher):
             if step == 0:
                 prior = torch.randn(len(x), self.n_bits, generator=generator_rng).to(self.device_)
                 critic_loss = discriminator_loss(critic, prior, out.z.detach())
-                optimise_critic.zero_grad()
-                critic_loss.backward()
-                optimise_critic.step()
+                check_finite_terms({"discriminator": critic_loss}, epoch, self.name)
+                optimiser_step(optimise_critic, critic_loss)
             terms = self.generator_losses(out, x, y)
-            total = sum(self.loss_weights()[term] * value for term, value in terms.items())
-            optimise_generator.zero_grad()
-            total.backward()
-            optimise_generator.step()
+            check_finite_terms(terms, epoch, self.name)
+            optimiser_step(optimise_generator, sum(self.loss_weights()[term] * value for term, value in terms.items()))
             for term, value in terms.items():
                 sums[term] = sums[term] + value.detach() / self.generator_steps_
         return {**sums, "discriminator": critic_loss.detach()}
