@@ -8,8 +8,8 @@
 - Figure 4: LAGNH's MAP at 32 bits against lambda1, lambda2 and lambda3 (log axis), one panel
   per lambda, one line per dataset. A panel shows the cells where only its lambda moves: the
   other two sit at their centre values (the most common ones, i.e. the point every sweep shares).
-  Lambdas a cell did not set take LAGNH's defaults (the paper's choice where the class leaves them
-  to a preset). Dotted lines mark the paper's choice. Figures 3 and 4 use the cells of the
+  Lambdas a cell did not set take the values of its LAGNH preset (the paper's choice for MS-COCO,
+  or for NUS-WIDE with ``preset = "nuswide"``). Dotted lines mark the paper's choice. Figures 3 and 4 use the cells of the
   ``figure3`` / ``figure4`` experiments when the results hold any.
 
 Lines are means over seeds; the CSV beside each figure lists mean, std and the number of seeds
@@ -27,7 +27,13 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from hashbench.benchmark.paper import paper_dataset, paper_hyperparameters, paper_training_epochs
+from hashbench.benchmark.paper import (
+    FALLBACK_PAPER_DATASET,
+    paper_dataset,
+    paper_hyperparameters,
+    paper_numbers,
+    paper_training_epochs,
+)
 from hashbench.benchmark.tables import comparison_records, dataset_order, method_rows, unique_seeds, variant_order
 
 FIGURE_BITS = 32
@@ -78,14 +84,13 @@ def figure3_data(results: pd.DataFrame, records: dict[str, dict]) -> pd.DataFram
     return _tidy(parts, x="epoch", value="map", keys=["dataset", "method", "line"])
 
 
-def _lagnh_defaults(dataset: str) -> dict:
-    """The lambdas a LAGNH cell gets when it does not set them: the class's defaults where it has
-    fixed values, else (defaults resolved at fit time) the paper's choice for the dataset."""
-    from hashbench.registry import list_methods
-
-    cls = list_methods().get("lagnh")
-    fixed = {k: v for k, v in cls().get_params().items() if v is not None} if cls is not None else {}
-    return {**paper_hyperparameters(dataset), **fixed}
+def _unset_lambdas(group: pd.DataFrame) -> pd.DataFrame:
+    """The lambdas LAGNH uses where a cell did not set them: those of its preset, which are the
+    paper's choice for the named paper dataset (MS-COCO's unless ``preset = "nuswide"``)."""
+    chosen = paper_numbers()["hyperparameters"]
+    presets = group.get("param_preset", pd.Series(None, index=group.index, dtype=object))
+    per_cell = [chosen.get(p, chosen[FALLBACK_PAPER_DATASET]) for p in presets]
+    return pd.DataFrame({name: [c[name] for c in per_cell] for name in LAMBDAS}, index=group.index)
 
 
 def _prefer_experiment(frame: pd.DataFrame, experiment: str) -> pd.DataFrame:
@@ -101,9 +106,9 @@ def figure4_data(results: pd.DataFrame) -> pd.DataFrame:
     frame = _done(unique_seeds(_prefer_experiment(frame, "figure4")))
     parts = []
     for dataset, group in frame.groupby("dataset"):
-        defaults = _lagnh_defaults(dataset)
+        unset = _unset_lambdas(group)
         lambdas = pd.DataFrame({
-            name: group.get(f"param_{name}", pd.Series(np.nan, index=group.index)).astype(float).fillna(defaults[name])
+            name: group.get(f"param_{name}", pd.Series(np.nan, index=group.index)).astype(float).fillna(unset[name])
             for name in LAMBDAS
         })  # fmt: skip
         centre = {name: lambdas[name].mode().iloc[0] for name in LAMBDAS}

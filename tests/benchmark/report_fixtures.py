@@ -23,6 +23,7 @@ def make_record(
     experiment: str = "table3",
     fit_s: float = 2.0,
     encode_s: float = 0.5,
+    device: str = "cpu",
     device_name: str = "cpu",
     epochs: list[tuple[int, float]] = (),
 ) -> dict:
@@ -31,7 +32,7 @@ def make_record(
     spec = {
         "experiment": experiment, "label": label or method, "method": method, "params": params,
         "dataset": dataset, "dataset_options": {}, "n_bits": n_bits, "seed": seed,
-        "method_seed": 1000 + seed, "protocol": "official", "topk": TOPK, "device": "cpu",
+        "method_seed": 1000 + seed, "protocol": "official", "topk": TOPK, "device": device,
         "timeout_s": None, "record_epochs": [e for e, _ in epochs],
     }  # fmt: skip
     done = status == "done"
