@@ -65,23 +65,22 @@ def structured_dataset(n_train: int, n_query: int, n_database: int, dim: int, se
     basis = rng.standard_normal((rank, dim)).astype(np.float32) / np.sqrt(rank)
     prototypes = rng.standard_normal((n_labels, rank)).astype(np.float32)
     scene_offsets = rng.standard_normal((n_scenes, rank)).astype(np.float32)
-    scene_label_odds = rng.random((n_scenes, n_labels)) ** 8
+    scene_label_odds = rng.random((n_scenes, n_labels)) ** 24
 
     def draw(n: int, name: str) -> Split:
         scene = rng.integers(0, n_scenes, n)
         labels = rng.random((n, n_labels)) < scene_label_odds[scene]
         labels[np.arange(n), scene_label_odds[scene].argmax(axis=1)] = True
         latent = labels.astype(np.float32) @ prototypes + scene_offsets[scene]
-        latent += rng.standard_normal((n, rank), dtype=np.float32)
+        latent += rng.standard_normal((n, rank), dtype=np.float32) * 2
         features = latent @ basis
         features += rng.standard_normal((n, dim), dtype=np.float32) * 0.3
         np.maximum(features, 0, out=features)
         detected = (labels & (rng.random(labels.shape) > 0.2)) | (rng.random(labels.shape) < 0.01)
         return Split(features=features, labels=labels.astype(np.uint8), aux=detected.astype(np.float32), name=name)
 
-    return hb.HashingDataset(
-        name="synthetic", train=draw(n_train, "train"), query=draw(n_query, "query"), database=draw(n_database, "database")
-    )
+    splits = {"train": n_train, "query": n_query, "database": n_database}
+    return hb.HashingDataset(name="synthetic", **{name: draw(n, name) for name, n in splits.items()})
 
 
 def timing_table(bits: list[int], seed: int) -> list[tuple[str, int, float, float]]:
@@ -135,7 +134,8 @@ def main() -> None:
             for name, cells in table.items():
                 print(f"| {name} | " + " | ".join(cells[b] for b in args.bits) + " |")
         if not args.skip_timing:
-            print(f"\nSeconds at MS-COCO-like scale (fit 5,000 x 4,096; encode 113,287), {args.threads} threads", flush=True)
+            scale = "fit 5,000 x 4,096; encode 113,287"
+            print(f"\nSeconds at MS-COCO-like scale ({scale}), {args.threads} threads", flush=True)
             rows = timing_table(args.timing_bits, args.seed)
             print("\n| method | bits | fit s | encode s |\n|---|---|---|---|")
             for name, n_bits, fit_seconds, encode_seconds in rows:

@@ -41,7 +41,7 @@ def principal_components(data: np.ndarray, n_components: int, seed: int) -> tupl
     data = np.asarray(data, dtype=np.float64)
     n, d = data.shape
     if n_components > d:
-        raise InvalidInputError(f"PCA to {n_components} components needs at least {n_components} input columns, got {d}")
+        raise InvalidInputError(f"PCA to {n_components} components needs as many input columns, got {d}")
     mean = data.mean(axis=0)
     centred = data - mean
     if d <= EXACT_PCA_MAX_DIM or 4 * n_components > min(n, d):

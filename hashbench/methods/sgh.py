@@ -99,7 +99,8 @@ class SGH(Hasher):
         return scipy.linalg.solve_triangular(cholesky.T, directions, lower=False)
 
     def _encode(self, split) -> np.ndarray:
-        return np.concatenate([self._kernel_features(split.features[rows]) @ self.weights_ for rows in row_blocks(len(split))])
+        blocks = [self._kernel_features(split.features[rows]) @ self.weights_ for rows in row_blocks(len(split))]
+        return np.concatenate(blocks)
 
     def _kernel_features(self, features: np.ndarray) -> np.ndarray:
         squared = squared_distances_to_anchors(features, self.mean_, self.anchors_)
@@ -112,7 +113,8 @@ def squared_distances_to_anchors(features: np.ndarray, mean: np.ndarray, anchors
     rows with [anchors; mean], in the rows' precision, so a large input is never copied."""
     products = features @ np.vstack([anchors, mean]).T.astype(features.dtype)
     centred_products = products[:, :-1] - (anchors @ mean).astype(features.dtype)
-    centred_norms = np.sqrt(np.maximum(np.einsum("ij,ij->i", features, features) - 2 * products[:, -1] + mean @ mean, 0))
+    squared_norms = np.einsum("ij,ij->i", features, features) - 2 * products[:, -1] + mean @ mean
+    centred_norms = np.sqrt(np.maximum(squared_norms, 0))
     nonzero = centred_norms > 0  # a row equal to the mean stays the zero vector, as in fitting
     cosines = centred_products / np.where(nonzero, centred_norms, 1)[:, None]
     return np.maximum(nonzero[:, None] + np.einsum("ij,ij->i", anchors, anchors) - 2 * cosines, 0)

@@ -60,7 +60,8 @@ class SKLSH(Hasher):
 
     def _kernel_precision(self, features: np.ndarray, rng: np.random.Generator) -> float:
         if self.gamma is not None:
-            if isinstance(self.gamma, bool) or not (isinstance(self.gamma, (int, float, np.floating)) and np.isfinite(self.gamma) and self.gamma > 0):
+            is_number = isinstance(self.gamma, (int, float, np.floating)) and not isinstance(self.gamma, bool)
+            if not (is_number and np.isfinite(self.gamma) and self.gamma > 0):
                 raise InvalidInputError(f"gamma must be a positive number or None, got {self.gamma!r}")
             return float(self.gamma)
         neighbor = min(check_positive_int(self.bandwidth_neighbor, "bandwidth_neighbor"), len(features) - 1)
