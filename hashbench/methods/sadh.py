@@ -23,7 +23,7 @@ Free choices (default):
   of bandwidth the mean squared distance to them, rows normalised (the AGH convention);
 - codes start from the signs of A's leading non-trivial eigenvectors, later rounds from the
   previous codes; ``decorrelation=1.0`` (mu); ADMM: ``admm_iterations=100`` of 3 gradient steps on
-  B each, penalty rho from 0.5 growing 3% per iteration up to 10;
+  B each (step 1 / a local Lipschitz bound), penalty rho from 0.5 growing 3% per iteration up to 10;
 - ``threshold="mean"`` (over all bits; "bit-mean": per bit);
 - image mode fine-tunes every backbone layer; with ``frozen_backbone=True`` the features do not
   change, so the graph is the same each round.
@@ -35,7 +35,7 @@ from operator import itemgetter
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from scipy import sparse
 from sklearn.cluster import KMeans
 from sklearn.metrics.pairwise import euclidean_distances
 from torch import nn
@@ -51,10 +51,11 @@ RHO_START, RHO_GROWTH, RHO_MAX = 0.5, 1.03, 10.0
 
 
 class AnchorGraph:
-    """``A = Z Λ^-1 Z^T`` kept in factored form (n x m ``Z``); products cost O(n m r)."""
+    """``A = Z Λ^-1 Z^T`` kept in factored form: ``Z`` is a sparse (n x m) matrix with
+    ``n_neighbours`` entries per row, so products with A cost O(n r) per code column."""
 
     def __init__(self, features: np.ndarray, n_anchors: int, n_neighbours: int, seed: int):
-        n_anchors = min(n_anchors, len(features))
+        n, n_anchors = len(features), min(n_anchors, len(features))
         anchors = KMeans(n_anchors, n_init=1, max_iter=50, random_state=seed).fit(features).cluster_centers_
         sq_dist = euclidean_distances(features, anchors, squared=True)
         nearest = np.argsort(sq_dist, axis=1)[:, :n_neighbours]
@@ -62,58 +63,63 @@ class AnchorGraph:
         bandwidth = max(float(near_sq.mean()), 1e-12)
         weights = np.exp(-near_sq / bandwidth)
         weights /= weights.sum(axis=1, keepdims=True)
-        z = np.zeros((len(features), n_anchors))
-        np.put_along_axis(z, nearest, weights, axis=1)
-        self.z = torch.as_tensor(z)
-        self.inv_degree = 1.0 / self.z.sum(0).clamp_min(1e-12)
+        rows = np.repeat(np.arange(n), n_neighbours)
+        self.z = sparse.csr_matrix((weights.ravel(), (rows, nearest.ravel())), shape=(n, n_anchors))
+        self.inv_degree = 1.0 / np.maximum(np.asarray(self.z.sum(axis=0)).ravel(), 1e-12)
 
-    def centred_product(self, codes: torch.Tensor) -> torch.Tensor:
+    def centred_product(self, codes: np.ndarray) -> np.ndarray:
         """``(A - 11^T/n) codes``."""
-        return self.z @ (self.inv_degree[:, None] * (self.z.T @ codes)) - codes.mean(0, keepdim=True)
+        return self.z @ (self.inv_degree[:, None] * (self.z.T @ codes)) - codes.mean(axis=0, keepdims=True)
 
-    def leading_eigenvectors(self, k: int) -> torch.Tensor:
+    def leading_eigenvectors(self, k: int) -> np.ndarray:
         """The k leading eigenvectors of ``A - 11^T/n``, as (n, k) columns.
 
         With ``P = Z Λ^-1/2`` and the unit vector ``u = Λ^1/2 1 / sqrt(n)`` (so ``P u`` is the
         constant vector over sqrt(n)), ``A - 11^T/n = (P Q)(P Q)^T`` with ``Q = I - u u^T``: its
         eigenvectors come from the m x m matrix ``(P Q)^T (P Q)``.
         """
-        scaled = self.z * self.inv_degree.sqrt()
-        u = (1.0 / self.inv_degree).sqrt() / np.sqrt(len(self.z))
-        projected = scaled - (scaled @ u)[:, None] * u[None, :]
-        values, vectors = torch.linalg.eigh(projected.T @ projected)
-        top = torch.argsort(values, descending=True)[:k]
-        return projected @ vectors[:, top] / values[top].clamp_min(1e-12).sqrt()
+        scaled = (self.z @ sparse.diags(np.sqrt(self.inv_degree))).toarray()
+        u = np.sqrt(1.0 / self.inv_degree) / np.sqrt(self.z.shape[0])
+        projected = scaled - np.outer(scaled @ u, u)
+        values, vectors = np.linalg.eigh(projected.T @ projected)
+        top = np.argsort(values)[::-1][:k]
+        return projected @ vectors[:, top] / np.sqrt(np.maximum(values[top], 1e-12))
 
 
-def discrete_codes(graph: AnchorGraph, start: torch.Tensor, decorrelation: float, iterations: int) -> torch.Tensor:
+def signs(values: np.ndarray) -> np.ndarray:
+    return np.where(values >= 0, 1.0, -1.0)
+
+
+def discrete_codes(graph: AnchorGraph, start: np.ndarray, decorrelation: float, iterations: int) -> np.ndarray:
     """ADMM on the l2-box form of ``min -tr(B^T A' B) + mu/(4n) ||B^T B||^2`` from ``start``; ±1 codes."""
     n = len(start)
-    b = start.clone().double()
-    y_box, y_sphere = torch.zeros_like(b), torch.zeros_like(b)
+    b = np.array(start, dtype=np.float64)
+    y_box, y_sphere = np.zeros_like(b), np.zeros_like(b)
     rho = RHO_START
     for _ in range(iterations):
-        box = (b + y_box / rho).clamp(-1.0, 1.0)
-        sphere = F.normalize(b + y_sphere / rho, dim=0) * np.sqrt(n)
-        step = 1.0 / (2.0 + 2.0 * decorrelation + 2.0 * rho)
+        box = np.clip(b + y_box / rho, -1.0, 1.0)
+        sphere = b + y_sphere / rho
+        sphere *= np.sqrt(n) / np.maximum(np.linalg.norm(sphere, axis=0), 1e-12)
         for _ in range(ADMM_INNER_STEPS):
+            gram = b.T @ b
             gradient = (
                 -2.0 * graph.centred_product(b)
-                + decorrelation / n * b @ (b.T @ b)
+                + decorrelation / n * b @ gram
                 + y_box + y_sphere + rho * (2.0 * b - box - sphere)
             )
-            b = b - step * gradient
+            # 1 / (a bound on the gradient's Lipschitz constant near b): ||A'|| <= 1, and the
+            # quartic term's Hessian is at most 3 mu ||B^T B|| / n
+            b -= gradient / (2.0 + 3.0 * decorrelation * np.linalg.norm(gram, 2) / n + 2.0 * rho)
         y_box += rho * (b - box)
         y_sphere += rho * (b - sphere)
         rho = min(rho * RHO_GROWTH, RHO_MAX)
-    return torch.where(b >= 0, 1.0, -1.0)
+    return signs(b)
 
 
-def code_objective(graph: AnchorGraph, codes: torch.Tensor, decorrelation: float) -> float:
+def code_objective(graph: AnchorGraph, codes: np.ndarray, decorrelation: float) -> float:
     """The value of the code objective at ``codes`` (lower is better)."""
-    codes = codes.double()
     gram = codes.T @ codes
-    return float(-(codes * graph.centred_product(codes)).sum() + decorrelation / (4 * len(codes)) * gram.pow(2).sum())
+    return float(-(codes * graph.centred_product(codes)).sum() + decorrelation / (4 * len(codes)) * (gram**2).sum())
 
 
 class SADH(CNNHasher):
@@ -173,22 +179,23 @@ class SADH(CNNHasher):
 
         def loss_terms(indices: torch.Tensor) -> dict:
             outputs = network(inputs(indices.numpy()))
-            targets = state["codes"][indices.to(self.device_)]
+            targets = state["targets"][indices.to(self.device_)]
             return {"regression": 0.5 * (outputs - targets).pow(2).sum(dim=1).mean()}
 
         def run_epoch(epoch: int) -> dict:
             if (epoch - 1) % epochs == 0:  # a new round: update the graph, then the codes
                 if epoch > 1 and not self.frozen_backbone:
                     state["features"] = self._outputs(network, train, features=True)
-                state["codes"] = self._update_codes(state["features"], state["codes"]).float().to(self.device_)
+                state["codes"] = self._update_codes(state["features"], state["codes"])
+                state["targets"] = torch.as_tensor(state["codes"], dtype=torch.float32, device=self.device_)
             batches = minibatches(len(train), settings["batch_size"], generator)
             return run_batches(batches, loss_terms, [(optimizer, itemgetter("regression"))], epoch=epoch, method=self.name)
 
         self._train_network(settings["outer_iterations"] * epochs, run_epoch, train, callback)
 
-    def _update_codes(self, features: np.ndarray, previous: torch.Tensor | None) -> torch.Tensor:
+    def _update_codes(self, features: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
         graph = AnchorGraph(np.asarray(features, dtype=np.float64), self.n_anchors, self.anchor_neighbours, self.seed)
-        start = torch.sign(graph.leading_eigenvectors(self.n_bits)) if previous is None else previous.double().cpu()
+        start = signs(graph.leading_eigenvectors(self.n_bits)) if previous is None else previous
         codes = discrete_codes(graph, start, self.decorrelation, self.admm_iterations)
         self.code_objective_.append(code_objective(graph, codes, self.decorrelation))
         return codes
