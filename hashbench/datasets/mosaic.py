@@ -1,0 +1,380 @@
+"""The embedded multi-label "mosaic" datasets, built from real Fashion-MNIST images.
+
+    import hashbench as hb
+    ds = hb.load_dataset("mosaic")                  # 5,000 train / 1,000 query / 20,000 database
+    ds = hb.load_dataset("mosaic", size="tiny")     # 500 / 100 / 1,000: seconds to build, for tests
+    ds = hb.load_dataset("mosaic-tags")             # aux = noisy user tags (NUS-WIDE-like)
+    ds = hb.load_dataset("mosaic-coco")             # the paper's MS-COCO sizes 5,000 / 5,000 / 113,287
+
+How it is made (every random choice flows from ``seed``):
+- The item images are split into two disjoint pools. Pool A (``backbone_items`` single items) trains
+  the backbone CNN (:mod:`hashbench.datasets.backbone`) on its class labels; the mosaics and their
+  labels are never seen by it. Pool B is split again, in proportion to the split sizes, into
+  disjoint item pools for train, query and database, so no item photo appears in two splits.
+- Each 56x56 grey mosaic is a 2x2 grid; each cell holds an item with probability
+  ``cell_probability`` (0.5; at least one per mosaic), of a class drawn with weights
+  ``1 / (rank + 1) ** class_skew`` (0.5: frequent and rare classes, as in COCO), mirrored
+  left-right with probability 1/2. Ground truth ``labels`` = multi-hot over the 10 classes present
+  (about 2 per mosaic on average).
+- ``features`` = the backbone's 256 pooled features of the whole mosaic (the stand-in for VGG16 fc7).
+- ``aux="objects"`` (``mosaic``, COCO-like): the backbone's class head used as a detector on every
+  non-empty cell, keeping the classes whose softmax probability is at least
+  ``detector_threshold`` (0.4), so ``aux`` is a multi-hot that is informative but imperfect.
+  ``aux="tags"`` (``mosaic-tags``, NUS-WIDE-like): noisy user tags, see :mod:`hashbench.datasets.tags`.
+- ``web`` split (for WSIH): ``n_web`` single pool-A items centred on a blank 56x56 canvas, one-hot labels.
+- ``info`` holds the aux precision / recall against the true labels, the backbone's accuracy on
+  pool-B items, the build time, all parameters and the image source.
+
+Options of ``load_dataset("mosaic", ...)``:
+- ``size``: "tiny" (500 / 100 / 1,000, web 200), "default" (5,000 / 1,000 / 20,000, web 2,000) or
+  "coco" (5,000 / 5,000 / 113,287, web 5,000); ``n_train``, ``n_query``, ``n_database``, ``n_web``
+  override single counts.
+- ``aux``: "objects" or "tags"; ``seed`` (0).
+- ``source``: "vendored" (the 16,000 packaged images; the default, so every machine builds the same
+  arrays), "debian" (all 70,000 images of the Debian package dataset-fashion-mnist) or "auto"
+  (Debian when installed; the default of ``mosaic-coco``). Items are reused across mosaics of a split;
+  how often is recorded in ``info["item_reuse"]``.
+- ``data_dir``: cache directory (see :mod:`hashbench.datasets.cache`); ``cache=False`` builds
+  without reading or writing the cache.
+- ``cell_probability``, ``class_skew``, ``detector_threshold``, ``backbone_items``,
+  ``backbone_epochs``: the free choices above.
+
+Images are stored compactly: the item pixels once, and per mosaic the item index and mirror flag of
+each cell; ``split.images.load(indices)`` renders mosaics on demand and ``split.images.backbone()``
+returns the trained backbone, so image-mode methods fine-tune the network behind ``features``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hashbench._validation import check_choice, check_positive_int
+from hashbench.datasets import backbone as bb
+from hashbench.datasets import cache as cache_files
+from hashbench.datasets.base import SPLIT_NAMES, ArrayImages, HashingDataset, Split
+from hashbench.datasets.fashion import CLASS_NAMES, debian_available, load_items
+from hashbench.errors import InvalidInputError
+from hashbench.registry import register_dataset
+
+FORMAT_VERSION = 1
+ITEM_SIZE = 28
+MOSAIC_SIZE = 2 * ITEM_SIZE
+CELL_OFFSETS = ((0, 0), (0, ITEM_SIZE), (ITEM_SIZE, 0), (ITEM_SIZE, ITEM_SIZE))
+SIZES = {
+    "tiny": {"n_train": 500, "n_query": 100, "n_database": 1000, "n_web": 200},
+    "default": {"n_train": 5000, "n_query": 1000, "n_database": 20000, "n_web": 2000},
+    "coco": {"n_train": 5000, "n_query": 5000, "n_database": 113287, "n_web": 5000},
+}
+# Backbone training effort per size: the tiny size trades detector quality for a build of seconds.
+BACKBONE_DEFAULTS = {
+    "tiny": {"backbone_items": 1500, "backbone_epochs": 3},
+    "default": {"backbone_items": 4000, "backbone_epochs": 4},
+    "coco": {"backbone_items": 4000, "backbone_epochs": 4},
+}
+AUX_KINDS = ("objects", "tags")
+
+
+@dataclass(frozen=True)
+class MosaicImages:
+    """ImageSource rendering 2x2 mosaics on demand from item pixels and per-cell (item, mirror) choices."""
+
+    items: np.ndarray  # (n_items, 28, 28) uint8
+    cells: np.ndarray  # (n, 4) item index per cell, -1 = empty
+    flips: np.ndarray  # (n, 4) bool, mirror the cell's item left-right
+    backbone: bb.BackboneFactory
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def load(self, indices) -> np.ndarray:
+        if np.ndim(indices) == 0:
+            return render_mosaics(self.items, self.cells[[indices]], self.flips[[indices]])[0]
+        return render_mosaics(self.items, self.cells[indices], self.flips[indices])
+
+
+def render_mosaics(items: np.ndarray, cells: np.ndarray, flips: np.ndarray) -> np.ndarray:
+    """uint8 mosaics (n, 1, 56, 56) from item pixels and (n, 4) cell choices."""
+    mosaics = np.zeros((len(cells), 1, MOSAIC_SIZE, MOSAIC_SIZE), np.uint8)
+    for k, (top, left) in enumerate(CELL_OFFSETS):
+        rows = np.flatnonzero(cells[:, k] >= 0)
+        tiles = items[cells[rows, k]]
+        mirrored = flips[rows, k]
+        tiles[mirrored] = tiles[mirrored, :, ::-1]
+        mosaics[rows, 0, top : top + ITEM_SIZE, left : left + ITEM_SIZE] = tiles
+    return mosaics
+
+
+def centred_on_canvas(items: np.ndarray) -> np.ndarray:
+    """Single items (n, 28, 28) centred on a blank 56x56 canvas: (n, 1, 56, 56) uint8."""
+    canvas = np.zeros((len(items), 1, MOSAIC_SIZE, MOSAIC_SIZE), np.uint8)
+    start = (MOSAIC_SIZE - ITEM_SIZE) // 2
+    canvas[:, 0, start : start + ITEM_SIZE, start : start + ITEM_SIZE] = items
+    return canvas
+
+
+def build_mosaic(
+    *,
+    size: str = "default",
+    n_train: int | None = None,
+    n_query: int | None = None,
+    n_database: int | None = None,
+    n_web: int | None = None,
+    aux: str = "objects",
+    seed: int = 0,
+    source: str = "vendored",
+    cell_probability: float = 0.5,
+    class_skew: float = 0.5,
+    detector_threshold: float = 0.4,
+    backbone_items: int | None = None,
+    backbone_epochs: int | None = None,
+    data_dir=None,
+    cache: bool = True,
+    name: str = "mosaic",
+) -> HashingDataset:
+    """Build (or read from the cache) a mosaic dataset; the options are described in the module docstring."""
+    params = _resolve_params(
+        size=size, n_train=n_train, n_query=n_query, n_database=n_database, n_web=n_web, aux=aux, seed=seed,
+        source=source, cell_probability=cell_probability, class_skew=class_skew,
+        detector_threshold=detector_threshold, backbone_items=backbone_items, backbone_epochs=backbone_epochs,
+    )
+    if not cache:
+        return dataset_from_arrays(_build_arrays(params), name)
+    path = cache_files.resolve_data_dir(data_dir) / f"{name}-{cache_files.cache_key(params)}.npz"
+    arrays = cache_files.read_npz_whole(path) if path.exists() else None
+    if arrays is None or json.loads(str(arrays["meta"]))["params"] != params:
+        arrays = _build_arrays(params)
+        cache_files.write_npz_atomic(path, arrays)
+    dataset = dataset_from_arrays(arrays, name)
+    dataset.info["cache_file"] = str(path)
+    return dataset
+
+
+def _resolve_params(*, size, aux, seed, source, **options) -> dict:
+    size = check_choice(size, SIZES, "size")
+    aux = check_choice(aux, AUX_KINDS, "aux")
+    source = check_choice(source, ("vendored", "debian", "auto"), "source")
+    if source == "auto":
+        source = "debian" if debian_available() else "vendored"
+    params = {**SIZES[size], **BACKBONE_DEFAULTS[size]}
+    for key, value in options.items():
+        if value is not None:
+            params[key] = value
+    for key in (*SIZES[size], *BACKBONE_DEFAULTS[size]):
+        params[key] = check_positive_int(params[key], key)
+    for key in ("cell_probability", "detector_threshold"):
+        if not 0 < params[key] <= 1:
+            raise InvalidInputError(f"{key} must be in (0, 1], got {params[key]!r}")
+    if params["class_skew"] < 0:
+        raise InvalidInputError(f"class_skew must be >= 0, got {params['class_skew']!r}")
+    if params["n_web"] > params["backbone_items"]:
+        raise InvalidInputError(
+            f"n_web ({params['n_web']}) must not exceed backbone_items ({params['backbone_items']}): "
+            "web images come from the backbone's item pool"
+        )
+    seed = check_positive_int(seed + 1, "seed + 1") - 1  # seed must be an integer >= 0
+    return {**params, "aux": aux, "seed": seed, "source": source, "format_version": FORMAT_VERSION}
+
+
+def _build_arrays(params: dict) -> dict[str, np.ndarray]:
+    """Every array of the dataset (the cache file's content), deterministic in ``params``."""
+    started = time.perf_counter()
+    rng = np.random.default_rng(params["seed"])
+    items = load_items(params["source"])
+    n_classes = len(CLASS_NAMES)
+    order = rng.permutation(len(items.labels))
+    pool_a, pool_b = order[: params["backbone_items"]], order[params["backbone_items"] :]
+    if len(pool_b) < 3 * n_classes:
+        raise InvalidInputError(f"backbone_items={params['backbone_items']} leaves too few items for the mosaics")
+
+    with bb.deterministic_torch():
+        model = bb.train_backbone(
+            items.images[pool_a][:, None], items.labels[pool_a], epochs=params["backbone_epochs"], seed=params["seed"]
+        )
+        counts = {s: params[f"n_{s}"] for s in SPLIT_NAMES}
+        pools = _partition(pool_b, counts)
+        layouts = {s: _sample_layout(rng, pools[s], items.labels, counts[s], params) for s in SPLIT_NAMES}
+        used_items, layouts = _compact_items(layouts)
+        item_pixels = items.images[used_items]
+        item_labels = items.labels[used_items]
+        detections, cell_accuracy = _detect_items(model, item_pixels, item_labels, layouts, params)
+        web_items = pool_a[: params["n_web"]]
+        web_pixels = centred_on_canvas(items.images[web_items])
+        arrays = {"web_images": web_pixels, "web_labels": _one_hot(items.labels[web_items], n_classes)}
+        arrays["web_features"] = bb.apply_in_batches(model, len(web_pixels), lambda s: web_pixels[s])
+        for split, (cells, flips) in layouts.items():
+            arrays[f"{split}_cells"], arrays[f"{split}_flips"] = cells, flips
+            arrays[f"{split}_labels"] = _cell_labels(cells, item_labels, n_classes)
+            arrays[f"{split}_features"] = bb.apply_in_batches(
+                model, len(cells), lambda s, c=cells, f=flips: render_mosaics(item_pixels, c[s], f[s])
+            )
+            arrays[f"{split}_aux"] = _aux_from_detections(cells, flips, detections)
+    label_names = list(CLASS_NAMES)
+    aux_names = [f"detected {c}" for c in CLASS_NAMES]
+    if params["aux"] == "tags":
+        from hashbench.datasets.tags import add_tags
+
+        aux_names = add_tags(arrays, rng)
+    arrays.update(bb.state_to_arrays(model))
+    arrays["items"] = item_pixels
+    arrays["label_names"] = np.array(label_names)
+    arrays["aux_names"] = np.array(aux_names)
+    info = {
+        "params": params,
+        "image_source": items.description,
+        "item_reuse": {s: round(float((c >= 0).sum() / max(len(np.unique(c[c >= 0])), 1)), 2)
+                       for s, (c, _) in layouts.items()},
+        "backbone_accuracy_on_pool_b_cells": round(cell_accuracy, 4),
+        **aux_quality(arrays, aux_kind=params["aux"]),
+        "build_seconds": round(time.perf_counter() - started, 2),
+    }
+    if params["source"] == "vendored" and params["n_database"] > SIZES["default"]["n_database"]:
+        info["note"] = (
+            "built from the vendored subset: items are reused (and mirrored) across many mosaics; "
+            "install dataset-fashion-mnist and use source='debian' or 'auto' for more distinct items"
+        )
+    arrays["meta"] = np.array(json.dumps({"params": params, "info": info}))
+    return arrays
+
+
+def _partition(pool: np.ndarray, counts: dict[str, int]) -> dict[str, np.ndarray]:
+    """Disjoint item pools for the splits, sized in proportion to the number of mosaics."""
+    total = sum(counts.values())
+    bounds = np.cumsum([0] + [round(len(pool) * n / total) for n in counts.values()])
+    bounds[-1] = len(pool)
+    return {s: pool[bounds[i] : bounds[i + 1]] for i, s in enumerate(counts)}
+
+
+def _sample_layout(rng, pool: np.ndarray, labels: np.ndarray, n: int, params: dict):
+    """(cells, flips) of ``n`` mosaics drawing items from ``pool`` (indices into the item set)."""
+    n_classes = len(CLASS_NAMES)
+    occupied = rng.random((n, 4)) < params["cell_probability"]
+    blank = np.flatnonzero(~occupied.any(axis=1))
+    occupied[blank, rng.integers(0, 4, len(blank))] = True
+    weights = 1.0 / (np.arange(n_classes) + 1.0) ** params["class_skew"]
+    classes = rng.choice(n_classes, size=(n, 4), p=weights / weights.sum())
+    by_class = pool[np.argsort(labels[pool], kind="stable")]
+    class_counts = np.bincount(labels[pool], minlength=n_classes)
+    if (class_counts == 0).any():
+        raise InvalidInputError("an item pool lacks a class; use more items (a larger source or fewer backbone_items)")
+    starts = np.concatenate([[0], np.cumsum(class_counts)[:-1]])
+    picks = starts[classes] + (rng.random((n, 4)) * class_counts[classes]).astype(np.int64)
+    cells = np.where(occupied, by_class[picks], -1).astype(np.int64)
+    flips = rng.random((n, 4)) < 0.5
+    return cells, flips
+
+
+def _compact_items(layouts):
+    """Renumber cell items 0..m-1 over the items actually used, so the cache stores only those."""
+    used = np.unique(np.concatenate([c[c >= 0] for c, _ in layouts.values()]))
+    compact = {}
+    for split, (cells, flips) in layouts.items():
+        renumbered = np.where(cells >= 0, np.searchsorted(used, cells), -1).astype(np.int32)
+        compact[split] = (renumbered, flips)
+    return used, compact
+
+
+def _cell_codes(cells: np.ndarray, flips: np.ndarray) -> np.ndarray:
+    return np.where(cells >= 0, 2 * cells + flips, -1)
+
+
+def _detect_items(model, item_pixels, item_labels, layouts, params):
+    """Detector output per distinct (item, mirror) cell content: a bool (m, 10) table and its codes.
+
+    Cells do not overlap, so running the detector on each used (item, mirror) pair once equals
+    running it on every non-empty cell.
+    """
+    codes = np.unique(np.concatenate([_cell_codes(c, f).ravel() for c, f in layouts.values()]))
+    codes = codes[codes >= 0]
+    crops = item_pixels[codes // 2].copy()
+    mirrored = codes % 2 == 1
+    crops[mirrored] = crops[mirrored, :, ::-1]
+    crops = crops[:, None]
+    probabilities = bb.apply_in_batches(lambda x: torch.softmax(model.classify(x), 1), len(crops), lambda s: crops[s])
+    accuracy = float((probabilities.argmax(1) == item_labels[codes // 2]).mean())
+    return (codes, probabilities >= params["detector_threshold"]), accuracy
+
+
+def _aux_from_detections(cells, flips, detections) -> np.ndarray:
+    codes, detected = detections
+    cell_codes = _cell_codes(cells, flips)
+    aux = np.zeros((len(cells), detected.shape[1]), bool)
+    for k in range(cells.shape[1]):
+        rows = np.flatnonzero(cell_codes[:, k] >= 0)
+        aux[rows] |= detected[np.searchsorted(codes, cell_codes[rows, k])]
+    return aux.astype(np.float32)
+
+
+def _cell_labels(cells, item_labels, n_classes) -> np.ndarray:
+    labels = np.zeros((len(cells), n_classes), np.uint8)
+    rows, ks = np.nonzero(cells >= 0)
+    labels[rows, item_labels[cells[rows, ks]]] = 1
+    return labels
+
+
+def _one_hot(classes, n_classes) -> np.ndarray:
+    return np.eye(n_classes, dtype=np.uint8)[classes]
+
+
+def aux_quality(arrays, *, aux_kind: str) -> dict:
+    """Micro-averaged precision and recall of the aux labels (tags mapped to classes) vs the true labels."""
+    true = np.concatenate([arrays[f"{s}_labels"] for s in SPLIT_NAMES]).astype(bool)
+    if aux_kind == "tags":
+        from hashbench.datasets.tags import tags_to_classes
+
+        predicted = np.concatenate([tags_to_classes(arrays[f"{s}_aux"]) for s in SPLIT_NAMES])
+    else:
+        predicted = np.concatenate([arrays[f"{s}_aux"] for s in SPLIT_NAMES]).astype(bool)
+    hits = (true & predicted).sum()
+    return {
+        "aux_precision": round(float(hits / max(predicted.sum(), 1)), 4),
+        "aux_recall": round(float(hits / max(true.sum(), 1)), 4),
+        "label_cardinality": round(float(true.sum(1).mean()), 3),
+    }
+
+
+def dataset_from_arrays(arrays: dict[str, np.ndarray], name: str) -> HashingDataset:
+    """The HashingDataset over the arrays of a (cached) build."""
+    backbone = bb.BackboneFactory(bb.arrays_to_state(arrays))
+    items = arrays["items"]
+    splits = {
+        s: Split(
+            arrays[f"{s}_features"],
+            arrays[f"{s}_labels"],
+            arrays[f"{s}_aux"],
+            images=MosaicImages(items, arrays[f"{s}_cells"], arrays[f"{s}_flips"], backbone),
+            name=s,
+        )
+        for s in SPLIT_NAMES
+    }
+    web = Split(arrays["web_features"], arrays["web_labels"], images=ArrayImages(arrays["web_images"], backbone), name="web")
+    meta = json.loads(str(arrays["meta"]))
+    return HashingDataset(
+        name,
+        **splits,
+        web=web,
+        label_names=[str(n) for n in arrays["label_names"]],
+        aux_names=[str(n) for n in arrays["aux_names"]],
+        info=dict(meta["info"]),
+    )
+
+
+register_dataset(
+    "mosaic",
+    lambda **options: build_mosaic(**{"name": "mosaic", **options}),
+    "2x2 mosaics of Fashion-MNIST items, 10 classes, aux = detected objects; 5,000/1,000/20,000 (size='tiny': 500/100/1,000)",
+)
+register_dataset(
+    "mosaic-tags",
+    lambda **options: build_mosaic(**{"name": "mosaic-tags", "aux": "tags", **options}),
+    "mosaic with aux = noisy user tags over a vocabulary of a few hundred words (NUS-WIDE-like)",
+)
+register_dataset(
+    "mosaic-coco",
+    lambda **options: build_mosaic(**{"name": "mosaic-coco", "size": "coco", "source": "auto", **options}),
+    "mosaic at the paper's MS-COCO sizes 5,000/5,000/113,287; all of Debian's Fashion-MNIST when installed",
+)
