@@ -38,7 +38,6 @@ class Propagation:
     """What one forward pass over a set of nodes produces (graphs are before normalisation)."""
 
     z: torch.Tensor
-    y_bar: torch.Tensor | None
     x_att: torch.Tensor
     hidden: torch.Tensor
     graphs: dict[str, torch.Tensor]
@@ -82,35 +81,44 @@ class Generator(nn.Module):
         )
 
     # --- node representations --------------------------------------------------------------------
-    def embed(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
         x_bar = self.project_x(x)
-        y_bar = self.project_y(y) if y is not None and self.project_y is not None else None
-        if self.rules.normalise_projections:
-            x_bar = F.normalize(x_bar, dim=1)
-            y_bar = F.normalize(y_bar, dim=1) if y_bar is not None else None
-        return x_bar, y_bar
+        return F.normalize(x_bar, dim=1, eps=EPS) if self.rules.normalise_projections else x_bar
 
-    def attend(self, x_bar, y_bar_cols, y_bar_self=None) -> torch.Tensor:
-        """Eq. 1-2: x_bar plus an attention-weighted mix of the columns' y_bar (and, when
-        ``y_bar_self`` is given, of each row's own y_bar as one more column)."""
-        if not self.attention or y_bar_cols is None:
+    def attend(self, x_bar, y_cols, y_self=None) -> torch.Tensor:
+        """Eq. 1-2: x_bar plus an attention-weighted mix of the columns' y_bar = project_y(y)
+        (and, when ``y_self`` is given, of each row's own y_bar as one more column).
+
+        Products with y_bar go through the c-dimensional aux rows when c < d' (x_bar . y_bar_j =
+        (x_bar W) . y_j + x_bar . b), which turns the two n x n x d' products into n x n x c ones."""
+        if not self.attention or y_cols is None:
             return x_bar
-        weights = F.relu(cosine(x_bar, y_bar_cols))
-        if y_bar_self is not None:
-            weights = torch.cat([weights, F.relu(F.cosine_similarity(x_bar, y_bar_self, dim=1, eps=EPS))[:, None]], 1)
+        col_norms = self.project_y(y_cols).norm(dim=1).clamp_min(EPS)
+        cos = times_projected(x_bar, y_cols, self.project_y) / col_norms / x_bar.norm(dim=1, keepdim=True).clamp_min(EPS)
+        weights = F.relu(cos)
+        if y_self is not None:
+            y_bar_self = self.project_y(y_self)
+            self_cos = F.cosine_similarity(x_bar, y_bar_self, dim=1, eps=EPS)
+            weights = torch.cat([weights, F.relu(self_cos)[:, None]], 1)
         if self.rules.attention_norm == "sum":
             weights = weights / weights.sum(1, keepdim=True).clamp_min(EPS)
         else:
             weights = F.normalize(weights, dim=1, eps=EPS)
-        mixed = weights[:, : y_bar_cols.shape[0]] @ y_bar_cols
-        if y_bar_self is not None:
-            mixed = mixed + weights[:, -1:] * y_bar_self
+        n_cols = len(y_cols)
+        col_weights = weights[:, :n_cols]
+        if self.rules.normalise_projections:  # mix the unit-length y_bar
+            col_weights = col_weights / col_norms
+        mixed = mix_projected(col_weights, y_cols, self.project_y)
+        if y_self is not None:
+            if self.rules.normalise_projections:
+                y_bar_self = F.normalize(y_bar_self, dim=1, eps=EPS)
+            mixed = mixed + weights[:, n_cols:] * y_bar_self
         return x_bar + mixed
 
     # --- graphs ----------------------------------------------------------------------------------
-    def similarities(self, x_att, y, x_att_cols, y_cols, sigma2) -> dict[str, torch.Tensor]:
+    def similarities(self, squared_distances, y, y_cols, sigma2) -> dict[str, torch.Tensor]:
         """S^v (Eq. 3), S^a (Eq. 4) and the augmented S (Eq. 5) between rows and columns."""
-        graphs = {"visual": torch.exp(-torch.cdist(x_att, x_att_cols).square() / (2 * sigma2))}
+        graphs = {"visual": torch.exp(squared_distances * (-0.5 / sigma2))}
         if y is not None:
             graphs["aux"] = aux_similarity(y, y_cols, self.rules)
         graphs["augmented"] = self.fuse(graphs)
@@ -131,38 +139,38 @@ class Generator(nn.Module):
             return graphs["visual"] + self.mu * graphs["aux"]
         return self.mu * graphs["visual"] + graphs["aux"]
 
-    def bandwidth(self, x_att: torch.Tensor) -> torch.Tensor:
-        """2 sigma^2 / 2 = sigma^2: fixed, or the median rule (half the median squared distance
-        between distinct nodes of the set, so the median pair gets exp(-1)); never differentiated."""
+    def bandwidth(self, squared: torch.Tensor) -> torch.Tensor:
+        """sigma^2: fixed, or the median rule (half the median squared distance between distinct
+        nodes of the set, so the median pair gets exp(-1)); never differentiated."""
         if self.sigma != "median":
-            return torch.tensor(float(self.sigma) ** 2, device=x_att.device)
+            return torch.tensor(float(self.sigma) ** 2, device=squared.device)
+        n = len(squared)
+        if n < 2:
+            return squared.new_tensor(1.0)
         with torch.no_grad():
-            sq = torch.cdist(x_att, x_att).square()
-            off_diagonal = sq[~torch.eye(len(sq), dtype=torch.bool, device=sq.device)]
-            median = off_diagonal.median() if off_diagonal.numel() else sq.new_tensor(1.0)
-            return (median / 2).clamp_min(EPS)
+            off_diagonal = squared.flatten()[1:].view(n - 1, n + 1)[:, :-1]
+            return (off_diagonal.median() / 2).clamp_min(EPS)
 
     # --- forward passes ----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> Propagation:
         """One graph over the given nodes (a training batch, or a batch in ``encode_mode="batch"``)."""
-        x_bar, y_bar = self.embed(x, y)
-        x_att = self.attend(x_bar, y_bar)
-        sigma2 = self.bandwidth(x_att)
-        graphs = self.similarities(x_att, y, x_att, y, sigma2)
+        x_att = self.attend(self.embed(x), y)
+        squared = squared_distances(x_att, x_att)
+        sigma2 = self.bandwidth(squared)
+        graphs = self.similarities(squared, y, y, sigma2)
         graph = graphs[self.gcn_graph]
         degrees = graph.sum(1)
         adjacency = normalise(graph, degrees, degrees, self.rules)
         hidden = F.relu(self.gc1(adjacency @ self.dropout(x_att)))
         z = adjacency @ self.gc2(self.dropout(hidden))
-        return Propagation(z, y_bar, x_att, hidden, graphs, degrees, sigma2)
+        return Propagation(z, x_att, hidden, graphs, degrees, sigma2)
 
     def forward_against(self, x: torch.Tensor, y: torch.Tensor | None, ref: Reference) -> torch.Tensor:
         """Each row's node joined to the fixed reference nodes only: its code does not depend on
         the other rows. The references keep the attentive features, hidden states and degrees they
         have in their own graph; the row aggregates from them and from itself."""
-        x_bar, y_bar = self.embed(x, y)
-        x_att = self.attend(x_bar, ref.y_bar, y_bar)
-        to_refs = self.similarities(x_att, y, ref.x_att, ref.y, ref.sigma2)[self.gcn_graph]
+        x_att = self.attend(self.embed(x), ref.y, y)
+        to_refs = self.similarities(squared_distances(x_att, ref.x_att), y, ref.y, ref.sigma2)[self.gcn_graph]
         to_self = self.self_similarities(x_att, y)[self.gcn_graph]
         degrees = to_refs.sum(1) + to_self
         adjacency = normalise(to_refs, degrees, ref.degrees, self.rules)
@@ -175,7 +183,6 @@ class Generator(nn.Module):
 class Reference:
     """The fixed training nodes every item is encoded against in ``encode_mode="inductive"``."""
 
-    y_bar: torch.Tensor | None
     y: torch.Tensor | None
     x_att: torch.Tensor
     hidden: torch.Tensor
@@ -185,7 +192,7 @@ class Reference:
     @classmethod
     def build(cls, generator: Generator, x: torch.Tensor, y: torch.Tensor | None) -> Reference:
         out = generator(x, y)
-        return cls(out.y_bar, y, out.x_att, out.hidden, out.degrees, out.sigma2)
+        return cls(y, out.x_att, out.hidden, out.degrees, out.sigma2)
 
 
 def discriminator(n_bits: int) -> nn.Module:
@@ -194,6 +201,26 @@ def discriminator(n_bits: int) -> nn.Module:
 
 
 # --- graph algebra ---------------------------------------------------------------------------------
+def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """||a_i - b_j||^2 from one matrix product (no square root taken and undone)."""
+    norms = a.square().sum(1)[:, None] + b.square().sum(1)[None, :]
+    return torch.addmm(norms, a, b.T, alpha=-2).clamp_min(0)
+
+
+def times_projected(a: torch.Tensor, y: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
+    """a @ linear(y).T, through y's own width when that is the smaller one."""
+    if y.shape[1] < linear.out_features:
+        return (a @ linear.weight) @ y.T + (a @ linear.bias)[:, None]
+    return a @ linear(y).T
+
+
+def mix_projected(weights: torch.Tensor, y: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
+    """weights @ linear(y), through y's own width when that is the smaller one."""
+    if y.shape[1] < linear.out_features:
+        return (weights @ y) @ linear.weight.T + weights.sum(1, keepdim=True) * linear.bias
+    return weights @ linear(y)
+
+
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.normalize(a, dim=1, eps=EPS) @ F.normalize(b, dim=1, eps=EPS).T
 
