@@ -88,7 +88,6 @@ class Table:
     rows: list[str]
     columns: list[Column] = field(default_factory=list)
     cells: list[list[Cell]] = field(default_factory=list)  # cells[column][row]
-    legend: str = ""
 
     def add_column(self, column: Column, cells: list[Cell]) -> None:
         self.columns.append(column)
