@@ -1,32 +1,56 @@
-"""Datasets: the data model, the embedded "mosaic" set, file formats (first version: .npz only)."""
+"""Datasets: the data model, the embedded "mosaic" sets, and users' data files.
+
+    load_dataset("mosaic")                 # a registered dataset (built and cached on first use)
+    load_dataset("mosaic", size="tiny")    # builder options as keywords (see hashbench.datasets.mosaic)
+    load_dataset("my_features.npz")        # or .mat, a folder of .npy, a folder of HashNet list files
+    save_dataset(dataset, "out.npz")       # the common format (see hashbench.datasets.formats)
+
+``data_dir`` (any loader accepts it) selects the cache directory of built datasets; files ignore it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from hashbench.datasets.base import HashingDataset, Split
+from hashbench.datasets.cache import resolve_data_dir
+from hashbench.errors import InvalidInputError
+
+__all__ = ["HashingDataset", "Split", "load_dataset", "resolve_data_dir", "save_dataset"]
 
 
 def load_dataset(name_or_path, **options) -> HashingDataset:
-    path = Path(name_or_path)
-    if path.suffix == ".npz" and path.exists():
-        with np.load(path) as data:
-            splits = {
-                s: Split(data[f"{s}_features"], data[f"{s}_labels"], data.get(f"{s}_aux"), name=s)
-                for s in ("train", "query", "database")
-            }
-        return HashingDataset(path.stem, **splits)
-    from hashbench.registry import dataset_entry
+    """A registered dataset by name (``options`` go to its builder), or a data file or folder."""
+    from hashbench.registry import dataset_entry, list_datasets
 
-    return dataset_entry(str(name_or_path)).build(**options)
+    text = str(name_or_path)
+    if text in list_datasets() and not isinstance(name_or_path, Path):
+        return dataset_entry(text).build(**options)
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        options.pop("data_dir", None)
+        if options:
+            raise InvalidInputError(f"options {sorted(options)} apply to registered datasets, not to the file {text!r}")
+        from hashbench.datasets.formats import read_path
+
+        return read_path(path)
+    if path.suffix or "/" in text:
+        raise InvalidInputError(f"dataset file {text!r} does not exist")
+    return dataset_entry(text).build(**options)  # raises, suggesting the closest registered name
 
 
-def save_dataset(dataset: HashingDataset, path) -> None:
-    arrays = {}
-    for s, split in dataset.splits().items():
-        for kind in ("features", "labels", "aux"):
-            if getattr(split, kind) is not None:
-                arrays[f"{s}_{kind}"] = getattr(split, kind)
-    np.savez_compressed(path, **arrays)
+def save_dataset(dataset: HashingDataset, path, *, images: bool = False) -> Path:
+    """Write ``dataset`` as one compressed ``.npz`` in the common format; return the path.
+
+    ``images=True`` also stores every split's pixels (``{split}_images``) and the backbone weights,
+    so image-mode methods can run on the file; it is off by default because pixels are large.
+    """
+    from hashbench.datasets.cache import write_npz_atomic
+    from hashbench.datasets.formats import dataset_to_arrays
+
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_npz_atomic(path, dataset_to_arrays(dataset, images=images), compress=True)
+    return path

@@ -78,7 +78,7 @@ class BackboneFactory:
 def train_backbone(
     images: np.ndarray, labels: np.ndarray, *, epochs: int, seed: int, batch_size: int = 128, lr: float = 2e-3
 ) -> MosaicBackbone:
-    """Train a new backbone to classify uint8 images (n, 1, H, W); deterministic for a given seed.
+    """Train a new backbone to classify uint8 images (n, 1, H, W), mirrored at random; deterministic in ``seed``.
 
     Call it under :func:`deterministic_torch` for bit-identical weights across runs.
     """
@@ -91,7 +91,11 @@ def train_backbone(
     model.train()
     for _ in range(epochs):
         for batch in torch.randperm(len(x), generator=generator).split(batch_size):
-            loss = nn.functional.cross_entropy(model.classify(x[batch].float() / 255), y[batch])
+            images = x[batch].float() / 255
+            # Mosaic cells may hold mirrored items: mirror half the training images too.
+            mirrored = torch.rand(len(batch), generator=generator) < 0.5
+            images[mirrored] = images[mirrored].flip(-1)
+            loss = nn.functional.cross_entropy(model.classify(images), y[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
