@@ -4,13 +4,14 @@
     .venv/bin/python benchmarks/bench_deep.py --methods deepbit ssdh sadh --modes images --preset quick
     .venv/bin/python benchmarks/bench_deep.py --dataset path/to/data.npz --bits 16 32 64 128
 
-Every method in METHODS (plus the LSH and ITQ references) is fitted on the training split
+Every method in METHODS (plus the LSH, ITQ and LAGNH references, those registered) is fitted on the training split
 (seed 0), query and database are encoded, and the codes scored with ``hb.evaluate(...,
 topk=1000, protocol="official")``. Methods that fine-tune a CNN (``input_kind == "images"``) run
 twice: on the images ("images") and as a code layer on the stored features ("frozen"). Training
-seconds cover ``fit``; encoding seconds cover query plus database. ``--preset`` picks the named
+seconds cover ``fit`` (and are also given as a multiple of LAGNH's); encoding seconds cover query
+plus database; parameters are each network's count (``n_parameters()``). ``--preset`` picks the named
 training schedule of every method that has presets (default: each method's own default).
-Torch and BLAS are limited to ``--threads`` threads.
+Torch and BLAS are limited to ``--threads`` threads; ``--device cuda`` times the GPU.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from threadpoolctl import threadpool_limits
 import hashbench as hb
 
 METHODS = ("uh-bdnn", "tbh", "wsih", "deepbit", "ssdh", "sadh")
-REFERENCES = ("lsh", "itq")
+REFERENCES = ("lsh", "itq", "lagnh")  # those registered run before METHODS; LAGNH's fit time is the ratio's unit
 
 
 def variants(name: str) -> list[tuple[str, dict]]:
@@ -55,7 +56,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", default=None, help="named schedule, e.g. quick (default: each method's default)")
     parser.add_argument("--modes", nargs="+", default=["features", "images", "frozen"], help="which runs to do")
-    parser.add_argument("--references", nargs="*", default=list(REFERENCES), help="reference methods (default: lsh itq)")
+    parser.add_argument(
+        "--references",
+        nargs="*",
+        default=[name for name in REFERENCES if name in hb.list_methods()],
+        help="reference methods (default: lsh itq lagnh, those registered)",
+    )
+    parser.add_argument("--device", default="cpu", help="device of every method: cpu, cuda, auto (default cpu)")
     parser.add_argument("--threads", type=int, default=2, help="torch and BLAS threads (default 2)")
     args = parser.parse_args()
 
@@ -69,6 +76,7 @@ def main() -> None:
                     continue
                 if args.preset is not None and "preset" in hb.list_methods()[name]().get_params():
                     options = {**options, "preset": args.preset}
+                options = {**options, "device": args.device}
                 cells = {}
                 for n_bits in args.bits:
                     try:
@@ -82,17 +90,23 @@ def main() -> None:
 
     timed = 32 if 32 in args.bits else args.bits[0]
     print(f"\nMAP@1000 (official) on {args.dataset}, seed {args.seed}; seconds and parameters at {timed} bits, "
-          f"{args.threads} threads, preset {args.preset or 'default'}")
-    print("| method | mode | " + " | ".join(f"MAP {b}" for b in args.bits) + " | fit s | encode s | parameters |")
-    print("|---" * (len(args.bits) + 5) + "|")
+          f"{args.threads} threads, device {args.device}, preset {args.preset or 'default'}")
+    lagnh_fit = next((c[timed].get("fit") for n, _, c in rows if n == "lagnh"), None)
+    print("| method | mode | " + " | ".join(f"MAP {b}" for b in args.bits)
+          + " | fit s | fit / LAGNH fit | encode s | parameters |")
+    print("|---" * (len(args.bits) + 6) + "|")
     for name, mode, cells in rows:
         maps = [f"{c['map']:.4f}" if "map" in c else "n/a" for c in (cells[b] for b in args.bits)]
         cell = cells[timed]
         if "map" not in cell:
-            print(f"| {name} | {mode} | " + " | ".join(maps) + f" | n/a | n/a | n/a ({cell['error']}) |")
+            print(f"| {name} | {mode} | " + " | ".join(maps) + f" | n/a | n/a | n/a | n/a ({cell['error']}) |")
             continue
         parameters = " + ".join(f"{k} {v:,}" for k, v in cell["parameters"].items()) or "-"
-        print(f"| {name} | {mode} | " + " | ".join(maps) + f" | {cell['fit']:.1f} | {cell['encode']:.2f} | {parameters} |")
+        if len(cell["parameters"]) > 1:
+            parameters += f" = {sum(cell['parameters'].values()):,}"
+        ratio = f"{cell['fit'] / lagnh_fit:.2f}" if lagnh_fit else "n/a"
+        print(f"| {name} | {mode} | " + " | ".join(maps)
+              + f" | {cell['fit']:.1f} | {ratio} | {cell['encode']:.2f} | {parameters} |")
 
 
 if __name__ == "__main__":
