@@ -1,8 +1,9 @@
-"""WSIH: web-supervised hashing with concept prototypes, learnt from labelled web images.
+"""WSIH: webly supervised image hashing, learnt from labelled web images and unlabelled targets.
 
-Yanan Cui, Lei Zhu, Jingjing Li, Zheng Zhang, Weili Guan. (Web-supervised image hashing.)
-ACM Multimedia (MM) 2022. Implemented after the authors' release (see
-``notes/lagnh-official-code.md``, WSIH section).
+Hui Cui, Lei Zhu, Jingjing Li, Zheng Zhang, Weili Guan. "Webly Supervised Image Hashing with
+Lightweight Semantic Transfer Network". ACM Multimedia (MM) 2022, doi:10.1145/3503161.3548342.
+Implemented after the authors' release (github.com/christinecui/WSIH); the release's settings
+and the choices left open are listed below.
 
 Two stages, both on features:
 
@@ -110,12 +111,15 @@ class PrototypeNetwork(nn.Module):
 
 
 class WSIH(TorchHasher):
-    """Web-supervised hashing with concept prototypes (Cui et al., MM 2022); see the module docstring."""
+    """Webly supervised image hashing (Cui et al., MM 2022); see the module docstring."""
 
     name = "wsih"
     input_kind = "features"
     uses_aux = False
-    citation = "Cui, Zhu, Li, Zhang, Guan. Web-supervised image hashing with concept prototypes. ACM MM 2022"
+    citation = (
+        "Cui, Zhu, Li, Zhang, Guan. Webly Supervised Image Hashing with Lightweight Semantic Transfer Network. "
+        "ACM MM 2022"
+    )
 
     def __init__(
         self,
