@@ -25,6 +25,7 @@ import numpy as np
 import scipy.linalg
 
 from hashbench._validation import check_positive_int
+from hashbench.errors import InvalidInputError
 from hashbench.hasher import Hasher
 from hashbench.methods._linear import l2_normalise_rows, row_blocks, single_threaded_blas
 
@@ -54,6 +55,10 @@ class SGH(Hasher):
 
     def _fit(self, train, callback) -> None:
         check_positive_int(self.n_anchors, "n_anchors")
+        if not (np.isfinite(self.rho) and self.rho > 0 and np.isfinite(self.ridge) and self.ridge > 0):
+            raise InvalidInputError(f"rho and ridge must be positive numbers, got rho={self.rho!r}, ridge={self.ridge!r}")
+        if self.n_refinements != 0:
+            check_positive_int(self.n_refinements, "n_refinements")
         rng = self._rng()
         features = train.features.astype(np.float64)
         self.mean_ = features.mean(axis=0)

@@ -68,9 +68,20 @@ def test_fewer_training_rows_than_anchors_uses_every_row():
     assert sgh.transform(split.features).shape == (40, 8)
 
 
-def test_bad_anchor_count():
-    with pytest.raises(hb.InvalidInputError, match="n_anchors"):
-        SGH(n_bits=4, n_anchors=0).fit(clustered(40))
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [({"n_anchors": 0}, "n_anchors"), ({"rho": 0.0}, "rho"), ({"ridge": -1.0}, "ridge"), ({"n_refinements": -1}, "n_refinements")],
+)
+def test_bad_settings_are_named(setting, named):
+    with pytest.raises(hb.InvalidInputError, match=named):
+        SGH(n_bits=4, **setting).fit(clustered(40))
+
+
+def test_refinement_pass_changes_the_bits_it_relearns():
+    split = clustered(200)
+    plain = signs(SGH(n_bits=8, n_refinements=0).fit(split), split)
+    refined = signs(SGH(n_bits=8, n_refinements=1).fit(split), split)
+    assert (plain != refined).any()
 
 
 def test_balanced_on_centred_data():
