@@ -7,7 +7,8 @@ for Scalable Image Retrieval". ACM MM 2021. Tables 3 (MAP@1000), 4 (seconds at 3
 
 The paper used MS-COCO and NUS-WIDE. Our ``coco`` and ``nuswide`` datasets are compared with
 those; any other dataset (e.g. the embedded ``mosaic``) is shown beside the paper's MS-COCO
-numbers, labelled as such, because the two are not the same data.
+numbers. The paper's columns always name the paper's dataset ("paper (MS-COCO)"), and a
+caption says when ours is different data.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ class PaperDataset:
 
     @property
     def column_label(self) -> str:
-        """'paper' for the same data; 'paper (MS-COCO)' when ours differs."""
-        return "paper" if self.same_data else f"paper ({self.name})"
+        """Heading of the paper's columns, naming the paper's dataset: 'paper (MS-COCO)'."""
+        return f"paper ({self.name})"
 
 
 def paper_dataset(dataset: str) -> PaperDataset:

@@ -19,8 +19,9 @@ Conventions:
   bold and underlined in LaTeX, ``**bold**`` and ``_italic_`` in Markdown (Markdown has no
   underline). Ties at the printed precision share the mark. Paper columns are marked among the
   paper's own rows, so they match the paper's marks.
-- Each of our datasets is followed by the paper's numbers for its paper counterpart; when the data
-  differ (e.g. ``mosaic``) the paper columns say so: ``paper (MS-COCO)``.
+- Each of our datasets is followed by the paper's numbers for its paper counterpart, headed with
+  the paper's dataset name (``paper (MS-COCO)``); when ours is other data (e.g. ``mosaic``) the
+  caption says so.
 - Methods are listed in the paper's row order, then any other method (plugins, ``itq-aux``, ...)
   by name. A method run with several hyper-parameter settings gets one row per setting.
 - Records of the same cell seen in several experiments count once.

@@ -45,10 +45,10 @@ def test_published_lagnh_equals_its_recons_sa_variant():
 
 def test_other_datasets_are_compared_with_ms_coco_and_say_so():
     assert paper.paper_dataset("coco") == paper.PaperDataset("coco", "MS-COCO", True)
-    assert paper.paper_dataset("coco").column_label == "paper"
+    assert paper.paper_dataset("coco").column_label == "paper (MS-COCO)"
     mosaic = paper.paper_dataset("mosaic")
     assert (mosaic.key, mosaic.same_data, mosaic.column_label) == ("coco", False, "paper (MS-COCO)")
-    assert paper.paper_dataset("nuswide").column_label == "paper"
+    assert paper.paper_dataset("nuswide").column_label == "paper (NUS-WIDE)"
     assert paper.paper_map("mosaic", "itq", 32) == paper.paper_map("coco", "itq", 32)
     assert paper.paper_map("coco", "itq", 48) is None  # code lengths the paper did not report
 
