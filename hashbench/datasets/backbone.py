@@ -76,7 +76,7 @@ class BackboneFactory:
 
 
 def train_backbone(
-    images: np.ndarray, labels: np.ndarray, *, epochs: int, seed: int, batch_size: int = 128, lr: float = 2e-3
+    images: np.ndarray, labels: np.ndarray, *, epochs: int, seed: int, batch_size: int = 128, lr: float = 4e-3
 ) -> MosaicBackbone:
     """Train a new backbone to classify uint8 images (n, 1, H, W), mirrored at random; deterministic in ``seed``.
 

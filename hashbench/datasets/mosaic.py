@@ -61,7 +61,7 @@ from hashbench.datasets.fashion import CLASS_NAMES, debian_available, load_items
 from hashbench.errors import InvalidInputError
 from hashbench.registry import register_dataset
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ITEM_SIZE = 28
 MOSAIC_SIZE = 2 * ITEM_SIZE
 CELL_OFFSETS = ((0, 0), (0, ITEM_SIZE), (ITEM_SIZE, 0), (ITEM_SIZE, ITEM_SIZE))
@@ -92,7 +92,7 @@ class MosaicImages:
         return len(self.cells)
 
     def load(self, indices) -> np.ndarray:
-        if np.ndim(indices) == 0:
+        if isinstance(indices, (int, np.integer)):
             return render_mosaics(self.items, self.cells[[indices]], self.flips[[indices]])[0]
         return render_mosaics(self.items, self.cells[indices], self.flips[indices])
 
