@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from hashbench.datasets.base import HashingDataset, Split
 from hashbench.datasets.cache import resolve_data_dir
 from hashbench.errors import InvalidInputError
@@ -39,11 +41,14 @@ def load_dataset(name_or_path, **options) -> HashingDataset:
     return dataset_entry(text).build(**options)  # raises, suggesting the closest registered name
 
 
-def save_dataset(dataset: HashingDataset, path, *, images: bool = False) -> Path:
+def save_dataset(dataset: HashingDataset, path, *, images: bool = False, extra: dict | None = None,
+                 features_dtype=np.float32) -> Path:
     """Write ``dataset`` as one compressed ``.npz`` in the common format; return the path.
 
     ``images=True`` also stores every split's pixels (``{split}_images``) and the backbone weights,
     so image-mode methods can run on the file; it is off by default because pixels are large.
+    ``extra`` arrays (e.g. detection scores, image ids) are stored beside the common keys;
+    ``features_dtype=np.float16`` halves the file (features are read back as float32).
     """
     from hashbench.datasets.cache import write_npz_atomic
     from hashbench.datasets.formats import dataset_to_arrays
@@ -52,5 +57,8 @@ def save_dataset(dataset: HashingDataset, path, *, images: bool = False) -> Path
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_npz_atomic(path, dataset_to_arrays(dataset, images=images), compress=True)
+    arrays = dataset_to_arrays(dataset, images=images)
+    for key in [k for k in arrays if k.endswith("_features")]:
+        arrays[key] = arrays[key].astype(features_dtype, copy=False)
+    write_npz_atomic(path, {**arrays, **(extra or {})}, compress=True)
     return path
