@@ -2,12 +2,12 @@
 and speed at MS-COCO-like scale.
 
     .venv/bin/python benchmarks/bench_lagnh.py                                  # everything, mosaic
-    .venv/bin/python benchmarks/bench_lagnh.py --dataset synthetic --epochs 30 --parts map ablations
+    .venv/bin/python benchmarks/bench_lagnh.py --preset quick --epochs 20 --parts map ablations encode seeds
     .venv/bin/python benchmarks/bench_lagnh.py --parts speed --speed-epochs 2
 
 Parts (``--parts``, default all):
 - ``map``: MAP@1000 (official protocol) of LAGNH (paper, released) vs ITQ, itq-aux, aux-only at
-  ``--bits``; LAGNH trained for ``--epochs`` epochs (the paper's 300 when not given).
+  ``--bits``; LAGNH with ``--preset`` and ``--epochs`` (default: the paper's COCO settings, 300 epochs).
 - ``ablations``: every Table 5 variant at 32 bits (paper variant, same epochs).
 - ``seeds``: MAP spread of both variants over seeds 0, 1, 2 at 32 bits.
 - ``encode``: MAP of both encode modes of one fitted model (32 bits), and the fraction of code bits
@@ -63,13 +63,25 @@ def score(method, dataset) -> float:
     ).map
 
 
-def lagnh(n_bits: int, seed: int, epochs: int | None, **options) -> LAGNH:
-    return LAGNH(n_bits, seed=seed, epochs=epochs, **options)
+_FITTED: dict = {}
 
 
-def fitted_map(method, dataset) -> str:
+def lagnh(dataset, n_bits: int, seed: int, training: dict, **options) -> LAGNH:
+    """A fitted LAGNH, shared between parts (the 32-bit seed-0 models serve every part);
+    ``training`` holds the preset and epochs of every MAP part."""
+    defaults = LAGNH().get_params()
+    options = {**training, **options}
+    key = (n_bits, seed, tuple(sorted((k, v) for k, v in options.items() if defaults[k] != v)))
+    if key not in _FITTED:
+        start = time.perf_counter()
+        _FITTED[key] = LAGNH(n_bits, seed=seed, **options).fit(dataset.train)
+        print(f"    fitted LAGNH {n_bits} bits seed {seed} {options} in {time.perf_counter() - start:.0f} s", flush=True)
+    return _FITTED[key]
+
+
+def fitted_map(make, dataset) -> str:
     try:
-        method.fit(dataset.train)
+        method = make()
     except hb.InvalidInputError as error:
         return f"n/a ({error})"
     return f"{score(method, dataset):.4f}"
@@ -81,35 +93,35 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print("| " + " | ".join(row) + " |", flush=True)
 
 
-def map_part(dataset, bits, seed, epochs) -> None:
+def map_part(dataset, bits, seed, training) -> None:
     makers = {
-        "LAGNH (paper)": lambda b: lagnh(b, seed, epochs),
-        "LAGNH (released)": lambda b: lagnh(b, seed, epochs, variant="released"),
-        **{name: (lambda b, name=name: hb.create_method(name, n_bits=b, seed=seed)) for name in BASELINES},
+        "LAGNH (paper)": lambda b: lagnh(dataset, b, seed, training),
+        "LAGNH (released)": lambda b: lagnh(dataset, b, seed, training, variant="released"),
+        **{name: (lambda b, name=name: hb.create_method(name, n_bits=b, seed=seed).fit(dataset.train)) for name in BASELINES},
     }
     rows = []
     for label, make in makers.items():
         cells = []
         for n_bits in bits:
             start = time.perf_counter()
-            cells.append(fitted_map(make(n_bits), dataset))
+            cells.append(fitted_map(lambda: make(n_bits), dataset))
             print(f"  {label} {n_bits} bits: {cells[-1]} ({time.perf_counter() - start:.0f} s)", flush=True)
         rows.append([label, *cells])
     print_table(f"MAP@1000 on {dataset.name}, seed {seed}", ["method", *(f"{b} bits" for b in bits)], rows)
 
 
-def ablation_part(dataset, seed, epochs) -> None:
+def ablation_part(dataset, seed, training) -> None:
     rows = []
     for label, options in ABLATIONS.items():
-        rows.append([label, fitted_map(lagnh(32, seed, epochs, **options), dataset)])
+        rows.append([label, fitted_map(lambda: lagnh(dataset, 32, seed, training, **options), dataset)])
         print(f"  {label}: {rows[-1][1]}", flush=True)
     print_table(f"Table 5 ablations, 32 bits, {dataset.name}", ["variant", "MAP@1000"], rows)
 
 
-def seed_part(dataset, epochs) -> None:
+def seed_part(dataset, training) -> None:
     rows = []
     for variant in ("paper", "released"):
-        maps = [float(fitted_map(lagnh(32, seed, epochs, variant=variant), dataset)) for seed in (0, 1, 2)]
+        maps = [float(fitted_map(lambda: lagnh(dataset, 32, seed, training, variant=variant), dataset)) for seed in (0, 1, 2)]
         rows.append(
             [variant, " / ".join(f"{m:.4f}" for m in maps), f"{statistics.mean(maps):.4f}", f"{max(maps) - min(maps):.4f}"]
         )
@@ -127,24 +139,27 @@ def flipped_fraction(method, split, seed: int) -> float:
     return float((in_order != shuffled).mean())
 
 
-def encode_part(dataset, seed, epochs) -> None:
+def encode_part(dataset, seed, training) -> None:
     rows = []
     for variant in ("paper", "released"):
-        method = lagnh(32, seed, epochs, variant=variant).fit(dataset.train)
+        method = lagnh(dataset, 32, seed, training, variant=variant)
         for mode in ("inductive", "batch"):
             method.set_params(encode_mode=mode)
             rows.append([variant, mode, f"{score(method, dataset):.4f}", f"{flipped_fraction(method, dataset.database, seed):.4f}"])
             print(f"  {rows[-1]}", flush=True)
+        method.set_params(encode_mode="inductive")
     print_table("Encode modes, 32 bits", ["variant", "encode_mode", "MAP@1000", "bits flipped (shuffled db)"], rows)
 
 
 # --- speed -------------------------------------------------------------------------------------------
 def forward_flops(n: int, d: int, c: int, p: int, h: int, r: int) -> int:
-    """Multiply-adds x 2 of one forward pass over an n-node batch: projections, GCN layers and the
-    classifier (per node), then attention, kernel distances, S^a, two propagations and cos(Z, Z)
-    (per pair). The discriminator (r -> 64 -> 32 -> 1) is included; element-wise work is not."""
-    per_node = d * p + c * p + p * h + h * r + r * c + 2 * (r * 64 + 64 * 32 + 32)
-    per_pair = 4 * p + c + 2 * r
+    """Multiply-adds x 2 of one forward pass over an n-node batch. Per node: the projections, the
+    GCN layers, the classifier and the discriminator (r -> 64 -> 32 -> 1). Per pair: squared
+    distances and the first propagation (d' each), attention scores and mixing through the aux
+    width (c each), S^a (c), the second propagation and cos(Z, Z) (r each). Element-wise work is
+    not counted."""
+    per_node = d * p + c * p + p * c + p * h + h * r + r * c + 2 * (r * 64 + 64 * 32 + 32)
+    per_pair = 2 * p + 3 * c + 2 * r
     return 2 * (n * per_node + n * n * per_pair)
 
 
@@ -233,13 +248,15 @@ def main() -> None:
     parser.add_argument("--dataset", default="mosaic", help="registered name, .npz path, or 'synthetic'")
     parser.add_argument("--parts", nargs="+", default=["map", "ablations", "seeds", "encode", "speed"])
     parser.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64, 128])
-    parser.add_argument("--epochs", type=int, default=None, help="LAGNH epochs for the MAP parts (default: 300)")
+    parser.add_argument("--preset", default=None, help="LAGNH preset for the MAP parts (default: the paper's COCO settings)")
+    parser.add_argument("--epochs", type=int, default=None, help="LAGNH epochs for the MAP parts (default: the preset's)")
     parser.add_argument("--speed-epochs", type=int, default=2, help="timed epochs per variant after one warm-up")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (default 2)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    training = {"preset": args.preset, "epochs": args.epochs}
     with threadpool_limits(args.threads):
         if set(args.parts) - {"speed"}:
             dataset = (
@@ -248,15 +265,15 @@ def main() -> None:
                 else hb.load_dataset(args.dataset)
             )
             print(f"dataset {dataset.name}: train {len(dataset.train)}, query {len(dataset.query)}, "
-                  f"database {len(dataset.database)}; LAGNH epochs {args.epochs or 300}", flush=True)
+                  f"database {len(dataset.database)}; LAGNH preset {args.preset}, epochs {args.epochs}", flush=True)
         if "map" in args.parts:
-            map_part(dataset, args.bits, args.seed, args.epochs)
+            map_part(dataset, args.bits, args.seed, training)
         if "ablations" in args.parts:
-            ablation_part(dataset, args.seed, args.epochs)
+            ablation_part(dataset, args.seed, training)
         if "seeds" in args.parts:
-            seed_part(dataset, args.epochs)
+            seed_part(dataset, training)
         if "encode" in args.parts:
-            encode_part(dataset, args.seed, args.epochs)
+            encode_part(dataset, args.seed, training)
         if "speed" in args.parts:
             speed_part(args.seed, args.speed_epochs, args.threads)
 
