@@ -189,13 +189,14 @@ def read_npy_folder(path: Path) -> HashingDataset:
 
 
 def read_mat(path: Path) -> HashingDataset:
+    import h5py
     import scipy.io
 
-    try:
+    if h5py.is_hdf5(path):  # MATLAB v7.3
+        arrays = _read_mat73(path)
+    else:
         raw = scipy.io.loadmat(path)
         arrays = {k: v for k, v in raw.items() if not k.startswith("__") and isinstance(v, np.ndarray)}
-    except NotImplementedError:  # MATLAB v7.3 files are HDF5
-        arrays = _read_mat73(path)
     return dataset_from_arrays(_strings_as_names(arrays), path.stem, str(path))
 
 
