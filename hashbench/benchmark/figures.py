@@ -217,8 +217,7 @@ def draw_figure4(data: pd.DataFrame) -> Figure:
             axes.plot(points["value"], points["map"], marker="o", markersize=3, linewidth=1.2, label=dataset,
                       color=colours[dataset])
             chosen = paper_hyperparameters(dataset)[parameter]
-            axes.axvline(chosen, color="grey", linestyle=":",
-                         label=f"paper's {parameter} ({paper_dataset(dataset).name}) = {chosen:g}")
+            axes.axvline(chosen, color="grey", linestyle=":", label=f"paper's choice ({paper_dataset(dataset).name})")
         axes.set_xscale("log")
         axes.grid(True, alpha=0.3)
         axes.set(title=f"MAP vs {parameter}, {FIGURE_BITS} bits", xlabel=parameter, ylabel="MAP")
