@@ -167,8 +167,8 @@ class Generator(nn.Module):
 
     def forward_against(self, x: torch.Tensor, y: torch.Tensor | None, ref: Reference) -> torch.Tensor:
         """Each row's node joined to the fixed reference nodes only: its code does not depend on
-        the other rows. The references keep the attentive features, hidden states and degrees they
-        have in their own graph; the row aggregates from them and from itself."""
+        the other rows. The references keep the attentive features, first-layer outputs and
+        degrees they have in their own graph; the row aggregates from them and from itself."""
         x_att = self.attend(self.embed(x), ref.y, y)
         to_refs = self.similarities(squared_distances(x_att, ref.x_att), y, ref.y, ref.sigma2)[self.gcn_graph]
         to_self = self.self_similarities(x_att, y)[self.gcn_graph]
@@ -176,7 +176,7 @@ class Generator(nn.Module):
         adjacency = normalise(to_refs, degrees, ref.degrees, self.rules)
         self_weight = normalise(to_self[:, None], degrees, degrees[:, None], self.rules, diagonal=True)
         hidden = F.relu(self.gc1(adjacency @ ref.x_att + self_weight * x_att))
-        return self.gc2(adjacency @ ref.hidden + self_weight * hidden)
+        return adjacency @ ref.messages + self_weight * self.gc2(hidden)
 
 
 @dataclass
@@ -185,14 +185,14 @@ class Reference:
 
     y: torch.Tensor | None
     x_att: torch.Tensor
-    hidden: torch.Tensor
+    messages: torch.Tensor  # the references' second-layer inputs times W2: (n_reference, r)
     degrees: torch.Tensor
     sigma2: torch.Tensor
 
     @classmethod
     def build(cls, generator: Generator, x: torch.Tensor, y: torch.Tensor | None) -> Reference:
         out = generator(x, y)
-        return cls(y, out.x_att, out.hidden, out.degrees, out.sigma2)
+        return cls(y, out.x_att, generator.gc2(out.hidden), out.degrees, out.sigma2)
 
 
 def discriminator(n_bits: int) -> nn.Module:
