@@ -1,5 +1,81 @@
-"""CLI commands of the benchmark runner: run, rescore, report, plot, reproduce."""
+"""CLI commands of the benchmark runner: ``run`` and ``rescore``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hashbench.benchmark.config import EXECUTORS, PROTOCOLS, canonical_json
 
 
 def add_commands(subparsers) -> None:
     """Add the runner's sub-commands to the ``hashbench`` parser."""
+    run = subparsers.add_parser(
+        "run",
+        help="run a matrix of cells (methods x datasets x bits x seeds) from a TOML config",
+        description="Run the cells of a matrix file. Finished cells are skipped (resume), unless --force. "
+        "Filters narrow the matrix.",
+    )
+    run.add_argument("config", type=Path, help="matrix file, e.g. configs/quick.toml")
+    run.add_argument("--experiments", nargs="+", metavar="NAME", help="only these experiments")
+    run.add_argument("--methods", nargs="+", metavar="NAME", help="only these methods (names or labels)")
+    run.add_argument("--datasets", nargs="+", metavar="NAME", help="only these datasets")
+    run.add_argument("--bits", nargs="+", type=int, metavar="N", help="only these code lengths")
+    run.add_argument("--seeds", nargs="+", type=int, metavar="S", help="only these seeds")
+    run.add_argument("--force", action="store_true", help="recompute finished cells")
+    run.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
+    run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars; print only errors")
+    run.add_argument("--executor", choices=EXECUTORS, help="override the config's executor")
+    run.add_argument("--data-dir", type=Path, help="dataset cache / prepared data folder")
+    run.set_defaults(func=cmd_run)
+
+    rescore = subparsers.add_parser(
+        "rescore",
+        help="recompute the metrics of saved results from their codes (no retraining)",
+    )
+    rescore.add_argument("results_dir", type=Path)
+    rescore.add_argument("--protocol", choices=PROTOCOLS, help="score with this protocol instead")
+    rescore.add_argument("--topk", type=int, help="score MAP@k with this k instead")
+    rescore.add_argument("--quiet", action="store_true")
+    rescore.set_defaults(func=cmd_rescore)
+
+
+def cmd_run(args) -> None:
+    from hashbench.benchmark.config import load_config
+    from hashbench.benchmark.runner import run_config
+
+    matrix = load_config(args.config)
+    filters = dict(experiments=args.experiments, methods=args.methods, datasets=args.datasets, bits=args.bits, seeds=args.seeds)
+    if args.dry_run:
+        print_cells(matrix.cells(**filters), args.out)
+        return
+    records = run_config(
+        matrix, args.out, executor=args.executor, force=args.force, quiet=args.quiet, data_dir=args.data_dir, **filters
+    )
+    if not args.quiet:
+        done = sum(r["status"] == "done" for r in records)
+        print(f"{done} of {len(records)} cells done; records in {args.out}/")
+
+
+def print_cells(cells, out_dir) -> None:
+    from hashbench.benchmark import store
+
+    rows = []
+    for cell in cells:
+        record = store.read_record(store.record_path(out_dir, cell))
+        state = record["status"] if record else "pending"
+        params = canonical_json(cell.params) if cell.params else ""
+        rows.append((cell.id, state, cell.experiment, cell.label, cell.dataset, str(cell.n_bits), str(cell.seed), params))
+    header = ("id", "state", "experiment", "label", "dataset", "bits", "seed", "params")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)) + "  " + row[-1])
+    print(f"{len(rows)} cells")
+
+
+def cmd_rescore(args) -> None:
+    from hashbench.benchmark.runner import rescore
+
+    records = rescore(args.results_dir, protocol=args.protocol, topk=args.topk, quiet=args.quiet)
+    if not args.quiet:
+        print(f"rescored {len(records)} records in {args.results_dir}/")

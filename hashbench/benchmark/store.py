@@ -1,0 +1,129 @@
+"""The result store: one JSON record per cell, its codes beside it, and the tidy results table.
+
+Layout under a results folder: ``<dataset>/<method>/<cell id>.json`` plus
+``<cell id>.query.codes.npz`` and ``<cell id>.database.codes.npz`` (``BinaryCodes.save``).
+Every file is written to a temporary name in the same folder and renamed into place, and a
+record is written only after its codes, so a record on disk is always complete and so are the
+codes it points to, whenever the writing process is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from hashbench.benchmark.config import Cell, canonical_json
+from hashbench.errors import InvalidInputError
+
+SCHEMA = 1
+RESULT_COLUMNS = [
+    "experiment", "label", "method", "params", "dataset", "n_bits", "seed", "protocol", "topk", "device",
+    "status", "error", "map", "map_official", "map_deephash", "map_tie_aware", "precision_radius2",
+    "fit_s", "encode_query_s", "encode_database_s", "evaluate_s", "peak_rss_mb", "cuda_max_allocated_mb",
+    "device_name", "git_commit", "record",
+]  # fmt: skip
+
+
+def record_path(out_dir, cell: Cell) -> Path:
+    return Path(out_dir) / safe_name(cell.dataset) / safe_name(cell.method) / f"{cell.id}.json"
+
+
+def codes_path(record_file, split: str) -> Path:
+    """Where the ``split`` ("query" or "database") codes of the record at ``record_file`` live."""
+    record_file = Path(record_file)
+    return record_file.with_name(f"{record_file.stem}.{split}.codes.npz")
+
+
+def safe_name(name: str) -> str:
+    """A folder name for a dataset or method label (path separators replaced)."""
+    return name.replace("/", "_").replace("\\", "_") or "_"
+
+
+def write_json_atomic(path, data: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, allow_nan=True)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def read_record(path) -> dict | None:
+    """The record at ``path``, or None if there is none (or the file is not a record)."""
+    path = Path(path)
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as error:
+        raise InvalidInputError(f"{path} is not valid JSON ({error}); delete it to recompute the cell") from None
+    return record if is_record(record) else None
+
+
+def is_record(data) -> bool:
+    return isinstance(data, dict) and data.get("schema") == SCHEMA and "spec" in data and "status" in data
+
+
+def load_records(results_dir) -> list[dict]:
+    """Every record under ``results_dir`` (sorted by path), each with its file in ``"path"``."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise InvalidInputError(f"results folder {str(results_dir)!r} does not exist")
+    records = []
+    for path in sorted(results_dir.rglob("*.json")):
+        record = read_record(path)
+        if record is not None:
+            records.append({**record, "path": str(path)})
+    return records
+
+
+def load_results(results_dir) -> pd.DataFrame:
+    """All records under ``results_dir`` as one tidy table, one row per record.
+
+    Columns: ``RESULT_COLUMNS`` (``params`` as JSON with sorted keys; ``record`` the record's
+    path), then one ``param_<name>`` column per hyper-parameter found in any record.
+    """
+    rows = [result_row(record) for record in load_records(results_dir)]
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return pd.DataFrame(columns=RESULT_COLUMNS)
+    param_columns = sorted(c for c in table.columns if c.startswith("param_"))
+    return table[RESULT_COLUMNS + param_columns]
+
+
+def result_row(record: dict) -> dict:
+    spec = record["spec"]
+    metrics = record.get("metrics") or {}
+    maps = metrics.get("maps") or {}
+    timings = record.get("timings") or {}
+    memory = record.get("memory") or {}
+    environment = record.get("environment") or {}
+    row = {key: spec.get(key) for key in ("experiment", "label", "method", "dataset", "n_bits", "seed", "protocol", "topk", "device")}
+    row.update(
+        params=canonical_json(spec.get("params", {})),
+        status=record["status"],
+        error=record.get("error"),
+        map=metrics.get("map"),
+        map_official=maps.get("official"),
+        map_deephash=maps.get("deephash"),
+        map_tie_aware=maps.get("tie_aware"),
+        precision_radius2=metrics.get("precision_radius2"),
+        fit_s=timings.get("fit"),
+        encode_query_s=timings.get("encode_query"),
+        encode_database_s=timings.get("encode_database"),
+        evaluate_s=timings.get("evaluate"),
+        peak_rss_mb=memory.get("peak_rss_mb"),
+        cuda_max_allocated_mb=memory.get("cuda_max_allocated_mb"),
+        device_name=environment.get("device_name"),
+        git_commit=environment.get("git_commit"),
+        record=record.get("path"),
+    )
+    for name, value in spec.get("params", {}).items():
+        row[f"param_{name}"] = value
+    return row
