@@ -20,7 +20,8 @@ How it is made (every random choice flows from ``seed``):
 - ``aux="objects"`` (``mosaic``, COCO-like): the backbone's class head used as a detector on every
   non-empty cell, keeping the classes whose softmax probability is at least
   ``detector_threshold`` (0.4), so ``aux`` is a multi-hot that is informative but imperfect.
-  ``aux="tags"`` (``mosaic-tags``, NUS-WIDE-like): noisy user tags, see :mod:`hashbench.datasets.tags`.
+  ``aux="tags"`` (``mosaic-tags``, NUS-WIDE-like): noisy user tags, see :mod:`hashbench.datasets.tags`;
+  everything else is the objects build with the same options (shared through the cache).
 - ``web`` split (for WSIH): ``n_web`` single pool-A items centred on a blank 56x56 canvas, one-hot labels.
 - ``info`` holds the aux precision / recall against the true labels, the backbone's accuracy on
   pool-B items, the build time, all parameters and the image source.
@@ -142,16 +143,35 @@ def build_mosaic(
         source=source, cell_probability=cell_probability, class_skew=class_skew,
         detector_threshold=detector_threshold, backbone_items=backbone_items, backbone_epochs=backbone_epochs,
     )
-    if not cache:
-        return dataset_from_arrays(_build_arrays(params), name)
-    path = cache_files.resolve_data_dir(data_dir) / f"{name}-{cache_files.cache_key(params)}.npz"
-    arrays = cache_files.read_npz_whole(path) if path.exists() else None
-    if arrays is None or json.loads(str(arrays["meta"]))["params"] != params:
-        arrays = _build_arrays(params)
-        cache_files.write_npz_atomic(path, arrays)
+    # Tags are drawn on top of the objects build (same mosaics, features and backbone), in
+    # milliseconds, so only the objects build is cached and both variants share it.
+    objects_params = {**params, "aux": "objects"}
+    path = None
+    if cache:
+        path = cache_files.resolve_data_dir(data_dir) / f"mosaic-{cache_files.cache_key(objects_params)}.npz"
+    arrays = cache_files.read_npz_whole(path) if path is not None and path.exists() else None
+    if arrays is None or json.loads(str(arrays["meta"]))["params"] != objects_params:
+        arrays = _build_arrays(objects_params)
+        if path is not None:
+            cache_files.write_npz_atomic(path, arrays)
+    if params["aux"] == "tags":
+        arrays = _with_tags(arrays, params)
     dataset = dataset_from_arrays(arrays, name)
-    dataset.info["cache_file"] = str(path)
+    if path is not None:
+        dataset.info["cache_file"] = str(path)
     return dataset
+
+
+def _with_tags(arrays: dict[str, np.ndarray], params: dict) -> dict[str, np.ndarray]:
+    """A copy of an objects build whose aux are user tags; tags draw from their own seeded stream."""
+    from hashbench.datasets.tags import add_tags
+
+    arrays = dict(arrays)
+    arrays["aux_names"] = np.array(add_tags(arrays, np.random.default_rng([params["seed"], 1])))
+    info = json.loads(str(arrays["meta"]))["info"]
+    info.update(params=params, **aux_quality(arrays, aux_kind="tags"))
+    arrays["meta"] = np.array(json.dumps({"params": params, "info": info}))
+    return arrays
 
 
 def _resolve_params(*, size, aux, seed, source, **options) -> dict:
@@ -176,8 +196,9 @@ def _resolve_params(*, size, aux, seed, source, **options) -> dict:
             f"n_web ({params['n_web']}) must not exceed backbone_items ({params['backbone_items']}): "
             "web images come from the backbone's item pool"
         )
-    seed = check_positive_int(seed + 1, "seed + 1") - 1  # seed must be an integer >= 0
-    return {**params, "aux": aux, "seed": seed, "source": source, "format_version": FORMAT_VERSION}
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidInputError(f"seed must be an integer >= 0, got {seed!r}")
+    return {**params, "aux": aux, "seed": int(seed), "source": source, "format_version": FORMAT_VERSION}
 
 
 def _build_arrays(params: dict) -> dict[str, np.ndarray]:
@@ -213,23 +234,17 @@ def _build_arrays(params: dict) -> dict[str, np.ndarray]:
                 model, len(cells), lambda s, c=cells, f=flips: render_mosaics(item_pixels, c[s], f[s])
             )
             arrays[f"{split}_aux"] = _aux_from_detections(cells, flips, detections)
-    label_names = list(CLASS_NAMES)
-    aux_names = [f"detected {c}" for c in CLASS_NAMES]
-    if params["aux"] == "tags":
-        from hashbench.datasets.tags import add_tags
-
-        aux_names = add_tags(arrays, rng)
     arrays.update(bb.state_to_arrays(model))
     arrays["items"] = item_pixels
-    arrays["label_names"] = np.array(label_names)
-    arrays["aux_names"] = np.array(aux_names)
+    arrays["label_names"] = np.array(CLASS_NAMES)
+    arrays["aux_names"] = np.array([f"detected {c}" for c in CLASS_NAMES])
     info = {
         "params": params,
         "image_source": items.description,
         "item_reuse": {s: round(float((c >= 0).sum() / max(len(np.unique(c[c >= 0])), 1)), 2)
                        for s, (c, _) in layouts.items()},
         "backbone_accuracy_on_pool_b_cells": round(cell_accuracy, 4),
-        **aux_quality(arrays, aux_kind=params["aux"]),
+        **aux_quality(arrays, aux_kind="objects"),
         "build_seconds": round(time.perf_counter() - started, 2),
     }
     if params["source"] == "vendored" and params["n_database"] > SIZES["default"]["n_database"]:

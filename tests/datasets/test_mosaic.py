@@ -3,7 +3,9 @@ import pytest
 import torch
 
 import hashbench as hb
+from hashbench.datasets import mosaic
 from hashbench.datasets.backbone import FEATURE_DIM, MosaicBackbone
+from hashbench.datasets.fashion import debian_available
 from hashbench.datasets.mosaic import render_mosaics
 from hashbench.errors import InvalidInputError, UnknownNameError
 
@@ -79,10 +81,15 @@ def test_same_seed_gives_identical_arrays_and_other_seed_differs(micro):
     assert not np.array_equal(different.train.features, micro.train.features)
 
 
-def test_tags_variant(tmp_path):
-    ds = hb.load_dataset("mosaic-tags", data_dir=tmp_path, **MICRO)
-    assert ds.train.aux.shape[1] == len(ds.aux_names) >= 200
+def test_tags_variant_shares_the_objects_build(micro, micro_dir, monkeypatch):
+    monkeypatch.setattr(mosaic, "_build_arrays", lambda params: 1 / 0)
+    ds = hb.load_dataset("mosaic-tags", data_dir=micro_dir, **MICRO)
+    assert ds.name == "mosaic-tags" and ds.train.aux.shape[1] == len(ds.aux_names) >= 200
     assert ds.info["params"]["aux"] == "tags" and 0 < ds.info["aux_recall"] < 1
+    assert ds.info["aux_precision"] != micro.info["aux_precision"]
+    assert ds.train.features.tobytes() == micro.train.features.tobytes()
+    again = hb.load_dataset("mosaic-tags", data_dir=micro_dir, **MICRO)
+    assert again.train.aux.tobytes() == ds.train.aux.tobytes()
 
 
 @pytest.mark.parametrize(
@@ -94,6 +101,7 @@ def test_tags_variant(tmp_path):
         ({"cell_probability": 1.5}, "cell_probability"),
         ({"n_web": 700}, "n_web"),
         ({"source": "internet"}, "source"),
+        ({"seed": -1}, "seed"),
     ],
 )
 def test_bad_options_are_rejected(options, message, tmp_path):
@@ -104,6 +112,13 @@ def test_bad_options_are_rejected(options, message, tmp_path):
 def test_unknown_dataset_name_suggests_the_closest():
     with pytest.raises(UnknownNameError, match="mosaic"):
         hb.load_dataset("mosiac")
+
+
+@pytest.mark.skipif(not debian_available(), reason="needs the Debian package dataset-fashion-mnist")
+def test_coco_variant_uses_all_debian_images(tmp_path):
+    ds = hb.load_dataset("mosaic-coco", cache=False, **{**MICRO, "size": "coco"})
+    assert ds.info["params"]["source"] == "debian" and "70000 images" in ds.info["image_source"]
+    assert len(ds.database) == MICRO["n_database"]
 
 
 @pytest.mark.slow
