@@ -26,6 +26,8 @@ registered method, plugins included. In ``params`` a list value is a grid axis (
 value; several lists give their Cartesian product); to pass a list as one value, wrap it:
 ``hidden = [[1024, 512]]``. ``common_params`` (e.g. ``{ preset = "quick" }``) reaches only the
 methods whose ``get_params()`` has that name, and a method's own ``params`` win over it.
+``dataset_params = { nuswide = { preset = "nuswide" } }`` in a method entry overrides its
+params on the datasets so labelled (a paper's per-dataset settings).
 
 A dataset entry is a name or path, or a table ``{ name = "mosaic", size = "tiny", label = "...",
 optional = true }``: keys other than ``name``, ``label`` and ``optional`` are options passed to
@@ -67,7 +69,7 @@ SETTINGS_DEFAULTS = {
     "executor_options": {},
 }
 EXPERIMENT_KEYS = ("name", "description", "methods")
-METHOD_KEYS = ("method", "label", "params")
+METHOD_KEYS = ("method", "label", "params", "dataset_params")
 DATASET_KEYS = ("name", "label", "optional")
 TOP_LEVEL_KEYS = ("defaults", "experiment", "description")
 
@@ -179,6 +181,7 @@ class MethodSpec:
     method: str
     label: str
     params: dict  # values that are lists are grid axes
+    dataset_params: dict = field(default_factory=dict)  # dataset label -> params overriding them there
 
 
 @dataclass(frozen=True)
@@ -192,8 +195,8 @@ class Experiment:
         s = self.settings
         cells = []
         for spec in self.methods:
-            for params in expand_grid(spec.params):
-                for dataset in s["datasets"]:
+            for dataset in s["datasets"]:
+                for params in expand_grid({**spec.params, **spec.dataset_params.get(dataset.label, {})}):
                     for n_bits in s["bits"]:
                         for seed in s["seeds"]:
                             cells.append(
@@ -408,15 +411,21 @@ def parse_methods(entries, common_params: dict, where: str) -> tuple[MethodSpec,
             raise InvalidInputError(f"{where}: a method table needs method = \"name\", got {entry}")
         if name not in registered:
             raise UnknownNameError(f"{where}: " + unknown_name_message("method", name, registered))
+        accepted = registered[name]().get_params()
+        tunable = [p for p in accepted if p not in ("n_bits", "seed", "device")]
         params = entry.get("params", {})
         check_table(params, f"{where}: params of {name!r}")
-        accepted = registered[name]().get_params()
-        check_keys(params, [p for p in accepted if p not in ("n_bits", "seed", "device")], f"hyper-parameter of {name!r} in {where}")
+        check_keys(params, tunable, f"hyper-parameter of {name!r} in {where}")
+        dataset_params = entry.get("dataset_params", {})
+        check_table(dataset_params, f"{where}: dataset_params of {name!r}")
+        for dataset, overrides in dataset_params.items():
+            check_table(overrides, f"{where}: dataset_params.{dataset} of {name!r}")
+            check_keys(overrides, tunable, f"hyper-parameter of {name!r} in {where} (dataset_params.{dataset})")
         shared = {k: v for k, v in common_params.items() if k in accepted}
         label = entry.get("label", name)
         if not isinstance(label, str) or not label:
             raise InvalidInputError(f"{where}: label of {name!r} must be a non-empty string, got {label!r}")
-        specs.append(MethodSpec(name, label, {**shared, **params}))
+        specs.append(MethodSpec(name, label, {**shared, **params}, dataset_params))
     return tuple(specs)
 
 
