@@ -149,10 +149,13 @@ def as_words(codes: BinaryCodes) -> np.ndarray:
 
 
 def hamming_distances(query: BinaryCodes, database: BinaryCodes) -> np.ndarray:
-    """Exact Hamming distances (len(query), len(database)) as uint16, by XOR and popcount."""
+    """Exact Hamming distances (len(query), len(database)) as uint16, by XOR and popcount.
+
+    The result holds len(query) * len(database) * 2 bytes: for large sets, pass query slices.
+    """
+    from hashbench._bitkernels import hamming_matrix  # numba compiles on first use only
+
     check_compatible(query, database)
-    q, db = as_words(query), as_words(database)
-    dist = np.zeros((len(q), len(db)), np.uint16)
-    for w in range(q.shape[1]):
-        dist += np.bitwise_count(q[:, w, None] ^ db[None, :, w]).astype(np.uint16)
+    dist = np.empty((len(query), len(database)), np.uint16)
+    hamming_matrix(as_words(query), as_words(database), dist)
     return dist
