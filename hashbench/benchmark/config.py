@@ -100,15 +100,19 @@ class Cell:
 
     @property
     def id(self) -> str:
-        """Stable short hash of what the cell computes and where it is filed.
+        """Stable short hash of the cell: its experiment and label plus what it computes.
 
         Protocol and topk are left out: they only change the scoring of the saved codes, so the
         runner rescores a finished cell instead of retraining it when they change.
         """
+        return _short_hash({"experiment": self.experiment, "label": self.label, "computation": self.computation_id})
+
+    @property
+    def computation_id(self) -> str:
+        """Short hash of what the cell computes (not its experiment or label): cells of several
+        experiments with the same computation_id give the same codes, so they are run once."""
         return _short_hash(
             {
-                "experiment": self.experiment,
-                "label": self.label,
                 "method": self.method,
                 "params": self.params,
                 "dataset": self.dataset,

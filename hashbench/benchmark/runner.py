@@ -41,6 +41,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections import defaultdict
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -111,31 +112,45 @@ def run_cells(
     cells = available_cells(unique_cells(cells), quiet)
     records, pending = {}, []
     for cell in cells:
-        existing = None if force else store.read_record(store.record_path(out_dir, cell))
+        path = store.record_path(out_dir, cell)
+        existing = None if force else store.read_record(path)
         if existing is None or needs_run(existing, cell):
             pending.append(cell)
-        elif needs_rescore(existing, cell):
-            records[cell.id] = rescore_record(existing, store.record_path(out_dir, cell), cell.protocol, cell.topk)
         else:
-            records[cell.id] = existing
-    pending.sort(key=lambda c: canonical_json([c.dataset_source, c.dataset_options]))  # one dataset load per run of cells
+            records[cell.id] = finished_record(existing, path, cell)
+    twins = {} if force else finished_twins(pending, out_dir)
+    for cell in pending:
+        if cell.computation_id in twins:
+            records[cell.id] = finished_record(copy_twin(*twins[cell.computation_id], cell, out_dir), store.record_path(out_dir, cell), cell)
+    # one task per computation; the other cells sharing it get copies of its record
+    leaders, followers = {}, defaultdict(list)
+    for cell in pending:
+        if cell.id in records:
+            continue
+        if cell.computation_id in leaders:
+            followers[cell.computation_id].append(cell)
+        else:
+            leaders[cell.computation_id] = cell
     pool = make_executor(executor, workers=workers, out_dir=out_dir, **executor_options)
     tasks = [
         CellTask(c, str(out_dir), method_source(c.method), str(data_dir) if data_dir else None, pool.epoch_bars and not quiet)
-        for c in pending
-    ]
+        for c in sorted(leaders.values(), key=lambda c: canonical_json([c.dataset_source, c.dataset_options]))
+    ]  # ordered by dataset: each worker loads a dataset once per stretch of cells on it
     counts = {"done": sum(r["status"] == "done" for r in records.values())}
     counts["failed"] = len(records) - counts["done"]
     with tqdm(total=len(cells), initial=len(records), desc="cells", unit="cell", disable=quiet or None) as bar:
-        bar.set_postfix(**counts, left=len(tasks))
+        bar.set_postfix(**counts, left=len(cells) - len(records))
         for task, outcome in pool.run(tasks):
             record = outcome if isinstance(outcome, dict) else worker_failure_record(task, outcome)
-            records[task.cell.id] = record
-            counts["done" if record["status"] == "done" else "failed"] += 1
-            if record["status"] != "done":
-                message = f"{task.cell.describe()}: {record['status']}: {record['error']}"
-                print(message, file=sys.stderr) if quiet else bar.write(message, file=sys.stderr)
-            bar.update()
+            finished = [(task.cell, record)]
+            finished += [(twin, copy_twin(record, task.record_path, twin, out_dir)) for twin in followers[task.cell.computation_id]]
+            for cell, cell_record in finished:
+                records[cell.id] = cell_record
+                counts["done" if cell_record["status"] == "done" else "failed"] += 1
+                if cell_record["status"] != "done":
+                    message = f"{cell.describe()}: {cell_record['status']}: {cell_record['error']}"
+                    print(message, file=sys.stderr) if quiet else bar.write(message, file=sys.stderr)
+                bar.update()
             bar.set_postfix(**counts, left=len(cells) - len(records))
     return [records[c.id] for c in cells]
 
@@ -212,6 +227,42 @@ def needs_rescore(record: dict, cell: Cell) -> bool:
     return record["status"] == "done" and (spec.get("protocol"), spec.get("topk")) != (cell.protocol, cell.topk)
 
 
+def finished_record(record: dict, path: Path, cell: Cell) -> dict:
+    """A finished record as the cell wants it: rescored from its codes if the cell asks for
+    another protocol or top-k."""
+    return rescore_record(record, path, cell.protocol, cell.topk) if needs_rescore(record, cell) else record
+
+
+def finished_twins(cells: list[Cell], out_dir: Path) -> dict[str, tuple[dict, Path]]:
+    """Finished records under ``out_dir`` that computed what some of ``cells`` compute (same
+    computation_id, e.g. the table3 cells that figure2 plots), by computation_id."""
+    wanted = {c.computation_id: c for c in cells}
+    folders = {store.record_path(out_dir, c).parent for c in cells}
+    twins = {}
+    for folder in folders:
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            record = store.read_record(path)
+            cell = wanted.get(record.get("computation")) if record else None
+            if cell is not None and not needs_run(record, cell):
+                twins.setdefault(cell.computation_id, (record, path))
+    return twins
+
+
+def copy_twin(record: dict, path: Path, cell: Cell, out_dir: Path) -> dict:
+    """Give ``cell`` the outcome of ``record`` (at ``path``), which computed the same thing in
+    another experiment or under another label: the codes are linked, the record rewritten."""
+    target = store.record_path(out_dir, cell)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for split in ("query", "database"):
+        source = store.codes_path(path, split)
+        if source.is_file():
+            store.link_atomic(source, store.codes_path(target, split))
+    spec = {**record["spec"], "experiment": cell.experiment, "label": cell.label, "timeout_s": cell.timeout_s}
+    copy = {**record, "id": cell.id, "spec": spec, "reused_from": str(path)}
+    store.write_json_atomic(target, copy)
+    return copy
+
+
 def worker_failure_record(task: CellTask, error: BaseException) -> dict:
     """A transient ``failed`` record for a cell whose worker failed before writing one."""
     now = iso_now()
@@ -246,9 +297,10 @@ def execute_cell(task: CellTask) -> dict:
         try:
             with time_limit(cell.timeout_s):
                 outcome, codes = measure_cell(cell, dataset)
-            record.update(outcome)
+            task.record_path.parent.mkdir(parents=True, exist_ok=True)
             for split, split_codes in codes.items():
                 split_codes.save(store.codes_path(task.record_path, split))
+            record.update(outcome)
         except CellTimeout:
             record.update(status="timeout", error=f"the cell ran longer than timeout_s={cell.timeout_s}")
         except Exception as error:
@@ -263,6 +315,7 @@ def new_record(cell: Cell, *, started: str) -> dict:
     return {
         "schema": store.SCHEMA,
         "id": cell.id,
+        "computation": cell.computation_id,
         "spec": {**cell.spec(), "dataset_source": cell.dataset_source},
         "status": "failed",
         "error": None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -51,6 +52,18 @@ def write_json_atomic(path, data: dict) -> None:
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
+
+
+def link_atomic(source, target) -> None:
+    """Make ``target`` a hard link to ``source`` (a copy where links are not possible), atomically."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    tmp.replace(target)
 
 
 def read_record(path) -> dict | None:
