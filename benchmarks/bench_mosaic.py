@@ -28,10 +28,10 @@ def euclidean_ranking(query: np.ndarray, database: np.ndarray, topk: int) -> np.
 
 
 def map_at_k_of_ranking(ranking: np.ndarray, query_labels: np.ndarray, db_labels: np.ndarray) -> float:
-    """Official-protocol MAP of given rankings (n_query, k)."""
-    relevant = (query_labels.astype(np.int32) @ db_labels.T.astype(np.int32)) > 0
-    has_relevant = relevant.any(axis=1)
-    hits = np.take_along_axis(relevant, ranking, axis=1)
+    """Official-protocol MAP of given rankings (n_query, k); memory grows with k, not the database."""
+    labels_in_database = db_labels.any(axis=0)
+    has_relevant = (query_labels.astype(bool) & labels_in_database).any(axis=1)
+    hits = (db_labels[ranking].astype(bool) & query_labels.astype(bool)[:, None, :]).any(axis=2)
     precision_at = np.cumsum(hits, axis=1) / np.arange(1, ranking.shape[1] + 1)
     ap = (precision_at * hits).sum(1) / np.maximum(hits.sum(1), 1)
     return float(ap[has_relevant].mean())

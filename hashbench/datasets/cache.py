@@ -48,10 +48,17 @@ def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray], *, compress: boo
     try:
         with os.fdopen(handle, "wb") as file:
             (np.savez_compressed if compress else np.savez)(file, **arrays)
+        os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp creates 0600; a shared cache needs the usual mode
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def read_npz_whole(path: Path) -> dict[str, np.ndarray] | None:

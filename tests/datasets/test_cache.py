@@ -76,3 +76,12 @@ def test_atomic_write_leaves_no_temporary_file_on_failure(tmp_path):
     assert os.listdir(tmp_path) == []
     write_npz_atomic(tmp_path / "x.npz", {"a": np.arange(3)})
     assert os.listdir(tmp_path) == ["x.npz"]
+
+
+def test_cache_files_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_npz_atomic(tmp_path / "x.npz", {"a": np.arange(3)})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.npz").stat().st_mode & 0o777 == 0o644
