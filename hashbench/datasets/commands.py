@@ -135,7 +135,9 @@ def sample_annotations(dataset, split, indices) -> list[tuple[str, str]]:
         if detects_classes:
             aux = [name.removeprefix("detected ") for name in aux]
             aux = [name if name in true else f"{name}!" for name in aux]
-        result.append((", ".join(true), ", ".join(aux[:6]) or "(none)"))
+        shown = aux[:6]
+        lines = [", ".join(shown[start : start + 3]) for start in range(0, len(shown), 3)]
+        result.append((", ".join(true), "\n".join(lines) or "(none)"))
     return result
 
 
@@ -156,8 +158,10 @@ def save_sample_grid(dataset, split, out: Path, seed: int = 0) -> None:
     for ax, index, image, (true, aux) in zip(np.ravel(axes), indices, pixels, annotations):
         ax.imshow(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=255)
         ax.set_title(f"#{index}\ntrue: {true}", fontsize=7, loc="left")
-        ax.text(0, -0.04, f"aux: {aux}", transform=ax.transAxes, fontsize=7, va="top", color="tab:blue", wrap=True)
-    figure.suptitle(f"{dataset.name}: {split.name} samples (aux words not among the true labels end in '!')", fontsize=9)
+        ax.text(0, -0.04, f"aux: {aux}", transform=ax.transAxes, fontsize=7, va="top", color="tab:blue")
+    marked = any("!" in aux for _, aux in annotations)
+    note = " (detections not among the true labels end in '!')" if marked else ""
+    figure.suptitle(f"{dataset.name}: {split.name} samples, true labels and aux{note}", fontsize=9)
     figure.subplots_adjust(left=0.01, right=0.99, top=0.92, bottom=0.03, hspace=0.5, wspace=0.08)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=110)
