@@ -41,10 +41,11 @@ import math
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
-from scipy.stats import hypergeom
+from scipy.special import gammaln
 
 from hashbench._validation import check_binary_labels, check_choice, check_positive_int, check_same_rows
 from hashbench.codes import BinaryCodes, as_words
@@ -155,9 +156,11 @@ def evaluate(
     query, database, query_labels, db_labels = _check_inputs(query_codes, db_codes, query_labels, db_labels)
     ranker = _ranker_for(device)
     k = min(topk, len(database))
+    log_factorial = gammaln(np.arange(len(database) + 1) + 1.0)
+    score = partial(_chunk_scores, k=k, topk=topk, protocol=protocol, log_factorial=log_factorial)
     totals = _Totals(topk, query.n_bits, protocol)
-    for chunk in ranker(query, database, query_labels, db_labels, k):
-        totals.add(_chunk_scores(chunk, k, topk, protocol))
+    for chunk_scores in ranker(query, database, query_labels, db_labels, k, score):
+        totals.add(chunk_scores)
     return totals.scores()
 
 
@@ -209,14 +212,15 @@ def _ranker_for(device):
     return TorchRanker(device)
 
 
-def rank_on_cpu(query, database, query_labels, db_labels, k):
-    """Yield RankedChunk per QUERY_CHUNK queries, computed by the compiled loop on several threads."""
+def rank_on_cpu(query, database, query_labels, db_labels, k, score):
+    """Yield ``score(RankedChunk)`` per QUERY_CHUNK queries, ranked by the compiled loop and scored
+    on several threads."""
     import torch
 
     from hashbench._bitkernels import rank_top_k
 
-    q_words, db_words = as_words(query), as_words(database)
-    q_label_words, db_label_words = _label_words(query_labels), _label_words(db_labels)
+    q_words, db_words_t = as_words(query), np.ascontiguousarray(as_words(database).T)
+    q_label_words, db_label_words_t = _label_words(query_labels), np.ascontiguousarray(_label_words(db_labels).T)
     n_groups = query.n_bits + 1
 
     def rank(start):
@@ -225,10 +229,10 @@ def rank_on_cpu(query, database, query_labels, db_labels, k):
         top_relevant = np.zeros((stop - start, k), np.bool_)
         top_distance = np.zeros((stop - start, k), np.int64)
         rank_top_k(
-            q_words[start:stop], db_words, q_label_words[start:stop], db_label_words, k,
+            q_words[start:stop], db_words_t, q_label_words[start:stop], db_label_words_t, k,
             hist, top_relevant, top_distance,
         )
-        return RankedChunk(hist[:, 0::2] + hist[:, 1::2], hist[:, 1::2], top_relevant, top_distance)
+        return score(RankedChunk(hist[:, 0::2] + hist[:, 1::2], hist[:, 1::2], top_relevant, top_distance))
 
     n_threads = max(1, torch.get_num_threads())
     with ThreadPoolExecutor(n_threads) as pool:
@@ -251,12 +255,12 @@ def _label_words(labels: np.ndarray) -> np.ndarray:
 
 
 class TorchRanker:
-    """RankedChunk per query chunk from torch ops on ``device`` (used for CUDA devices)."""
+    """``score(RankedChunk)`` per query chunk, ranked by torch ops on ``device`` (used for CUDA)."""
 
     def __init__(self, device):
         self.device = device
 
-    def __call__(self, query, database, query_labels, db_labels, k):
+    def __call__(self, query, database, query_labels, db_labels, k, score):
         import torch
 
         def tensor(array):
@@ -276,11 +280,13 @@ class TorchRanker:
             hist.scatter_add_(1, 2 * distance + relevant, torch.ones_like(distance))
             top = torch.topk(distance * n_db + index, k, dim=1, largest=False, sorted=True).indices
             hist = hist.cpu().numpy()
-            yield RankedChunk(
-                hist[:, 0::2] + hist[:, 1::2],
-                hist[:, 1::2],
-                relevant.gather(1, top).cpu().numpy(),
-                distance.gather(1, top).cpu().numpy(),
+            yield score(
+                RankedChunk(
+                    hist[:, 0::2] + hist[:, 1::2],
+                    hist[:, 1::2],
+                    relevant.gather(1, top).cpu().numpy(),
+                    distance.gather(1, top).cpu().numpy(),
+                )
             )
 
 
@@ -292,7 +298,7 @@ class ChunkScores(NamedTuple):
     curves: dict[str, np.ndarray]  # (q, topk) precision and recall, (q, n_bits + 1) within radius
 
 
-def _chunk_scores(chunk: RankedChunk, k: int, topk: int, protocol: str) -> ChunkScores:
+def _chunk_scores(chunk: RankedChunk, k: int, topk: int, protocol: str, log_factorial: np.ndarray) -> ChunkScores:
     n_relevant = chunk.n_relevant.sum(axis=1)
     stable_hits = np.cumsum(chunk.top_relevant, axis=1)
     if protocol == "tie_aware":
@@ -305,7 +311,7 @@ def _chunk_scores(chunk: RankedChunk, k: int, topk: int, protocol: str) -> Chunk
     return ChunkScores(
         n_relevant=n_relevant,
         ap=_average_precision(chunk.top_relevant, stable_hits),
-        ap_tie_aware=tie_aware_average_precision(chunk.n_items, chunk.n_relevant, k),
+        ap_tie_aware=tie_aware_average_precision(chunk.n_items, chunk.n_relevant, k, log_factorial),
         curves={
             "precision": hits / np.arange(1, topk + 1),
             "recall": _ratio(hits, n_relevant[:, None]),
@@ -327,7 +333,9 @@ def _average_precision(relevant: np.ndarray, hits: np.ndarray) -> np.ndarray:
     return _ratio(precision_sum, hits[:, -1])
 
 
-def tie_aware_average_precision(n_items: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+def tie_aware_average_precision(
+    n_items: np.ndarray, n_relevant: np.ndarray, k: int, log_factorial: np.ndarray
+) -> np.ndarray:
     """Expected AP@k (official normalisation) per query when ties are ordered uniformly at random.
 
     ``n_items`` and ``n_relevant`` are (q, groups) counts per distance in ranking order. A group of
@@ -336,7 +344,7 @@ def tie_aware_average_precision(n_items: np.ndarray, n_relevant: np.ndarray, k: 
     of 1/(s + i) are differences of harmonic numbers. The group straddling rank k is cut to its
     first m = k - s items, of which X ~ Hypergeometric(n, r, m) are relevant; given X = x the cut
     is a group of m items with x relevant, and the AP's denominator is c + x, so the expectation is
-    a sum over x.
+    a sum over x. ``log_factorial[n]`` = log(n!) for n up to the database size.
     """
     n_items = n_items.astype(np.float64)
     n_relevant = n_relevant.astype(np.float64)
@@ -354,15 +362,28 @@ def tie_aware_average_precision(n_items: np.ndarray, n_relevant: np.ndarray, k: 
 
     rows, group = np.nonzero(~complete & (start < k))  # at most one cut group per query
     if len(rows):
-        n, r, s, c = (a[rows, group][:, None] for a in (n_items, n_relevant, start, relevant_before))
+        # one entry per (query, possible x), flattened: the ranges of x differ in length
+        n, r, s, c = (a[rows, group].astype(np.int64) for a in (n_items, n_relevant, start, relevant_before))
         m = k - s
         low, high = np.maximum(0, m - (n - r)), np.minimum(m, r)
-        x = low + np.arange(int((high - low).max()) + 1)
-        weight = np.where(x <= high, hypergeom.pmf(x, n, r, m), 0.0)
-        cut_sum = _tied_precision_sum(m, x, s, c, harmonic[k] - harmonic[s.astype(np.int64)])
-        ap_given_x = _ratio(full_sum[rows, None] + cut_sum, c + x)
-        expected[rows] = (weight * ap_given_x).sum(axis=1)
+        counts = high - low + 1
+        owner = np.repeat(np.arange(len(rows)), counts)
+        x = low[owner] + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        n, r, s, c, m = (a[owner] for a in (n, r, s, c, m))
+        weight = _hypergeometric_pmf(x, n, r, m, log_factorial)
+        cut_sum = _tied_precision_sum(m, x, s, c, harmonic[k] - harmonic[s])
+        ap_given_x = _ratio(full_sum[rows][owner] + cut_sum, c + x)
+        expected[rows] = np.bincount(owner, weights=weight * ap_given_x, minlength=len(rows))
     return expected
+
+
+def _hypergeometric_pmf(x, n, r, m, log_factorial):
+    """P(x relevant among m drawn without replacement from n items of which r are relevant)."""
+
+    def log_binomial(a, b):
+        return log_factorial[a] - log_factorial[b] - log_factorial[a - b]
+
+    return np.exp(log_binomial(r, x) + log_binomial(n - r, m - x) - log_binomial(n, m))
 
 
 def _tied_precision_sum(n, r, s, c, inverse_rank_sum):
