@@ -75,7 +75,7 @@ SIZES = {
 BACKBONE_DEFAULTS = {
     "tiny": {"backbone_items": 1500, "backbone_epochs": 3},
     "default": {"backbone_items": 4000, "backbone_epochs": 4},
-    "coco": {"backbone_items": 4000, "backbone_epochs": 4},
+    "coco": {"backbone_items": 6000, "backbone_epochs": 4},
 }
 AUX_KINDS = ("objects", "tags")
 

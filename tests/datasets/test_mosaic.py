@@ -92,6 +92,15 @@ def test_tags_variant_shares_the_objects_build(micro, micro_dir, monkeypatch):
     assert again.train.aux.tobytes() == ds.train.aux.tobytes()
 
 
+@pytest.mark.parametrize("size", sorted(mosaic.SIZES))
+def test_every_size_preset_is_consistent(size, tmp_path, monkeypatch):
+    resolved = []
+    monkeypatch.setattr(mosaic, "_build_arrays", lambda params: resolved.append(params) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        hb.load_dataset("mosaic", size=size, source="vendored", data_dir=tmp_path)
+    assert resolved[0]["n_web"] <= resolved[0]["backbone_items"] <= 8000
+
+
 @pytest.mark.parametrize(
     "options, message",
     [
