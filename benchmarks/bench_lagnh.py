@@ -9,9 +9,10 @@ Parts (``--parts``, default all):
 - ``map``: MAP@1000 (official protocol) of LAGNH (paper, released) vs ITQ, itq-aux, aux-only at
   ``--bits``; LAGNH with ``--preset`` and ``--epochs`` (default: the paper's COCO settings, 300 epochs).
 - ``ablations``: every Table 5 variant at 32 bits (paper variant, same epochs).
-- ``seeds``: MAP spread of both variants over seeds 0, 1, 2 at 32 bits.
+- ``seeds``: MAP spread over seeds 0, 1, 2 at 32 bits (``--variants``).
 - ``encode``: MAP of both encode modes of one fitted model (32 bits), and the fraction of code bits
   that flip when the database is encoded in a shuffled order.
+- ``curve``: MAP (32 bits) after each epoch in ``--curve-epochs`` of one run per variant.
 - ``speed``: 5,000 x 4,096 features, 80-d aux, batch 1,024, 32 bits, ``--threads`` threads:
   seconds per epoch of each variant (mean over ``--speed-epochs`` epochs after a warm-up epoch),
   FLOPs per epoch counted from the layer sizes, the ``torch.matmul`` GFLOP/s measured in the same
@@ -93,7 +94,7 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print("| " + " | ".join(row) + " |", flush=True)
 
 
-def map_part(dataset, bits, seed, training) -> None:
+def map_part(dataset, bits, released_bits, seed, training) -> None:
     makers = {
         "LAGNH (paper)": lambda b: lagnh(dataset, b, seed, training),
         "LAGNH (released)": lambda b: lagnh(dataset, b, seed, training, variant="released"),
@@ -103,6 +104,9 @@ def map_part(dataset, bits, seed, training) -> None:
     for label, make in makers.items():
         cells = []
         for n_bits in bits:
+            if label == "LAGNH (released)" and n_bits not in released_bits:
+                cells.append("not run")
+                continue
             start = time.perf_counter()
             cells.append(fitted_map(lambda: make(n_bits), dataset))
             print(f"  {label} {n_bits} bits: {cells[-1]} ({time.perf_counter() - start:.0f} s)", flush=True)
@@ -118,9 +122,9 @@ def ablation_part(dataset, seed, training) -> None:
     print_table(f"Table 5 ablations, 32 bits, {dataset.name}", ["variant", "MAP@1000"], rows)
 
 
-def seed_part(dataset, training) -> None:
+def seed_part(dataset, training, variants) -> None:
     rows = []
-    for variant in ("paper", "released"):
+    for variant in variants:
         maps = [float(fitted_map(lambda: lagnh(dataset, 32, seed, training, variant=variant), dataset)) for seed in (0, 1, 2)]
         rows.append(
             [variant, " / ".join(f"{m:.4f}" for m in maps), f"{statistics.mean(maps):.4f}", f"{max(maps) - min(maps):.4f}"]
@@ -149,6 +153,23 @@ def encode_part(dataset, seed, training) -> None:
             print(f"  {rows[-1]}", flush=True)
         method.set_params(encode_mode="inductive")
     print_table("Encode modes, 32 bits", ["variant", "encode_mode", "MAP@1000", "bits flipped (shuffled db)"], rows)
+
+
+def curve_part(dataset, seed, training, checkpoints: list[int], variants) -> None:
+    """MAP after chosen epochs of one training run per variant (32 bits), through the epoch callback."""
+    rows = []
+    for variant in variants:
+        maps = {}
+
+        def record(epoch, method, maps=maps):
+            if epoch in checkpoints:
+                maps[epoch] = score(method, dataset)
+                print(f"  {variant} epoch {epoch}: {maps[epoch]:.4f}", flush=True)
+
+        options = {**training, "epochs": max(checkpoints)}
+        LAGNH(32, seed=seed, variant=variant, **options).fit(dataset.train, callback=record)
+        rows.append([variant, *(f"{maps[e]:.4f}" for e in checkpoints)])
+    print_table("MAP@1000 along training, 32 bits", ["variant", *(f"epoch {e}" for e in checkpoints)], rows)
 
 
 # --- speed -------------------------------------------------------------------------------------------
@@ -246,11 +267,14 @@ def encode_seconds(method, split, n_items: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="mosaic", help="registered name, .npz path, or 'synthetic'")
-    parser.add_argument("--parts", nargs="+", default=["map", "ablations", "seeds", "encode", "speed"])
+    parser.add_argument("--parts", nargs="+", default=["map", "ablations", "seeds", "encode", "curve", "speed"])
     parser.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--preset", default=None, help="LAGNH preset for the MAP parts (default: the paper's COCO settings)")
     parser.add_argument("--epochs", type=int, default=None, help="LAGNH epochs for the MAP parts (default: the preset's)")
     parser.add_argument("--speed-epochs", type=int, default=2, help="timed epochs per variant after one warm-up")
+    parser.add_argument("--released-bits", type=int, nargs="+", help="code lengths of the released variant (default: --bits)")
+    parser.add_argument("--variants", nargs="+", default=["paper", "released"], help="variants of the seeds and curve parts")
+    parser.add_argument("--curve-epochs", type=int, nargs="+", default=[10, 50, 100, 300])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (default 2)")
     args = parser.parse_args()
@@ -267,13 +291,15 @@ def main() -> None:
             print(f"dataset {dataset.name}: train {len(dataset.train)}, query {len(dataset.query)}, "
                   f"database {len(dataset.database)}; LAGNH preset {args.preset}, epochs {args.epochs}", flush=True)
         if "map" in args.parts:
-            map_part(dataset, args.bits, args.seed, training)
+            map_part(dataset, args.bits, args.released_bits or args.bits, args.seed, training)
         if "ablations" in args.parts:
             ablation_part(dataset, args.seed, training)
         if "seeds" in args.parts:
-            seed_part(dataset, training)
+            seed_part(dataset, training, args.variants)
         if "encode" in args.parts:
             encode_part(dataset, args.seed, training)
+        if "curve" in args.parts:
+            curve_part(dataset, args.seed, {"preset": args.preset}, sorted(args.curve_epochs), args.variants)
         if "speed" in args.parts:
             speed_part(args.seed, args.speed_epochs, args.threads)
 

@@ -70,8 +70,10 @@ Free choices the paper leaves open, and the defaults taken here
   (per training batch; in inductive encoding, that of the reference set). A number fixes sigma.
 - GC layers without bias, xavier-normal initialisation (as released); other layers PyTorch's
   default initialisation. No feature preprocessing (none is visible in the release).
-- All-zero aux rows: normalisations are floored at 1e-8, so such a node has S^a = 0 everywhere,
-  an attention weight vector of zeros in the paper's form, and no NaN anywhere.
+- All-zero aux rows: such a node has S^a = 0 with every node (the release's cosine is taken as
+  0), its y-bar is the projection's bias, and every norm, degree and attention sum is floored at
+  1e-8, so no NaN arises; in the aux-only graph the node is isolated and gets z = 0, the all-ones
+  code.
 - ``n_reference`` = batch size: the reference graph then has the size of a training graph.
 """
 
