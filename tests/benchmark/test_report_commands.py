@@ -1,0 +1,138 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from hashbench.cli import main
+from tests.benchmark.report_fixtures import comparison_records, epoch_records, variant_records, write_records
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    return write_records(comparison_records() + variant_records(), tmp_path / "results")
+
+
+def test_report_writes_the_merged_table_and_tables_3_to_5(results_dir, capsys):
+    assert main(["report", str(results_dir)]) == 0
+    out = results_dir / "report"
+    merged = pd.read_csv(out / "results.csv")
+    assert len(merged) == len(comparison_records() + variant_records())
+    assert {"method", "params", "map_official", "fit_s", "device_name"} <= set(merged.columns)
+    for name in ("table3", "table4", "table5"):
+        assert (out / f"{name}.md").is_file() and (out / f"{name}.tex").is_file()
+    table3 = (out / "table3.md").read_text()
+    assert "paper (MS-COCO) 32 bits" in table3 and "| LSH | failed |" in table3
+    assert f"wrote {out / 'table5.tex'}" in capsys.readouterr().out
+
+
+def test_report_writes_parquet_when_pyarrow_is_installed(results_dir):
+    pytest.importorskip("pyarrow")
+    assert main(["report", str(results_dir), "--format", "md"]) == 0
+    merged = pd.read_parquet(results_dir / "report" / "results.parquet")
+    assert len(merged) == len(comparison_records() + variant_records())
+
+
+def test_report_format_and_out_options(results_dir, tmp_path, capsys):
+    assert main(["report", str(results_dir), "--out", str(tmp_path / "md"), "--format", "md"]) == 0
+    assert sorted(p.name for p in (tmp_path / "md").glob("table*")) == ["table3.md", "table4.md", "table5.md"]
+    assert main(["report", str(results_dir), "--format", "html"]) == 2
+    assert "--format" in capsys.readouterr().err
+
+
+def test_report_skips_tables_without_material(tmp_path, capsys):
+    results_dir = write_records(comparison_records(), tmp_path / "results")
+    assert main(["report", str(results_dir)]) == 0
+    assert "table5: skipped" in capsys.readouterr().out
+    assert not (results_dir / "report" / "table5.md").exists()
+
+
+def test_report_on_an_empty_or_missing_folder_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "holds no records" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_plot_writes_the_figures_it_has_material_for(tmp_path, capsys):
+    results_dir = write_records(comparison_records() + epoch_records(), tmp_path / "results")
+    assert main(["plot", str(results_dir), "--out", str(tmp_path / "figs")]) == 0
+    names = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert names == [f"{f}.{s}" for f in ("figure2", "figure3") for s in ("csv", "pdf", "png")]
+    assert "figure4: skipped" in capsys.readouterr().out
+
+
+PLUGIN = '''
+import numpy as np
+import hashbench as hb
+
+
+class TinyProjection(hb.Hasher):
+    """Signs of a seeded random projection of centred features (a test method)."""
+
+    name = "tiny-projection"
+    citation = "test"
+
+    def _fit(self, train, callback):
+        self.mean_ = train.features.mean(axis=0)
+        self.projection_ = self._rng().normal(size=(train.features.shape[1], self.n_bits))
+
+    def _encode(self, split):
+        return (split.features - self.mean_) @ self.projection_
+'''
+
+CONFIG = '''
+[defaults]
+datasets = [{{ name = "{dataset}", label = "tiny" }}]
+bits = [8, 16]
+seeds = [0, 1]
+topk = 10
+
+[[experiment]]
+name = "table3"
+methods = ["tiny-projection", "lsh"]
+
+[[experiment]]
+name = "figure2"
+methods = ["tiny-projection"]
+'''
+
+
+@pytest.fixture
+def tiny_matrix(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 60), ("query", 20), ("database", 80)):
+        cluster = rng.integers(0, 3, n)
+        arrays[f"{split}_features"] = (np.eye(3)[cluster] @ rng.normal(0, 3, (3, 12)) + rng.normal(0, 1, (n, 12))).astype(np.float32)
+        arrays[f"{split}_labels"] = np.eye(3, dtype=np.uint8)[cluster]
+        arrays[f"{split}_aux"] = arrays[f"{split}_labels"].astype(np.float32)
+    np.savez(tmp_path / "tiny.npz", **arrays)
+    (tmp_path / "plugin.py").write_text(PLUGIN)
+    (tmp_path / "matrix.toml").write_text(CONFIG.format(dataset=tmp_path / "tiny.npz"))
+    return tmp_path
+
+
+def test_reproduce_runs_one_experiment_and_writes_its_table(tiny_matrix, capsys):
+    out = tiny_matrix / "results"
+    common = ["--plugin", str(tiny_matrix / "plugin.py"), "reproduce"]
+    options = ["--config", str(tiny_matrix / "matrix.toml"), "--out", str(out), "--quiet"]
+    assert main([*common, "table3", *options, "--bits", "16"]) == 0
+    table = (out / "report" / "table3.md").read_text()
+    assert "| tiny 16 bits | paper (MS-COCO) 16 bits |" in table
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    assert "(n=2)" in rows["LSH"] and "(n=2)" in rows["tiny-projection"]
+    assert "wrote" in capsys.readouterr().out
+    records = sorted(out.rglob("*.json"))
+    assert len(records) == 4  # 2 methods x 1 code length x 2 seeds
+
+    assert main([*common, "figure2", *options]) == 0
+    curves = pd.read_csv(out / "figures" / "figure2.csv")
+    assert set(curves["line"]) == {"tiny-projection"} and set(curves["n_bits"]) == {8, 16}
+    assert (out / "figures" / "figure2.png").is_file()
+    assert len(list(out.rglob("*.json"))) == 8  # the figure2 cells have records of their own
+
+    # a second run reuses the finished cells and still builds Table 3 from the table3 cells only
+    written = {path: path.stat().st_mtime_ns for path in records}
+    assert main([*common, "table3", *options, "--bits", "16"]) == 0
+    assert {path: path.stat().st_mtime_ns for path in records} == written
+    assert (out / "report" / "table3.md").read_text() == table
