@@ -35,7 +35,7 @@ def check_matrix(array, name: str, *, finite: bool = True, allow_empty: bool = F
 def check_binary_labels(labels, name: str) -> np.ndarray:
     """Return multi-hot labels as a uint8 (n, c) array; reject values other than 0 and 1."""
     labels = check_matrix(labels, name)
-    if not np.isin(labels, (0, 1)).all():
+    if not ((labels == 0) | (labels == 1)).all():  # much faster than np.isin on large label sets
         raise InvalidInputError(f"{name} must hold only 0 and 1 (multi-hot), found other values")
     return labels.astype(np.uint8, copy=False)
 

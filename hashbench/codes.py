@@ -44,7 +44,7 @@ class BinaryCodes:
     def from_bits(cls, bits) -> BinaryCodes:
         """From a (n, n_bits) array of 0/1 values."""
         bits = check_matrix(bits, "bits", allow_empty=True)
-        if not np.isin(bits, (0, 1)).all():
+        if not _holds_only(bits, 0, 1):
             raise InvalidInputError("bits must hold only 0 and 1")
         return cls(np.packbits(bits.astype(np.uint8), axis=1, bitorder="little"), bits.shape[1])
 
@@ -52,7 +52,7 @@ class BinaryCodes:
     def from_signs(cls, signs) -> BinaryCodes:
         """From a (n, n_bits) array of -1/+1 values (+1 -> bit 1)."""
         signs = check_matrix(signs, "signs", allow_empty=True)
-        if not np.isin(signs, (-1, 1)).all():
+        if not _holds_only(signs, -1, 1):
             raise InvalidInputError("signs must hold only -1 and +1")
         return cls.from_bits(signs > 0)
 
@@ -70,9 +70,9 @@ class BinaryCodes:
         if isinstance(codes, BinaryCodes):
             return codes
         array = check_matrix(codes, name, allow_empty=True)
-        if array.dtype == np.bool_ or np.isin(array, (0, 1)).all():
+        if array.dtype == np.bool_ or _holds_only(array, 0, 1):
             return cls.from_bits(array)
-        if np.isin(array, (-1, 1)).all():
+        if _holds_only(array, -1, 1):
             return cls.from_signs(array)
         raise InvalidInputError(f"{name} must be BinaryCodes or an array of -1/+1 or 0/1 values")
 
@@ -131,6 +131,11 @@ class BinaryCodes:
     def hamming(self, other: BinaryCodes) -> np.ndarray:
         """(len(self), len(other)) Hamming distances as uint16."""
         return hamming_distances(self, other)
+
+
+def _holds_only(array: np.ndarray, low, high) -> bool:
+    """Whether every entry equals ``low`` or ``high`` (a fast two-value ``np.isin``)."""
+    return bool(((array == low) | (array == high)).all())
 
 
 def check_compatible(query: BinaryCodes, database: BinaryCodes) -> None:
