@@ -128,10 +128,12 @@ def lambda_records() -> list[dict]:
 
     MAP = 0.6 + 0.01 * (index of lambda) * log10(value), so each panel has its own slope.
     """
-    records = [make_record("lagnh", n_bits=32, experiment="figure4", params=PAPER_LAMBDAS, map_value=0.75)]
+    # each sweep sets only its own lambda (the others come from the preset), as configs/paper.toml does
+    records = [make_record("lagnh", n_bits=32, experiment="figure4", params={name: PAPER_LAMBDAS[name]},
+                           map_value=0.75) for name in PAPER_LAMBDAS]  # the shared centre, thrice
     for index, name in enumerate(PAPER_LAMBDAS, start=1):
         for value in LAMBDA_GRID:
-            params = {**PAPER_LAMBDAS, name: value}
+            params = {name: value}
             records.append(make_record("lagnh", n_bits=32, experiment="figure4", params=params,
                                        map_value=0.6 + 0.01 * index * np.log10(value)))
     return records

@@ -75,6 +75,7 @@ def test_figure4_sweeps_each_lambda_around_the_centre(results_dir):
         for value in LAMBDA_GRID:
             assert sweep[value] == pytest.approx(0.6 + 0.01 * index * np.log10(value))
         assert sweep[centre] == pytest.approx(0.75)
+        assert data.set_index(["parameter", "value"]).loc[(name, centre), "n_seeds"] == 1
 
 
 def test_figure4_uses_a_log_axis():
