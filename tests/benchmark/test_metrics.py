@@ -1,6 +1,8 @@
 import itertools
 import json
 import math
+import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -309,3 +311,48 @@ def test_bad_input_names_the_argument(change, message):
 def test_cuda_without_a_cuda_device_raises():
     with pytest.raises(InvalidInputError, match="no CUDA device"):
         hb.evaluate(**GOOD, device="cuda")
+
+
+# --- scale (slow) ----------------------------------------------------------------------------------
+def load_benchmark_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "benchmarks" / "bench_metrics.py"
+    spec = importlib.util.spec_from_file_location("bench_metrics", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_at_coco_scale_beats_the_per_query_loop_25_times_with_the_same_map():
+    bench = load_benchmark_script()
+    query, database, q_labels, db_labels = bench.synthetic_retrieval_set(500, 113287, 64, 80, seed=0)
+    hb.evaluate(query[:2], database[:10], q_labels[:2], db_labels[:10], topk=5)  # compile / load kernel
+    start = time.process_time()
+    fast = hb.evaluate(query, database, q_labels, db_labels, topk=1000, device="cpu")
+    fast_cpu = time.process_time() - start
+    start = time.process_time()
+    loop_map = bench.per_query_loop_map(query[:50], database, q_labels[:50], db_labels, 1000)
+    loop_cpu = (time.process_time() - start) * 10
+    assert loop_cpu / fast_cpu >= 25
+    subset = hb.evaluate(query[:50], database, q_labels[:50], db_labels, topk=1000, device="cpu")
+    assert subset.map == pytest.approx(loop_map, rel=1e-12)
+    assert fast.n_queries == 500
+
+
+@pytest.mark.slow
+def test_a_million_item_database_stays_in_bounded_memory():
+    rng = np.random.default_rng(0)
+    database = hb.BinaryCodes(rng.integers(0, 256, (1_000_000, 8), dtype=np.uint8), 64)
+    db_labels = (rng.random((1_000_000, 20), dtype=np.float32) < 0.1).astype(np.uint8)
+    query, q_labels = database[:40], db_labels[:40]
+    tracemalloc.start()
+    try:
+        scores = hb.evaluate(query, database, q_labels, db_labels, topk=1000, device="cpu")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 600 * 2**20  # inputs are 88 MB; no queries x database matrix (which is 320 MB+)
+    assert scores.n_queries == 40 and 0 < scores.map <= 1
