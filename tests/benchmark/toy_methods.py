@@ -60,3 +60,9 @@ def write_toy_dataset(path, seed=0, n_train=120, n_query=30, n_database=200, dim
 
     save_dataset(dataset, path)
     return str(path)
+
+
+def write_config(path, text: str) -> str:
+    """Write a matrix file and return its path."""
+    path.write_text(text)
+    return str(path)
