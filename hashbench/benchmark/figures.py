@@ -10,8 +10,10 @@
   other two sit at their centre values (the most common ones, i.e. the point every sweep shares;
   sweeps that meet there count once per seed).
   Lambdas a cell did not set take the values of its LAGNH preset (the paper's choice for MS-COCO,
-  or for NUS-WIDE with ``preset = "nuswide"``). Dotted lines mark the paper's choice. Figures 3 and 4 use the cells of the
-  ``figure3`` / ``figure4`` experiments when the results hold any.
+  or for NUS-WIDE with ``preset = "nuswide"``). Dotted lines mark the paper's choice.
+
+Figures 3 and 4 use the cells of the ``figure3`` / ``figure4`` experiments when the results hold
+any, and otherwise every cell that fits.
 
 Lines are means over seeds; the CSV beside each figure lists mean, std and the number of seeds
 for every plotted point. Figures are drawn with matplotlib's object API (Agg canvas), so no

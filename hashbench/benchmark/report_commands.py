@@ -64,7 +64,8 @@ def add_commands(subparsers) -> None:
         "unless --force), then write its table (OUT/report) or figure (OUT/figures) from those cells.",
     )
     reproduce.add_argument("target", choices=TARGETS, metavar="TARGET", help=", ".join(TARGETS))
-    reproduce.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"matrix file (default {DEFAULT_CONFIG})")
+    reproduce.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                           help=f"matrix file (default {DEFAULT_CONFIG})")
     reproduce.add_argument("--out", type=Path, default=DEFAULT_REPRODUCE_OUT,
                            help=f"results folder (default {DEFAULT_REPRODUCE_OUT})")
     reproduce.add_argument("--datasets", nargs="+", help="only these datasets")

@@ -42,7 +42,8 @@ def test_each_figure_writes_png_pdf_and_csv(name, results_dir, tmp_path):
     assert paths[1].read_bytes().startswith(b"%PDF")
     csv = pd.read_csv(paths[2])
     assert not csv.empty
-    pd.testing.assert_frame_equal(csv, plotted(name, results_dir).reset_index(drop=True), check_dtype=False, check_categorical=False)
+    expected = plotted(name, results_dir).reset_index(drop=True)
+    pd.testing.assert_frame_equal(csv, expected, check_dtype=False, check_categorical=False)
 
 
 def test_figure2_plots_mean_curves_per_panel(results_dir):

@@ -103,7 +103,8 @@ def tiny_matrix(tmp_path):
     arrays = {}
     for split, n in (("train", 60), ("query", 20), ("database", 80)):
         cluster = rng.integers(0, 3, n)
-        arrays[f"{split}_features"] = (np.eye(3)[cluster] @ rng.normal(0, 3, (3, 12)) + rng.normal(0, 1, (n, 12))).astype(np.float32)
+        features = np.eye(3)[cluster] @ rng.normal(0, 3, (3, 12)) + rng.normal(0, 1, (n, 12))
+        arrays[f"{split}_features"] = features.astype(np.float32)
         arrays[f"{split}_labels"] = np.eye(3, dtype=np.uint8)[cluster]
         arrays[f"{split}_aux"] = arrays[f"{split}_labels"].astype(np.float32)
     np.savez(tmp_path / "tiny.npz", **arrays)

@@ -92,7 +92,8 @@ def test_table4_seconds_device_and_paper_times(results):
 
 
 def test_table4_gives_each_device_its_own_row(tmp_path):
-    records = [make_record("lagnh", fit_s=10.0), make_record("lagnh", fit_s=1.0, device="cuda", device_name="NVIDIA H100")]
+    records = [make_record("lagnh", fit_s=10.0),
+               make_record("lagnh", fit_s=1.0, device="cuda", device_name="NVIDIA H100")]
     table = tables.table4(results_of(records, tmp_path))
     lagnh = [i for i, row in enumerate(table.rows) if row == "LAGNH"]
     assert sorted(table.cells[0][i].text for i in lagnh) == ["NVIDIA H100", "cpu"]
