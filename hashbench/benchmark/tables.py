@@ -23,7 +23,8 @@ Conventions:
   the paper's dataset name (``paper (MS-COCO)``); when ours is other data (e.g. ``mosaic``) the
   caption says so.
 - Methods are listed in the paper's row order, then any other method (plugins, ``itq-aux``, ...)
-  by name. A method run with several hyper-parameter settings gets one row per setting.
+  by name. A method run with several hyper-parameter settings on one dataset gets one row per
+  setting; one setting per dataset (e.g. a dataset-specific preset) makes one row.
 - Records of the same cell seen in several experiments count once.
 """
 
@@ -155,7 +156,15 @@ def unique_seeds(frame: pd.DataFrame) -> pd.DataFrame:
 
 def comparison_records(results: pd.DataFrame) -> pd.DataFrame:
     """Records behind Tables 3 and 4 and Figure 2: every experiment but ablations and sweeps."""
-    return unique_seeds(results[~results["experiment"].isin(ABLATION_EXPERIMENTS)])
+    return merge_dataset_settings(unique_seeds(results[~results["experiment"].isin(ABLATION_EXPERIMENTS)]))
+
+
+def merge_dataset_settings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Blank the params of methods run with one setting per dataset, so that they make one row even
+    when the setting differs between datasets (e.g. LAGNH's NUS-WIDE preset on nuswide only)."""
+    settings = frame.groupby(["method", "dataset"])["params"].nunique().groupby("method").max()
+    single = settings.index[settings <= 1]
+    return frame.assign(params=frame["params"].where(~frame["method"].isin(single), ""))
 
 
 def variant_records(results: pd.DataFrame) -> pd.DataFrame:

@@ -72,6 +72,15 @@ def test_several_settings_of_a_method_get_one_row_each(tmp_path):
     assert paper["ITQ (n_iter=10)"][0] == "0.7607" and paper["ITQ (n_iter=50)"][0] == tables.MISSING
 
 
+def test_one_setting_per_dataset_makes_one_row(tmp_path):
+    records = [make_record("lagnh", map_value=0.8), make_record("lagnh", dataset="nuswide", map_value=0.7,
+                                                                 params={"preset": "nuswide"})]
+    table = tables.table3(results_of(records, tmp_path))
+    assert table.rows.count("LAGNH") == 1
+    assert column(table, "nuswide", "32 bits")["LAGNH"][0] == "0.7000"
+    assert column(table, "mosaic", "32 bits")["LAGNH"][0] == "0.8000"
+
+
 def test_protocol_chooses_the_map_column(results):
     table = tables.table3(results, protocol="deephash")
     assert column(table, "mosaic", "32 bits")["LAGNH"][0] == "0.8400"
