@@ -37,7 +37,14 @@ from hashbench.benchmark.paper import (
     paper_numbers,
     paper_training_epochs,
 )
-from hashbench.benchmark.tables import comparison_records, dataset_order, method_rows, unique_seeds, variant_order
+from hashbench.benchmark.tables import (
+    comparison_records,
+    dataset_order,
+    merge_dataset_settings,
+    method_rows,
+    unique_seeds,
+    variant_order,
+)
 
 FIGURE_BITS = 32
 LAMBDAS = ("lambda1", "lambda2", "lambda3")
@@ -75,6 +82,7 @@ def figure3_data(results: pd.DataFrame, records: dict[str, dict]) -> pd.DataFram
     """MAP after each recorded training epoch at 32 bits per dataset and method (Figure 3)."""
     frame = _done(unique_seeds(results[results["n_bits"] == FIGURE_BITS]))
     frame = _prefer_experiment(frame[[bool(records[path].get("epochs")) for path in frame["record"]]], "figure3")
+    frame = merge_dataset_settings(frame)
     names = {(r.method, r.params): r.name for r in method_rows(frame)}
     labels = frame["label"].where(frame["label"] != frame["method"], "")
     parts = []

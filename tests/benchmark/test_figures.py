@@ -11,6 +11,7 @@ from tests.benchmark.report_fixtures import (
     comparison_records,
     epoch_records,
     lambda_records,
+    make_record,
     variant_records,
     write_records,
 )
@@ -65,6 +66,13 @@ def test_figure3_plots_map_per_epoch(results_dir):
     assert list(data["epoch"]) == [50, 100, 200, 300] and set(data["line"]) == {"LAGNH"}
     np.testing.assert_allclose(data["map"], [0.5 + e / 1000 + 0.005 for e in (50, 100, 200, 300)])
     np.testing.assert_allclose(data["std"], np.std([0, 0.01], ddof=1))
+
+
+def test_figure3_names_a_dataset_specific_setting_like_the_others(tmp_path):
+    records = [make_record("lagnh", dataset=dataset, params=params, experiment="figure3", epochs=[(1, 0.5), (2, 0.6)])
+               for dataset, params in (("mosaic", {"epochs": 2}), ("nuswide", {"epochs": 2, "preset": "nuswide"}))]
+    data = plotted("figure3", write_records(records, tmp_path / "results"))
+    assert set(data["line"]) == {"LAGNH"} and set(data["dataset"]) == {"mosaic", "nuswide"}
 
 
 def test_figure4_sweeps_each_lambda_around_the_centre(results_dir):
