@@ -6,7 +6,7 @@ A matrix file has optional ``[defaults]`` and one or more ``[[experiment]]`` tab
     datasets = ["mosaic"]          # registered names or .npz paths; or tables, see below
     bits = [16, 32]
     seeds = [0]
-    protocol = "official"          # official | deephash
+    protocol = "official"          # official | deephash | tie_aware
     topk = 1000
     device = "cpu"                 # cpu | cuda | cuda:N | auto
     executor = "local"             # local | processes | ray | slurm
@@ -50,9 +50,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hashbench._validation import check_choice, unknown_name_message
+from hashbench.benchmark.metrics import PROTOCOLS
 from hashbench.errors import InvalidInputError, UnknownNameError
 
-PROTOCOLS = ("official", "deephash")
 EXECUTORS = ("local", "processes", "ray", "slurm")
 SETTINGS_DEFAULTS = {
     "datasets": ["mosaic"],

@@ -28,12 +28,10 @@ long native call finishes before the cell stops.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib
 import importlib.metadata
 import inspect
-import json
 import os
 import platform
 import signal
@@ -56,9 +54,9 @@ from hashbench.benchmark import store
 from hashbench.benchmark.config import Cell, Matrix, canonical_json, load_config
 from hashbench.benchmark.timing import Stopwatch, peak_memory, reset_peak_memory, uses_cuda, warm_up_device
 from hashbench.codes import BinaryCodes
+from hashbench.datasets.cache import DATA_DIR_VARIABLE
 from hashbench.errors import InvalidInputError, UnknownNameError
 
-DATA_DIR_ENV = "HASHBENCH_DATA_DIR"
 WARM_UP_ITEMS = 2
 VERSIONED_PACKAGES = ("hashbench", "torch", "torchvision", "numpy", "scipy", "scikit-learn", "pandas")
 
@@ -107,7 +105,7 @@ def run_cells(
     if quiet:
         os.environ["TQDM_DISABLE"] = "1"
     if data_dir is not None:
-        os.environ[DATA_DIR_ENV] = str(data_dir)
+        os.environ[DATA_DIR_VARIABLE] = str(data_dir)
     out_dir = Path(out_dir)
     cells = available_cells(unique_cells(cells), quiet)
     records, pending = {}, []
@@ -358,7 +356,7 @@ def measure_cell(cell: Cell, dataset) -> tuple[dict, dict]:
     with clock.running():
         scores = score(cell, codes["query"], codes["database"], dataset)
     timings["evaluate"] = clock.seconds
-    outcome = {"status": "done", "metrics": scores_dict(scores), "epochs": epochs, "timings": timings}
+    outcome = {"status": "done", "metrics": scores.to_dict(), "epochs": epochs, "timings": timings}
     return outcome, codes
 
 
@@ -379,17 +377,13 @@ def score(cell: Cell, query_codes, database_codes, dataset, *, protocol=None, to
     )  # fmt: skip
 
 
-def scores_dict(scores) -> dict:
-    """Scores as plain JSON types (numpy arrays and scalars converted)."""
-    fields = scores.to_dict() if hasattr(scores, "to_dict") else dataclasses.asdict(scores)
-    return json.loads(json.dumps(fields, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
 
 def prepare_worker(task: CellTask) -> None:
     if not task.epoch_bars:
         os.environ["TQDM_DISABLE"] = "1"
     if task.data_dir:
-        os.environ[DATA_DIR_ENV] = task.data_dir
+        os.environ[DATA_DIR_VARIABLE] = task.data_dir
     if task.method_source is not None:
         ensure_method(task.cell.method, *task.method_source)
 
@@ -464,7 +458,7 @@ def rescore_record(record: dict, path: Path, protocol: str, topk: int) -> dict:
     updated = {
         **record,
         "spec": {**spec, "protocol": protocol, "topk": topk},
-        "metrics": scores_dict(scores),
+        "metrics": scores.to_dict(),
         "timings": {**record["timings"], "evaluate": clock.seconds},
     }
     store.write_json_atomic(path, updated)

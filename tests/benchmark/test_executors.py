@@ -37,6 +37,7 @@ def assert_same_outcomes(cells, local, other):
                 assert BinaryCodes.load(paths[0]) == BinaryCodes.load(paths[1])
 
 
+@pytest.mark.slow  # starting two fresh worker processes (imports of torch) takes tens of seconds
 def test_processes_executor_matches_local(cells, local_records, tmp_path):
     records = run_cells(cells, tmp_path, executor="processes", workers=2, quiet=True)
     assert_same_outcomes(cells, local_records, (tmp_path, records))
@@ -49,6 +50,7 @@ def test_ray_executor_matches_local(cells, local_records, tmp_path, monkeypatch)
     assert_same_outcomes(cells, local_records, (tmp_path, records))
 
 
+@pytest.mark.slow  # one fresh process per job
 def test_submitit_executor_matches_local(cells, local_records, tmp_path):
     pytest.importorskip("submitit")
     records = run_cells(

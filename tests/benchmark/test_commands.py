@@ -1,0 +1,37 @@
+import json
+
+from hashbench.benchmark import store
+from hashbench.cli import main
+from tests.benchmark.toy_methods import write_config, write_toy_dataset
+
+
+def test_run_dry_run_resume_and_rescore_from_the_command_line(tmp_path, capsys):
+    toy = write_toy_dataset(tmp_path / "toy.npz")
+    config = write_config(tmp_path / "m.toml", f"""
+[defaults]
+datasets = ["{toy}"]
+bits = [8, 16]
+[[experiment]]
+name = "cli"
+methods = ["lsh", {{ method = "toy-projection", params = {{ fail_at_bits = 16 }} }}]
+""")
+    out = tmp_path / "results"
+    assert main(["run", config, "--out", str(out), "--dry-run", "--methods", "lsh"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[-1] == "2 cells" and all(" pending " in line for line in listing[1:-1])
+    assert not out.exists()
+    assert main(["run", config, "--out", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and "refuses 16 bits" in captured.err
+    assert main(["run", config, "--out", str(out), "--dry-run", "--bits", "16"]) == 0
+    states = [line.split()[1] for line in capsys.readouterr().out.splitlines()[1:-1]]
+    assert sorted(states) == ["done", "failed"]
+    assert main(["rescore", str(out), "--topk", "5", "--quiet"]) == 0
+    assert {r["spec"]["topk"] for r in store.load_records(out) if r["status"] == "done"} == {5}
+    assert {json.loads(p.read_text())["metrics"]["topk"] for p in out.rglob("*.json") if "lsh" in str(p)} == {5}
+
+
+def test_run_errors_are_one_line(tmp_path, capsys):
+    config = write_config(tmp_path / "m.toml", '[[experiment]]\nname = "x"\nmethods = ["lhs"]\n')
+    assert main(["run", config]) == 2
+    assert "unknown method 'lhs'. Did you mean 'lsh'?" in capsys.readouterr().err
