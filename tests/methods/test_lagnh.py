@@ -25,6 +25,12 @@ def train():
     return make_split()
 
 
+@pytest.fixture(scope="module")
+def published(train):
+    """The published configuration, fitted once for the tests that only read it."""
+    return fitted(train)
+
+
 def fitted(train, **options):
     return LAGNH(**{**SMALL, **options}).fit(train)
 
@@ -59,8 +65,8 @@ def test_preset_fills_unset_values_and_explicit_values_win(train):
     assert (nus.batch_size_, nus.hidden_, nus.lambda3_) == (2048, 2048, 0.1)
 
 
-def test_variants_resolve_their_own_defaults(train):
-    paper, released = fitted(train), fitted(train, variant="released")
+def test_variants_resolve_their_own_defaults(train, published):
+    paper, released = published, fitted(train, variant="released")
     assert (paper.mu_, paper.sigma_, paper.dropout_, paper.generator_steps_) == (1.0, "median", 0.0, 1)
     assert (released.mu_, released.sigma_, released.dropout_, released.generator_steps_) == (0.0, 1.0, 0.5, 5)
     assert released.rules_.graph_norm == "row" and paper.rules_.graph_norm == "symmetric"
@@ -98,8 +104,7 @@ ABLATIONS = [
 
 
 @pytest.mark.parametrize("ablation", ABLATIONS, ids=lambda a: "-".join(f"{k}={v}" for k, v in a.items()))
-def test_each_ablation_changes_the_computation(train, ablation):
-    published = fitted(train)
+def test_each_ablation_changes_the_computation(train, published, ablation):
     changed = fitted(train, **ablation)
     published_loss = {k: v for k, v in published.history_[0].items() if k in ("recons", "gan", "quan")}
     changed_loss = {k: v for k, v in changed.history_[0].items() if k in ("recons", "gan", "quan")}
@@ -176,13 +181,16 @@ def test_missing_aux_is_an_error_naming_aux(train):
     without = Split(train.features, train.labels, None, name="train")
     with pytest.raises(InvalidInputError, match="aux"):
         fitted(without)
-    model = fitted(train)
+
+
+def test_missing_aux_at_encode_is_an_error_naming_aux(train, published):
+    without = Split(train.features, train.labels, None, name="query")
     with pytest.raises(InvalidInputError, match="aux"):
-        model.encode(without)
+        published.encode(without)
 
 
-def test_aux_width_at_encode_must_match_fit(train):
-    model = fitted(train)
+def test_aux_width_at_encode_must_match_fit(train, published):
+    model = published
     wider = Split(train.features, None, np.ones((len(train), 7), np.float32), name="query")
     with pytest.raises(InvalidInputError, match="5-d aux"):
         model.encode(wider)
