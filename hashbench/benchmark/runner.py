@@ -108,27 +108,7 @@ def run_cells(
         os.environ[DATA_DIR_VARIABLE] = str(data_dir)
     out_dir = Path(out_dir)
     cells = available_cells(unique_cells(cells), quiet)
-    records, pending = {}, []
-    for cell in cells:
-        path = store.record_path(out_dir, cell)
-        existing = None if force else store.read_record(path)
-        if existing is None or needs_run(existing, cell):
-            pending.append(cell)
-        else:
-            records[cell.id] = finished_record(existing, path, cell)
-    twins = {} if force else finished_twins(pending, out_dir)
-    for cell in pending:
-        if cell.computation_id in twins:
-            records[cell.id] = finished_record(copy_twin(*twins[cell.computation_id], cell, out_dir), store.record_path(out_dir, cell), cell)
-    # one task per computation; the other cells sharing it get copies of its record
-    leaders, followers = {}, defaultdict(list)
-    for cell in pending:
-        if cell.id in records:
-            continue
-        if cell.computation_id in leaders:
-            followers[cell.computation_id].append(cell)
-        else:
-            leaders[cell.computation_id] = cell
+    records, leaders, followers = plan(cells, out_dir, force)
     pool = make_executor(executor, workers=workers, out_dir=out_dir, **executor_options)
     tasks = [
         CellTask(c, str(out_dir), method_source(c.method), str(data_dir) if data_dir else None, pool.epoch_bars and not quiet)
@@ -147,10 +127,34 @@ def run_cells(
                 counts["done" if cell_record["status"] == "done" else "failed"] += 1
                 if cell_record["status"] != "done":
                     message = f"{cell.describe()}: {cell_record['status']}: {cell_record['error']}"
-                    print(message, file=sys.stderr) if quiet else bar.write(message, file=sys.stderr)
+                    (print if quiet else bar.write)(message, file=sys.stderr)
                 bar.update()
             bar.set_postfix(**counts, left=len(cells) - len(records))
     return [records[c.id] for c in cells]
+
+
+def plan(cells: list[Cell], out_dir: Path, force: bool) -> tuple[dict, dict, dict]:
+    """Split ``cells`` into finished records (by cell id), the cells to run (one per
+    computation, by computation_id) and, per computation, the other cells that share it."""
+    records, pending = {}, []
+    for cell in cells:
+        path = store.record_path(out_dir, cell)
+        existing = None if force else store.read_record(path)
+        if existing is None or needs_run(existing, cell):
+            pending.append(cell)
+        else:
+            records[cell.id] = finished_record(existing, path, cell)
+    twins = {} if force else finished_twins(pending, out_dir)
+    leaders, followers = {}, defaultdict(list)
+    for cell in pending:
+        if cell.computation_id in twins:
+            copy = copy_twin(*twins[cell.computation_id], cell, out_dir)
+            records[cell.id] = finished_record(copy, store.record_path(out_dir, cell), cell)
+        elif cell.computation_id in leaders:
+            followers[cell.computation_id].append(cell)
+        else:
+            leaders[cell.computation_id] = cell
+    return records, leaders, followers
 
 
 def run_config(
