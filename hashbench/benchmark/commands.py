@@ -54,7 +54,30 @@ def cmd_run(args) -> None:
     )
     if not args.quiet:
         done = sum(r["status"] == "done" for r in records)
-        print(f"{done} of {len(records)} cells done; records in {args.out}/")
+        if records:
+            print(summary_table(records))
+        print(f"{done} of {len(records)} cells done; records in {args.out}/ (tables: hashbench report {args.out})")
+
+
+def summary_table(records) -> str:
+    """MAP of each method (rows) per dataset and code length (columns), mean over seeds;
+    a cell with no finished seed shows its status instead of a number."""
+    import pandas as pd
+
+    rows = [
+        {"method": r["spec"]["label"], "dataset": r["spec"]["dataset"], "bits": r["spec"]["n_bits"],
+         "map": r["metrics"]["map"] if r["status"] == "done" else None, "status": r["status"]}
+        for r in records
+    ]
+    frame = pd.DataFrame(rows)
+
+    def cell(group) -> str:
+        maps = group["map"].dropna()
+        return f"{maps.mean():.4f}" if len(maps) else "/".join(sorted(set(group["status"])))
+
+    table = frame.groupby(["method", "dataset", "bits"], sort=True).apply(cell, include_groups=False).unstack(["dataset", "bits"])
+    spec = records[0]["spec"]
+    return f"MAP@{spec['topk']} ({spec['protocol']} protocol)\n{table.fillna('').to_string()}"
 
 
 def print_cells(cells, out_dir) -> None:

@@ -35,3 +35,19 @@ def test_run_errors_are_one_line(tmp_path, capsys):
     config = write_config(tmp_path / "m.toml", '[[experiment]]\nname = "x"\nmethods = ["lhs"]\n')
     assert main(["run", config]) == 2
     assert "unknown method 'lhs'. Did you mean 'lsh'?" in capsys.readouterr().err
+
+
+def test_summary_table_averages_seeds_and_shows_unfinished_cells():
+    from hashbench.benchmark.commands import summary_table
+
+    def record(label, bits, seed, status, value=None):
+        spec = {"label": label, "dataset": "mosaic", "n_bits": bits, "seed": seed, "topk": 1000, "protocol": "official"}
+        return {"spec": spec, "status": status, "metrics": {"map": value} if status == "done" else None}
+
+    text = summary_table([record("itq", 16, 0, "done", 0.5), record("itq", 16, 1, "done", 0.6),
+                          record("itq", 32, 0, "timeout"), record("lsh", 16, 0, "failed")])
+    lines = text.splitlines()
+    assert lines[0] == "MAP@1000 (official protocol)"
+    itq = next(line for line in lines if line.startswith("itq")).split()
+    assert itq[1:] == ["0.5500", "timeout"]
+    assert next(line for line in lines if line.startswith("lsh")).split()[1] == "failed"
