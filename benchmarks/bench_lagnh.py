@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 import torch
-from bench_shallow import structured_dataset
+from bench_shallow import official_map as score, structured_dataset
 from threadpoolctl import threadpool_limits
 
 import hashbench as hb
@@ -51,17 +51,6 @@ ABLATIONS = {
 }
 SPEED_SIZES = dict(n_train=5000, n_features=4096, n_aux=80, batch_size=1024, n_bits=32)
 ENCODE_ITEMS = 113_287 + 5_000
-
-
-def score(method, dataset) -> float:
-    return hb.evaluate(
-        method.encode(dataset.query),
-        method.encode(dataset.database),
-        dataset.query.labels,
-        dataset.database.labels,
-        topk=1000,
-        protocol="official",
-    ).map
 
 
 _FITTED: dict = {}

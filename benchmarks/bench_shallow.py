@@ -30,6 +30,18 @@ from hashbench.datasets.base import Split
 METHODS = ["lsh", "sklsh", "sh", "pcah", "itq", "sgh", "itq-aux", "aux-only"]
 
 
+def official_map(method, dataset) -> float:
+    """MAP@1000 (official protocol) of a fitted method's codes for the query and database splits."""
+    return hb.evaluate(
+        method.encode(dataset.query),
+        method.encode(dataset.database),
+        dataset.query.labels,
+        dataset.database.labels,
+        topk=1000,
+        protocol="official",
+    ).map
+
+
 def map_score(name: str, n_bits: int, dataset, seed: int) -> str:
     method = hb.create_method(name, n_bits=n_bits, seed=seed)
     try:
@@ -37,16 +49,9 @@ def map_score(name: str, n_bits: int, dataset, seed: int) -> str:
     except hb.InvalidInputError as error:
         print(f"  {name:9s} {n_bits:4d} bits  n/a: {error}", flush=True)
         return "n/a"
-    scores = hb.evaluate(
-        method.encode(dataset.query),
-        method.encode(dataset.database),
-        dataset.query.labels,
-        dataset.database.labels,
-        topk=1000,
-        protocol="official",
-    )
-    print(f"  {name:9s} {n_bits:4d} bits  MAP@1000 {scores.map:.4f}", flush=True)
-    return f"{scores.map:.4f}"
+    value = official_map(method, dataset)
+    print(f"  {name:9s} {n_bits:4d} bits  MAP@1000 {value:.4f}", flush=True)
+    return f"{value:.4f}"
 
 
 def map_table(dataset, bits: list[int], seed: int) -> dict[str, dict[int, str]]:
