@@ -13,6 +13,7 @@ from hashbench.datasets import load_dataset, save_dataset
 from hashbench.datasets.base import HashingDataset, Split
 from hashbench.errors import HashbenchError, InvalidInputError, NotFittedError, TrainingDivergedError
 from hashbench.hasher import Hasher
+from hashbench.health import code_stats
 from hashbench.registry import create_method, list_datasets, list_methods, load_plugin
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __all__ = [
     "Split",
     "TrainingDivergedError",
     "create_method",
+    "code_stats",
     "evaluate",
     "list_datasets",
     "list_methods",

@@ -56,6 +56,7 @@ from hashbench.benchmark.timing import Stopwatch, peak_memory, reset_peak_memory
 from hashbench.codes import BinaryCodes
 from hashbench.datasets.cache import DATA_DIR_VARIABLE
 from hashbench.errors import InvalidInputError, UnknownNameError
+from hashbench.health import code_stats, describe_health, is_degenerate
 
 WARM_UP_ITEMS = 2
 VERSIONED_PACKAGES = ("hashbench", "torch", "torchvision", "numpy", "scipy", "scikit-learn", "pandas")
@@ -125,12 +126,22 @@ def run_cells(
             for cell, cell_record in finished:
                 records[cell.id] = cell_record
                 counts["done" if cell_record["status"] == "done" else "failed"] += 1
-                if cell_record["status"] != "done":
-                    message = f"{cell.describe()}: {cell_record['status']}: {cell_record['error']}"
+                message = outcome_message(cell, cell_record)
+                if message:
                     (print if quiet else bar.write)(message, file=sys.stderr)
                 bar.update()
             bar.set_postfix(**counts, left=len(cells) - len(records))
     return [records[c.id] for c in cells]
+
+
+def outcome_message(cell: Cell, record: dict) -> str | None:
+    """The line printed for a cell that failed or whose codes are degenerate; None otherwise."""
+    if record["status"] != "done":
+        return f"{cell.describe()}: {record['status']}: {record['error']}"
+    stats = record.get("code_stats")
+    if stats and is_degenerate(stats):
+        return f"warning: {cell.describe()}: degenerate codes ({describe_health(stats)})"
+    return None
 
 
 def plan(cells: list[Cell], out_dir: Path, force: bool) -> tuple[dict, dict, dict]:
@@ -323,6 +334,7 @@ def new_record(cell: Cell, *, started: str) -> dict:
         "error": None,
         "transient": False,
         "metrics": None,
+        "code_stats": None,
         "epochs": [],
         "timings": {},
         "memory": {},
@@ -360,7 +372,13 @@ def measure_cell(cell: Cell, dataset) -> tuple[dict, dict]:
     with clock.running():
         scores = score(cell, codes["query"], codes["database"], dataset)
     timings["evaluate"] = clock.seconds
-    outcome = {"status": "done", "metrics": scores.to_dict(), "epochs": epochs, "timings": timings}
+    outcome = {
+        "status": "done",
+        "metrics": scores.to_dict(),
+        "code_stats": code_stats(codes["database"]),
+        "epochs": epochs,
+        "timings": timings,
+    }
     return outcome, codes
 
 
@@ -463,6 +481,7 @@ def rescore_record(record: dict, path: Path, protocol: str, topk: int) -> dict:
         **record,
         "spec": {**spec, "protocol": protocol, "topk": topk},
         "metrics": scores.to_dict(),
+        "code_stats": code_stats(codes["database"]),
         "timings": {**record["timings"], "evaluate": clock.seconds},
     }
     store.write_json_atomic(path, updated)

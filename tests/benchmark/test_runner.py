@@ -184,3 +184,14 @@ methods = [{{ method = "toy-projection", params = {{ sleep_s = 0.3 }} }}]
         if record["id"] in before:
             assert record == before[record["id"]]  # finished before the kill: kept, not recomputed
     assert not [p for p in out.rglob("*") if p.suffix == ".json" and p.name.startswith(".")]
+
+
+def test_records_hold_code_stats_and_a_degenerate_cell_is_warned_about(tmp_path, toy_npz, capsys):
+    healthy, degenerate = toy_cell(toy_npz), toy_cell(toy_npz, n_bits=12, params={"constant_bits": 4})
+    records = run_cells([healthy, degenerate], tmp_path, quiet=True)
+    assert [r["status"] for r in records] == ["done", "done"]
+    assert set(records[0]["code_stats"]) == {"constant_bits", "mean_abs_balance", "distinct_fraction", "mean_abs_correlation"}
+    assert records[1]["code_stats"]["constant_bits"] == pytest.approx(4 / 12)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1
+    assert degenerate.describe() in warnings[0] and "constant_bits=0.33" in warnings[0]

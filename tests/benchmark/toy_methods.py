@@ -2,7 +2,8 @@
 
 ``toy-projection`` is a random-projection hasher defined outside hashbench (as a user's plugin
 would be) with knobs the tests need: iterative epochs (the epoch callback), a deliberate failure
-at some code length, and a pause inside fit (to interrupt or time out a running cell).
+at some code length, a pause inside fit (to interrupt or time out a running cell), and bits
+forced constant (degenerate codes).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from hashbench.hasher import Hasher
 class ToyProjection(Hasher):
     name = "toy-projection"
 
-    def __init__(self, n_bits=32, *, seed=0, device="cpu", n_epochs=1, fail_at_bits=0, sleep_s=0.0):
+    def __init__(self, n_bits=32, *, seed=0, device="cpu", n_epochs=1, fail_at_bits=0, sleep_s=0.0, constant_bits=0):
         super().__init__(n_bits, seed=seed, device=device)
         self.n_epochs = n_epochs
         self.fail_at_bits = fail_at_bits
         self.sleep_s = sleep_s
+        self.constant_bits = constant_bits
 
     def _fit(self, train, callback):
         if self.n_bits == self.fail_at_bits:
@@ -41,7 +43,9 @@ class ToyProjection(Hasher):
                 callback(epoch, self)
 
     def _encode(self, split):
-        return (split.features - self.mean_) @ self.projection_
+        outputs = (split.features - self.mean_) @ self.projection_
+        outputs[:, : self.constant_bits] = 1.0
+        return outputs
 
 
 def write_toy_dataset(path, seed=0, n_train=120, n_query=30, n_database=200, dim=12, classes=4) -> str:
