@@ -120,7 +120,13 @@ class Convention(NamedTuple):
 # --- results -----------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class Scores:
-    """Retrieval scores of one query set against one database (see the module docstring)."""
+    """Retrieval scores of one query set against one database (see the module docstring).
+
+    ``ap`` holds every query's AP@topk under ``convention``, in query order, NaN for the queries
+    the convention leaves out (no relevant item in the database under ``no_relevant="skip"``);
+    ``map`` is ``np.nanmean(ap)``. Two methods scored on the same queries give paired per-query
+    samples, e.g. for a signed-rank test.
+    """
 
     convention: Convention
     topk: int  # k after clamping to the database size
@@ -201,7 +207,7 @@ class Scores:
             [
                 f"{self.n_queries} queries ({counted} with relevant items); protocol {self.protocol} "
                 f"({self.convention}: normalise / ties / no_relevant)",
-                f"MAP@{self.topk} {self.map:.4f}, tie range [{low:.4f}, {high:.4f}]",
+                f"MAP@{self.topk} {self.map:.4f} [{low:.4f}, {high:.4f}] (tie range: worst and best order of tied items)",
                 f"MAP@{self.topk} by preset: " + ", ".join(f"{name} {value:.4f}" for name, value in self.maps.items()),
                 f"P@k ({self.ties} ties): "
                 + ", ".join(f"P@{k} {self.precision_at(k):.4f}" for k in self._summary_ks()),

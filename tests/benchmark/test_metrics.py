@@ -267,7 +267,19 @@ def test_to_dict_is_json_with_the_resolved_convention_and_summary_names_it():
     assert (record["protocol"], record["normalise"], record["ties"], record["no_relevant"]) == ("deephash", "relevant", "stable", "zero")
     assert record["map_range"] == pytest.approx([1 / 6, 1 / 4]) and len(record["precision_curve"]) == 3
     text = scores.summary()
-    assert all(name in text for name in ("relevant / stable / zero", "tie range [0.1667, 0.2500]", "tie_aware", "P@3"))
+    assert all(name in text for name in ("relevant / stable / zero", "MAP@3 0.2500 [0.1667, 0.2500]", "tie_aware", "P@3"))
+
+
+def test_result_table_rows_carry_the_convention_and_the_tie_range():
+    from hashbench.benchmark import store
+
+    scores = hb.evaluate(QUERY, DATABASE, QUERY_LABELS, DB_LABELS, topk=3, ties="expected")
+    spec = {"experiment": "x", "label": "itq", "method": "itq", "params": {}, "dataset": "toy", "n_bits": 4, "seed": 0,
+            "protocol": "official", "topk": 3, "device": "cpu"}  # fmt: skip
+    row = store.result_row({"spec": spec, "status": "done", "metrics": json.loads(json.dumps(scores.to_dict()))})
+    assert (row["normalise"], row["ties"], row["no_relevant"]) == ("retrieved", "expected", "skip")
+    assert (row["map"], row["map_pessimistic"], row["map_optimistic"]) == pytest.approx((5 / 12, 1 / 3, 1 / 2))
+    assert set(row) >= set(store.RESULT_COLUMNS) - {"record"}
 
 
 def test_precision_at_outside_the_curve_raises():
