@@ -1,113 +1,124 @@
-"""Deep baselines: MAP@1000, training and encoding seconds, and parameter counts on one dataset.
+"""Deep baselines: fit and encode seconds, parameter counts and MAP@1000 on one dataset.
 
-    .venv/bin/python benchmarks/bench_deep.py                                   # mosaic, 32 and 64 bits
-    .venv/bin/python benchmarks/bench_deep.py --methods deepbit ssdh sadh --modes images --preset quick
-    .venv/bin/python benchmarks/bench_deep.py --dataset path/to/data.npz --bits 16 32 64 128
+    pytest benchmarks/bench_deep.py --benchmark-only                               # small synthetic set, quick presets
+    pytest benchmarks/bench_deep.py --benchmark-only --scale full --bench-preset paper   # 5,000 x 4,096 (MS-COCO-like)
+    pytest benchmarks/bench_deep.py --benchmark-only --bench-dataset mosaic --bench-bits 32,64 -k "deepbit or ssdh"
 
-Every method in METHODS (plus the LSH, ITQ and LAGNH references, those registered) is fitted on the training split
-(seed 0), query and database are encoded, and the codes scored with ``hb.evaluate(...,
-topk=1000, protocol="official")``. Methods that fine-tune a CNN (``input_kind == "images"``) run
-twice: on the images ("images") and as a code layer on the stored features ("frozen"). Training
-seconds cover ``fit`` (and are also given as a multiple of LAGNH's); encoding seconds cover query
-plus database; parameters are each network's count (``n_parameters()``). ``--preset`` picks the named
-training schedule of every method that has presets (default: each method's own default).
-Torch and BLAS are limited to ``--threads`` threads; ``--device cuda`` times the GPU.
+Every method in METHODS (seed 0, ``--bench-preset`` and ``--bench-epochs``, on ``--bench-device``)
+is fitted on the training split (the benchmarked time, one round), query and database are
+encoded (timed) and the codes scored with ``hb.evaluate(..., topk=1000)`` (official protocol).
+Methods that fine-tune a CNN (``input_kind == "images"``) run twice: on the images ("images",
+skipped when the dataset has none) and as a code layer on the stored features ("frozen"). Data:
+``--bench-dataset``, or the structured synthetic set of ``bench_shallow`` (1,000 / 200 / 4,000 x
+512 at ``small``, 5,000 / 1,000 / 20,000 x 4,096 at ``full``). In-run baselines: LAGNH's fit with
+the same preset and epochs (the unit of the paper's Table 4, whose MS-COCO ratios are stored
+beside ours; target: slower than LAGNH, as there) and LSH's MAP at the same code length.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
+import pytest
 import torch
-from threadpoolctl import threadpool_limits
+from bench_shallow import official_map, structured_dataset
 
 import hashbench as hb
+from hashbench.benchmark.paper import paper_seconds
 
 METHODS = ("uh-bdnn", "tbh", "wsih", "deepbit", "ssdh", "sadh")
-REFERENCES = ("lsh", "itq", "lagnh")  # those registered run before METHODS; LAGNH's fit time is the ratio's unit
+SIZES = {"small": (1000, 200, 4000, 512), "full": (5000, 1000, 20_000, 4096)}  # train, query, database, dims
 
 
-def variants(name: str) -> list[tuple[str, dict]]:
-    """(mode, extra keyword arguments) for each way ``name`` runs."""
-    if hb.list_methods()[name].input_kind == "images":
-        return [("images", {"frozen_backbone": False}), ("frozen", {"frozen_backbone": True})]
-    return [("features", {})]
+def runs() -> list[tuple[str, str]]:
+    """(method, mode) for each way a method runs."""
+    registered = hb.list_methods()
+    return [
+        (name, mode)
+        for name in METHODS
+        if name in registered
+        for mode in (("images", "frozen") if registered[name].input_kind == "images" else ("features",))
+    ]
 
 
-def run_cell(dataset, name: str, n_bits: int, seed: int, options: dict) -> dict:
-    method = hb.create_method(name, n_bits=n_bits, seed=seed, **options)
-    start = time.perf_counter()
-    method.fit(dataset.train)
-    fit_seconds = time.perf_counter() - start
+def settings(name: str, mode: str, training: dict, device: str) -> dict:
+    """Keyword arguments of ``name``: the preset, the epochs under the name the method counts
+    them with, the device, and the frozen backbone of the "frozen" mode."""
+    accepted = hb.list_methods()[name]().get_params()
+    options = {"preset": training["preset"], "device": device}
+    if mode != "features":
+        options["frozen_backbone"] = mode == "frozen"
+    if training["epochs"] is not None:
+        options[next(key for key in ("epochs", "iterations") if key in accepted)] = training["epochs"]
+    return {key: value for key, value in options.items() if key in accepted}
+
+
+@pytest.fixture(scope="module")
+def device(request):
+    return request.config.getoption("--bench-device")
+
+
+@pytest.fixture(scope="module")
+def dataset(request, scale):
+    name = request.config.getoption("--bench-dataset")
+    return hb.load_dataset(name) if name else structured_dataset(*SIZES[scale], seed=0)
+
+
+@pytest.fixture(scope="module")
+def references(dataset, training, device):
+    """LAGNH's fit seconds and LSH's MAP per code length, each measured once."""
+    lagnh_fit, lsh_maps = {}, {}
+
+    def lagnh_seconds(n_bits: int) -> float:
+        if n_bits not in lagnh_fit:
+            method = hb.create_method("lagnh", n_bits=n_bits, seed=0, **settings("lagnh", "features", training, device))
+            start = time.perf_counter()
+            method.fit(dataset.train)
+            lagnh_fit[n_bits] = time.perf_counter() - start
+        return lagnh_fit[n_bits]
+
+    def lsh_map(n_bits: int) -> float:
+        if n_bits not in lsh_maps:
+            lsh_maps[n_bits] = official_map(hb.create_method("lsh", n_bits=n_bits, seed=0).fit(dataset.train), dataset)
+        return lsh_maps[n_bits]
+
+    return lagnh_seconds, lsh_map
+
+
+@pytest.mark.parametrize(("name", "mode"), runs(), ids=[f"{name}-{mode}" for name, mode in runs()])
+def test_fit_encode_and_map(benchmark, record, fastest, threads, dataset, training, device, references, name, mode, n_bits):
+    if mode == "images" and dataset.train.images is None:
+        pytest.skip(f"{dataset.name} has no images")
+    lagnh_seconds, lsh_map = references
+    benchmark.group = f"deep fit, {n_bits} bits"
+    method = hb.create_method(name, n_bits=n_bits, seed=0, **settings(name, mode, training, device))
+    try:
+        benchmark.pedantic(method.fit, (dataset.train,), rounds=1, iterations=1)
+    except hb.InvalidInputError as error:
+        pytest.skip(f"{name} ({mode}) at {n_bits} bits: {error}")
+    fit_seconds = fastest()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     start = time.perf_counter()
     query, database = method.encode(dataset.query), method.encode(dataset.database)
     encode_seconds = time.perf_counter() - start
-    scores = hb.evaluate(query, database, dataset.query.labels, dataset.database.labels, topk=1000, protocol="official")
-    parameters = method.n_parameters() if hasattr(method, "n_parameters") else {}
-    return {"map": scores.map, "fit": fit_seconds, "encode": encode_seconds, "parameters": parameters}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="mosaic", help="registered dataset name or .npz path (default: mosaic)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--bits", type=int, nargs="+", default=[32, 64])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--preset", default=None, help="named schedule, e.g. quick (default: each method's default)")
-    parser.add_argument("--modes", nargs="+", default=["features", "images", "frozen"], help="which runs to do")
-    parser.add_argument(
-        "--references",
-        nargs="*",
-        default=[name for name in REFERENCES if name in hb.list_methods()],
-        help="reference methods (default: lsh itq lagnh, those registered)",
+    score = hb.evaluate(query, database, dataset.query.labels, dataset.database.labels, topk=1000).map
+    ratio = fit_seconds / lagnh_seconds(n_bits)
+    paper = paper_seconds("coco", name)
+    paper_ratio = None if paper is None else paper[0] / paper_seconds("coco", "lagnh")[0]
+    record(
+        baseline="LAGNH's fit with the same preset and epochs (fit); LSH (MAP)",
+        ratio=ratio,
+        ratio_is="fit seconds / LAGNH's fit seconds",
+        targets={"fit over LAGNH's (Table 4: every baseline is slower)": (ratio, ">=", 1.0)} if paper_ratio else {},
+        dataset=dataset.name,
+        mode=mode,
+        training=training,
+        device=device,
+        fit_seconds=fit_seconds,
+        encode_seconds=encode_seconds,
+        parameters=method.n_parameters() if hasattr(method, "n_parameters") else {},
+        map=score,
+        map_over_lsh=score / lsh_map(n_bits),
+        paper_fit_over_lagnh_coco=paper_ratio,
     )
-    parser.add_argument("--device", default="cpu", help="device of every method: cpu, cuda, auto (default cpu)")
-    parser.add_argument("--threads", type=int, default=2, help="torch and BLAS threads (default 2)")
-    args = parser.parse_args()
-
-    torch.set_num_threads(args.threads)
-    dataset = hb.load_dataset(args.dataset)
-    rows = []
-    with threadpool_limits(args.threads):
-        for name in (*args.references, *args.methods):
-            for mode, options in variants(name):
-                if mode not in args.modes and name not in args.references:
-                    continue
-                if args.preset is not None and "preset" in hb.list_methods()[name]().get_params():
-                    options = {**options, "preset": args.preset}
-                options = {**options, "device": args.device}
-                cells = {}
-                for n_bits in args.bits:
-                    try:
-                        cells[n_bits] = run_cell(dataset, name, n_bits, args.seed, options)
-                    except hb.InvalidInputError as error:
-                        cells[n_bits] = {"error": str(error)}
-                    cell = cells[n_bits]
-                    summary = cell.get("error") or f"MAP@1000 {cell['map']:.4f}  fit {cell['fit']:.1f} s  encode {cell['encode']:.1f} s"
-                    print(f"  {name:8s} {mode:8s} {n_bits:4d} bits  {summary}", flush=True)
-                rows.append((name, mode, cells))
-
-    timed = 32 if 32 in args.bits else args.bits[0]
-    print(f"\nMAP@1000 (official) on {args.dataset}, seed {args.seed}; seconds and parameters at {timed} bits, "
-          f"{args.threads} threads, device {args.device}, preset {args.preset or 'default'}")
-    lagnh_fit = next((c[timed].get("fit") for n, _, c in rows if n == "lagnh"), None)
-    print("| method | mode | " + " | ".join(f"MAP {b}" for b in args.bits)
-          + " | fit s | fit / LAGNH fit | encode s | parameters |")
-    print("|---" * (len(args.bits) + 6) + "|")
-    for name, mode, cells in rows:
-        maps = [f"{c['map']:.4f}" if "map" in c else "n/a" for c in (cells[b] for b in args.bits)]
-        cell = cells[timed]
-        if "map" not in cell:
-            print(f"| {name} | {mode} | " + " | ".join(maps) + f" | n/a | n/a | n/a | n/a ({cell['error']}) |")
-            continue
-        parameters = " + ".join(f"{k} {v:,}" for k, v in cell["parameters"].items()) or "-"
-        if len(cell["parameters"]) > 1:
-            parameters += f" = {sum(cell['parameters'].values()):,}"
-        ratio = f"{cell['fit'] / lagnh_fit:.2f}" if lagnh_fit else "n/a"
-        print(f"| {name} | {mode} | " + " | ".join(maps)
-              + f" | {cell['fit']:.1f} | {ratio} | {cell['encode']:.2f} | {parameters} |")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,167 +1,64 @@
-"""LAGNH: retrieval quality (variants, fairness baselines, Table 5 ablations, seeds, encode modes)
-and speed at MS-COCO-like scale.
+"""LAGNH: training and encoding speed, and retrieval quality (variants, fairness baselines,
+Table 5 ablations, seeds, encode modes, MAP along training).
 
-    .venv/bin/python benchmarks/bench_lagnh.py                                  # everything, mosaic
-    .venv/bin/python benchmarks/bench_lagnh.py --preset quick --epochs 20 --parts map ablations encode seeds
-    .venv/bin/python benchmarks/bench_lagnh.py --parts speed --speed-epochs 2
+    pytest benchmarks/bench_lagnh.py --benchmark-only                          # small synthetic data, quick preset
+    pytest benchmarks/bench_lagnh.py --benchmark-only -k "training or encoding" --scale full
+    pytest benchmarks/bench_lagnh.py --benchmark-only -k "not training" --bench-dataset mosaic \\
+        --bench-preset coco --bench-bits 16,32,64,128                          # the paper's settings
 
-Parts (``--parts``, default all):
-- ``map``: MAP@1000 (official protocol) of LAGNH (paper, released) vs ITQ, itq-aux, aux-only at
-  ``--bits``; LAGNH with ``--preset`` and ``--epochs`` (default: the paper's COCO settings, 300 epochs).
-- ``ablations``: every Table 5 variant at 32 bits (paper variant, same epochs).
-- ``seeds``: MAP spread over seeds 0, 1, 2 at 32 bits (``--variants``).
-- ``encode``: MAP of both encode modes of one fitted model (32 bits), and the fraction of code bits
-  that flip when the database is encoded in a shuffled order.
-- ``curve``: MAP (32 bits) after each epoch in ``--curve-epochs`` of one run per variant.
-- ``speed``: 5,000 x 4,096 features, 80-d aux, batch 1,024, 32 bits, ``--threads`` threads:
-  seconds per epoch of each variant (mean over ``--speed-epochs`` epochs after a warm-up epoch),
-  FLOPs per epoch counted from the layer sizes, the ``torch.matmul`` GFLOP/s measured in the same
-  run and the achieved fraction; 300 epochs extrapolated; seconds to encode 113,287 + 5,000 items.
+Speed (``test_training_epoch``, ``test_encoding``): at ``--scale full`` 5,000 x 4,096 features,
+80-d aux, batch 1,024, 32 bits (the paper's MS-COCO shapes); ``small`` is 1,024 x 512, batch 256.
+One benchmarked round is one epoch (a fit of one epoch after a warm-up fit); FLOPs per epoch are
+counted from the layer sizes, and the in-run baseline is ``torch.matmul``'s GFLOP/s on the largest
+layer's shape, measured before and after. The target is the paper's Table 4 (MS-COCO, 32 bits:
+466.4 s for 300 epochs, 9.86 s to encode 118,287 items, on the authors' GPU). Encoding is timed
+over 118,287 items (20,000 at ``small``) in both encode modes, with the fraction of code bits that
+flip when the database is encoded in a shuffled order.
 
-``--dataset synthetic`` uses the structured stand-in of ``bench_shallow.py`` (512-d, 5,000 train /
-1,000 query / 20,000 database); the speed part always draws 4,096-d data from the same model.
+Quality (``test_map``, ``test_ablation``, ``test_seeds``, ``test_curve``): on ``--bench-dataset``
+(default: the structured synthetic set of ``bench_shallow``, 5,000 / 1,000 / 20,000 x 512 at
+``full``, 600 / 100 / 2,000 x 256 at ``small``), LAGNH with ``--bench-preset`` and
+``--bench-epochs`` (2 epochs at ``small``), MAP@1000 (official protocol). In-run baselines: ITQ for the variants (the paper: LAGNH above every
+baseline), the published variant for the ablations (the paper's Table 5: it is the best).
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import numpy as np
+import pytest
 import torch
-from bench_shallow import official_map as score, structured_dataset
-from threadpoolctl import threadpool_limits
+from bench_shallow import official_map, structured_dataset
 
 import hashbench as hb
+from hashbench.benchmark.paper import paper_seconds, paper_training_epochs
 from hashbench.methods._torch import minibatches
 from hashbench.methods.lagnh import LAGNH
 
 BASELINES = ["itq", "itq-aux", "aux-only"]
 ABLATIONS = {
-    "LAGNH-no-aux": dict(use_aux=False),
-    "LAGNH-no-att": dict(attention=False),
-    "LAGNH-only-Sv": dict(gcn_graph="visual"),
-    "LAGNH-only-Sa": dict(gcn_graph="aux"),
-    "LAGNH-recons-ZtZ": dict(recon_target="inner-product"),
-    "LAGNH-recons-feat": dict(recon_target="features"),
-    "LAGNH-recons-S": dict(recon_target="augmented"),
-    "LAGNH-recons-Sv": dict(recon_target="visual"),
-    "LAGNH-recons-Sa (published)": dict(),
+    "no-aux": dict(use_aux=False),
+    "no-att": dict(attention=False),
+    "only-Sv": dict(gcn_graph="visual"),
+    "only-Sa": dict(gcn_graph="aux"),
+    "recons-ZtZ": dict(recon_target="inner-product"),
+    "recons-feat": dict(recon_target="features"),
+    "recons-S": dict(recon_target="augmented"),
+    "recons-Sv": dict(recon_target="visual"),
+    "recons-Sa (published)": dict(),
 }
-SPEED_SIZES = dict(n_train=5000, n_features=4096, n_aux=80, batch_size=1024, n_bits=32)
-ENCODE_ITEMS = 113_287 + 5_000
+SPEED_SIZES = {
+    "small": dict(n_train=1024, n_features=512, n_aux=80, batch_size=256, n_bits=32, encode_items=20_000),
+    "full": dict(n_train=5000, n_features=4096, n_aux=80, batch_size=1024, n_bits=32, encode_items=113_287 + 5_000),
+}
+QUALITY_SIZES = {"small": (600, 100, 2000, 256), "full": (5000, 1000, 20_000, 512)}  # train, query, database, dims
+CURVE_EPOCHS = {"small": [1, 2, 5], "full": [10, 50, 100, 300]}
+(PAPER_TRAIN_SECONDS, PAPER_ENCODE_SECONDS), PAPER_EPOCHS = paper_seconds("coco", "lagnh"), paper_training_epochs()
 
 
-_FITTED: dict = {}
-
-
-def lagnh(dataset, n_bits: int, seed: int, training: dict, **options) -> LAGNH:
-    """A fitted LAGNH, shared between parts (the 32-bit seed-0 models serve every part);
-    ``training`` holds the preset and epochs of every MAP part."""
-    defaults = LAGNH().get_params()
-    options = {**training, **options}
-    key = (n_bits, seed, tuple(sorted((k, v) for k, v in options.items() if defaults[k] != v)))
-    if key not in _FITTED:
-        start = time.perf_counter()
-        _FITTED[key] = LAGNH(n_bits, seed=seed, **options).fit(dataset.train)
-        print(f"    fitted LAGNH {n_bits} bits seed {seed} {options} in {time.perf_counter() - start:.0f} s", flush=True)
-    return _FITTED[key]
-
-
-def fitted_map(make, dataset) -> str:
-    try:
-        method = make()
-    except hb.InvalidInputError as error:
-        return f"n/a ({error})"
-    return f"{score(method, dataset):.4f}"
-
-
-def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    print(f"\n{title}\n| " + " | ".join(header) + " |\n" + "|---" * len(header) + "|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |", flush=True)
-
-
-def map_part(dataset, bits, released_bits, seed, training) -> None:
-    makers = {
-        "LAGNH (paper)": lambda b: lagnh(dataset, b, seed, training),
-        "LAGNH (released)": lambda b: lagnh(dataset, b, seed, training, variant="released"),
-        **{name: (lambda b, name=name: hb.create_method(name, n_bits=b, seed=seed).fit(dataset.train)) for name in BASELINES},
-    }
-    rows = []
-    for label, make in makers.items():
-        cells = []
-        for n_bits in bits:
-            if label == "LAGNH (released)" and n_bits not in released_bits:
-                cells.append("not run")
-                continue
-            start = time.perf_counter()
-            cells.append(fitted_map(lambda: make(n_bits), dataset))
-            print(f"  {label} {n_bits} bits: {cells[-1]} ({time.perf_counter() - start:.0f} s)", flush=True)
-        rows.append([label, *cells])
-    print_table(f"MAP@1000 on {dataset.name}, seed {seed}", ["method", *(f"{b} bits" for b in bits)], rows)
-
-
-def ablation_part(dataset, seed, training) -> None:
-    rows = []
-    for label, options in ABLATIONS.items():
-        rows.append([label, fitted_map(lambda: lagnh(dataset, 32, seed, training, **options), dataset)])
-        print(f"  {label}: {rows[-1][1]}", flush=True)
-    print_table(f"Table 5 ablations, 32 bits, {dataset.name}", ["variant", "MAP@1000"], rows)
-
-
-def seed_part(dataset, training, variants) -> None:
-    rows = []
-    for variant in variants:
-        maps = [float(fitted_map(lambda: lagnh(dataset, 32, seed, training, variant=variant), dataset)) for seed in (0, 1, 2)]
-        rows.append(
-            [variant, " / ".join(f"{m:.4f}" for m in maps), f"{statistics.mean(maps):.4f}", f"{max(maps) - min(maps):.4f}"]
-        )
-        print(f"  {variant}: {rows[-1]}", flush=True)
-    print_table("Seeds 0, 1, 2 at 32 bits", ["variant", "MAP per seed", "mean", "max - min"], rows)
-
-
-def flipped_fraction(method, split, seed: int) -> float:
-    """Fraction of code bits that differ between encoding ``split`` in file order and in a
-    shuffled order (codes put back in file order before comparing)."""
-    order = np.random.default_rng(seed).permutation(len(split))
-    in_order = method.encode(split).to_signs()
-    shuffled = np.empty_like(in_order)
-    shuffled[order] = method.encode(split.subset(order)).to_signs()
-    return float((in_order != shuffled).mean())
-
-
-def encode_part(dataset, seed, training) -> None:
-    rows = []
-    for variant in ("paper", "released"):
-        method = lagnh(dataset, 32, seed, training, variant=variant)
-        for mode in ("inductive", "batch"):
-            method.set_params(encode_mode=mode)
-            rows.append([variant, mode, f"{score(method, dataset):.4f}", f"{flipped_fraction(method, dataset.database, seed):.4f}"])
-            print(f"  {rows[-1]}", flush=True)
-        method.set_params(encode_mode="inductive")
-    print_table("Encode modes, 32 bits", ["variant", "encode_mode", "MAP@1000", "bits flipped (shuffled db)"], rows)
-
-
-def curve_part(dataset, seed, training, checkpoints: list[int], variants) -> None:
-    """MAP after chosen epochs of one training run per variant (32 bits), through the epoch callback."""
-    rows = []
-    for variant in variants:
-        maps = {}
-
-        def record(epoch, method, maps=maps):
-            if epoch in checkpoints:
-                maps[epoch] = score(method, dataset)
-                print(f"  {variant} epoch {epoch}: {maps[epoch]:.4f}", flush=True)
-
-        options = {**training, "epochs": max(checkpoints)}
-        LAGNH(32, seed=seed, variant=variant, **options).fit(dataset.train, callback=record)
-        rows.append([variant, *(f"{maps[e]:.4f}" for e in checkpoints)])
-    print_table("MAP@1000 along training, 32 bits", ["variant", *(f"epoch {e}" for e in checkpoints)], rows)
-
-
-# --- speed -------------------------------------------------------------------------------------------
+# --- speed ---------------------------------------------------------------------------------------
 def forward_flops(n: int, d: int, c: int, p: int, h: int, r: int) -> int:
     """Multiply-adds x 2 of one forward pass over an n-node batch. Per node: the projections, the
     GCN layers, the classifier and the discriminator (r -> 64 -> 32 -> 1). Per pair: squared
@@ -193,105 +90,207 @@ def matmul_gflops(repeats: int = 20) -> float:
     return repeats * 2 * 1024 * 4096 * 512 / (time.perf_counter() - start) / 1e9
 
 
-def epoch_seconds(method: LAGNH, train, n_epochs: int) -> list[float]:
-    stamps = [time.perf_counter()]
-    method.set_params(epochs=n_epochs + 1).fit(train, callback=lambda epoch, m: stamps.append(time.perf_counter()))
-    return list(np.diff(stamps)[1:])  # the first epoch warms up
+@pytest.fixture(scope="module")
+def speed_data(scale):
+    sizes = SPEED_SIZES[scale]
+    return sizes, structured_dataset(sizes["n_train"], 1, 8000, sizes["n_features"], seed=0)
 
 
-def speed_part(seed: int, n_epochs: int, threads: int) -> None:
-    sizes = SPEED_SIZES
-    data = structured_dataset(sizes["n_train"], 1, 8000, sizes["n_features"], seed)
+_TRAINED: dict = {}  # variant -> LAGNH fitted by test_training_epoch, reused by test_encoding
+
+
+def speed_model(variant: str, sizes: dict) -> LAGNH:
+    """A one-epoch LAGNH at the speed sizes: a fit is one timed epoch."""
+    return LAGNH(sizes["n_bits"], seed=0, variant=variant, batch_size=sizes["batch_size"], epochs=1)
+
+
+@pytest.mark.parametrize("variant", ["paper", "released"])
+def test_training_epoch(benchmark, record, fastest, threads, speed_data, variant):
+    sizes, data = speed_data
+    benchmark.group = "LAGNH training epoch"
+    method = speed_model(variant, sizes).fit(data.train)  # warm-up
+    gflops_before = matmul_gflops()
+    benchmark.pedantic(method.fit, (data.train,), rounds=2, iterations=1)
+    per_epoch = fastest()
+    gflops = (gflops_before + matmul_gflops()) / 2
+    _TRAINED[variant] = method
     batch_sizes = [len(b) for b in minibatches(sizes["n_train"], sizes["batch_size"], torch.Generator())]
-    rows, fitted = [], {}
-    for variant in ("paper", "released"):
-        method = LAGNH(sizes["n_bits"], seed=seed, variant=variant, batch_size=sizes["batch_size"])
-        gflops_before = matmul_gflops()
-        seconds = epoch_seconds(method, data.train, n_epochs)
-        gflops = (gflops_before + matmul_gflops()) / 2
-        per_epoch = statistics.mean(seconds)
-        flops = training_flops_per_epoch(method, batch_sizes, sizes["n_features"], sizes["n_aux"])
-        achieved = flops / per_epoch / 1e9
-        rows.append(
-            [
-                variant,
-                " / ".join(f"{s:.2f}" for s in seconds),
-                f"{per_epoch:.2f}",
-                f"{flops / 1e9:.0f}",
-                f"{achieved:.1f}",
-                f"{gflops:.1f}",
-                f"{achieved / gflops:.0%}",
-                f"{300 * per_epoch / 60:.1f}",
-            ]
-        )
-        fitted[variant] = method
-        print(f"  {rows[-1]}", flush=True)
-    print_table(
-        f"Training speed, 5,000 x 4,096, 80-d aux, batch 1,024, 32 bits, {threads} threads",
-        ["variant", "s per epoch", "mean s", "GFLOP/epoch", "achieved GFLOP/s", "matmul GFLOP/s", "fraction", "300 epochs (min)"],
-        rows,
+    flops = training_flops_per_epoch(method, batch_sizes, sizes["n_features"], sizes["n_aux"])
+    achieved = flops / per_epoch / 1e9
+    record(
+        baseline="torch.matmul GFLOP/s on the largest layer's shape, in the same run",
+        ratio=achieved / gflops,
+        ratio_is="achieved GFLOP/s / matmul GFLOP/s",
+        targets={f"{PAPER_EPOCHS} epochs (s), paper's Table 4": (PAPER_EPOCHS * per_epoch, "<=", PAPER_TRAIN_SECONDS)},
+        sizes=sizes,
+        seconds_per_epoch=per_epoch,
+        gflop_per_epoch=flops / 1e9,
+        achieved_gflops=achieved,
+        matmul_gflops=gflops,
     )
-    encode_rows = []
-    for variant, method in fitted.items():
-        for mode in ("inductive", "batch"):
-            method.set_params(encode_mode=mode)
-            encode_rows.append([variant, mode, f"{encode_seconds(method, data.database, ENCODE_ITEMS):.1f}"])
-            print(f"  {encode_rows[-1]}", flush=True)
-    print_table(f"Encoding {ENCODE_ITEMS:,} items ({threads} threads)", ["variant", "encode_mode", "seconds"], encode_rows)
 
 
-def encode_seconds(method, split, n_items: int) -> float:
-    """Seconds to encode ``n_items`` items, taken as repeated passes over ``split`` (the codes'
-    cost does not depend on which items they are)."""
-    total, done = 0.0, 0
+def flipped_fraction(method, split, seed: int) -> float:
+    """Fraction of code bits that differ between encoding ``split`` in file order and in a
+    shuffled order (codes put back in file order before comparing)."""
+    order = np.random.default_rng(seed).permutation(len(split))
+    in_order = method.encode(split).to_signs()
+    shuffled = np.empty_like(in_order)
+    shuffled[order] = method.encode(split.subset(order)).to_signs()
+    return float((in_order != shuffled).mean())
+
+
+def encode_items(method, split, n_items: int) -> None:
+    """Encode ``n_items`` items as repeated passes over ``split`` (the cost does not depend on
+    which items they are)."""
+    done = 0
     while done < n_items:
         part = split if n_items - done >= len(split) else split.subset(np.arange(n_items - done))
-        start = time.perf_counter()
         method.encode(part)
-        total += time.perf_counter() - start
         done += len(part)
-    return total
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="mosaic", help="registered name, .npz path, or 'synthetic'")
-    parser.add_argument("--parts", nargs="+", default=["map", "ablations", "seeds", "encode", "curve", "speed"])
-    parser.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64, 128])
-    parser.add_argument("--preset", default=None, help="LAGNH preset for the MAP parts (default: the paper's COCO settings)")
-    parser.add_argument("--epochs", type=int, default=None, help="LAGNH epochs for the MAP parts (default: the preset's)")
-    parser.add_argument("--speed-epochs", type=int, default=2, help="timed epochs per variant after one warm-up")
-    parser.add_argument("--released-bits", type=int, nargs="+", help="code lengths of the released variant (default: --bits)")
-    parser.add_argument("--variants", nargs="+", default=["paper", "released"], help="variants of the seeds and curve parts")
-    parser.add_argument("--curve-epochs", type=int, nargs="+", default=[10, 50, 100, 300])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (default 2)")
-    args = parser.parse_args()
+@pytest.mark.parametrize("mode", ["inductive", "batch"])
+@pytest.mark.parametrize("variant", ["paper", "released"])
+def test_encoding(benchmark, record, fastest, threads, speed_data, variant, mode):
+    sizes, data = speed_data
+    benchmark.group = "LAGNH encoding"
+    method = _TRAINED.get(variant) or speed_model(variant, sizes).fit(data.train)
+    method.set_params(encode_mode=mode)
+    matmul = matmul_gflops()
+    benchmark.pedantic(encode_items, (method, data.database, sizes["encode_items"]), rounds=2, iterations=1)
+    seconds = fastest()
+    record(
+        baseline="torch.matmul GFLOP/s on the largest layer's shape, in the same run",
+        ratio=2 * sizes["encode_items"] * sizes["n_features"] * method.proj_dim / seconds / 1e9 / matmul,
+        ratio_is="first layer's GFLOP/s while encoding / matmul GFLOP/s",
+        targets={f"encode {sizes['encode_items']:,} items (s), paper's Table 4": (seconds, "<=", PAPER_ENCODE_SECONDS)},
+        seconds=seconds,
+        bits_flipped_when_shuffled=flipped_fraction(method, data.database, seed=0),
+    )
 
-    torch.set_num_threads(args.threads)
-    training = {"preset": args.preset, "epochs": args.epochs}
-    with threadpool_limits(args.threads):
-        if set(args.parts) - {"speed"}:
-            dataset = (
-                structured_dataset(5000, 1000, 20_000, 512, args.seed)
-                if args.dataset == "synthetic"
-                else hb.load_dataset(args.dataset)
+
+# --- quality -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dataset(request, scale):
+    name = request.config.getoption("--bench-dataset")
+    return hb.load_dataset(name) if name else structured_dataset(*QUALITY_SIZES[scale], seed=0)
+
+
+_FITTED: dict = {}  # (dataset, settings) -> fitted LAGNH: the baselines of later tests
+
+
+def _key(dataset, settings: dict):
+    return dataset.name, tuple(sorted(settings.items()))
+
+
+def benchmark_lagnh(benchmark, dataset, **settings) -> LAGNH:
+    """A fresh LAGNH fit, benchmarked as one round (a fit takes minutes at the paper's settings)."""
+    method = benchmark.pedantic(lambda: LAGNH(**settings).fit(dataset.train), rounds=1, iterations=1)
+    _FITTED[_key(dataset, settings)] = method
+    return method
+
+
+def fitted_lagnh(dataset, **settings) -> LAGNH:
+    """The LAGNH with these settings fitted earlier in the session, or fitted now."""
+    if _key(dataset, settings) not in _FITTED:
+        _FITTED[_key(dataset, settings)] = LAGNH(**settings).fit(dataset.train)
+    return _FITTED[_key(dataset, settings)]
+
+
+_ITQ_MAPS: dict = {}
+
+
+def itq_map(dataset, n_bits: int) -> float:
+    key = (dataset.name, n_bits)
+    if key not in _ITQ_MAPS:
+        _ITQ_MAPS[key] = official_map(hb.create_method("itq", n_bits=n_bits, seed=0).fit(dataset.train), dataset)
+    return _ITQ_MAPS[key]
+
+
+@pytest.mark.parametrize("label", ["LAGNH (paper)", "LAGNH (released)", *BASELINES])
+def test_map(benchmark, record, threads, dataset, training, label, n_bits):
+    benchmark.group = f"LAGNH and fairness baselines, {n_bits} bits"
+    if label.startswith("LAGNH"):
+        variant = "released" if "released" in label else "paper"
+        method = benchmark_lagnh(benchmark, dataset, n_bits=n_bits, seed=0, variant=variant, **training)
+    else:
+        try:
+            method = benchmark.pedantic(
+                lambda: hb.create_method(label, n_bits=n_bits, seed=0).fit(dataset.train), rounds=1, iterations=1
             )
-            print(f"dataset {dataset.name}: train {len(dataset.train)}, query {len(dataset.query)}, "
-                  f"database {len(dataset.database)}; LAGNH preset {args.preset}, epochs {args.epochs}", flush=True)
-        if "map" in args.parts:
-            map_part(dataset, args.bits, args.released_bits or args.bits, args.seed, training)
-        if "ablations" in args.parts:
-            ablation_part(dataset, args.seed, training)
-        if "seeds" in args.parts:
-            seed_part(dataset, training, args.variants)
-        if "encode" in args.parts:
-            encode_part(dataset, args.seed, training)
-        if "curve" in args.parts:
-            curve_part(dataset, args.seed, {"preset": args.preset}, sorted(args.curve_epochs), args.variants)
-        if "speed" in args.parts:
-            speed_part(args.seed, args.speed_epochs, args.threads)
+        except hb.InvalidInputError as error:
+            pytest.skip(f"{label} at {n_bits} bits: {error}")
+    score = official_map(method, dataset)
+    ratio = score / itq_map(dataset, n_bits)
+    record(
+        baseline="ITQ at the same code length, in the same run",
+        ratio=ratio,
+        ratio_is="MAP@1000 / ITQ's",
+        targets={"MAP over ITQ (the paper: LAGNH above every baseline)": (ratio, ">=", 1.0)} if label.startswith("LAGNH") else {},
+        dataset=dataset.name,
+        training=training,
+        map=score,
+    )
 
 
-if __name__ == "__main__":
-    main()
+@pytest.mark.parametrize("label", list(ABLATIONS))
+def test_ablation(benchmark, record, threads, dataset, training, label):
+    benchmark.group = "LAGNH Table 5 ablations, 32 bits"
+    method = benchmark_lagnh(benchmark, dataset, n_bits=32, seed=0, **ABLATIONS[label], **training)
+    score = official_map(method, dataset)
+    ratio = score / official_map(fitted_lagnh(dataset, n_bits=32, seed=0, variant="paper", **training), dataset)
+    record(
+        baseline="the published configuration (recons-Sa), in the same run",
+        ratio=ratio,
+        ratio_is="MAP@1000 / the published configuration's",
+        targets={"MAP over the published (Table 5: it is the best)": (ratio, "<=", 1.0)},
+        dataset=dataset.name,
+        training=training,
+        map=score,
+    )
+
+
+@pytest.mark.parametrize("variant", ["paper", "released"])
+def test_seeds(benchmark, record, threads, dataset, training, variant):
+    benchmark.group = "LAGNH seeds 0, 1, 2 at 32 bits"
+    methods = benchmark.pedantic(
+        lambda: [LAGNH(32, seed=seed, variant=variant, **training).fit(dataset.train) for seed in (0, 1, 2)],
+        rounds=1,
+        iterations=1,
+    )
+    maps = [official_map(method, dataset) for method in methods]
+    record(
+        baseline="the mean over seeds",
+        ratio=(max(maps) - min(maps)) / statistics.mean(maps),
+        ratio_is="(max - min) / mean MAP@1000",
+        dataset=dataset.name,
+        training=training,
+        maps=maps,
+    )
+
+
+@pytest.mark.parametrize("variant", ["paper", "released"])
+def test_curve(benchmark, record, scale, threads, dataset, training, variant):
+    """MAP after chosen epochs of one training run (32 bits), through the epoch callback."""
+    benchmark.group = "LAGNH MAP along training, 32 bits"
+    epochs = training["epochs"]
+    checkpoints = CURVE_EPOCHS[scale] if epochs is None else sorted({e for e in CURVE_EPOCHS[scale] if e < epochs} | {epochs})
+    maps = {}
+
+    def callback(epoch, method):
+        if epoch in checkpoints:
+            maps[epoch] = official_map(method, dataset)
+
+    options = {**training, "epochs": max(checkpoints)}
+    benchmark.pedantic(
+        lambda: LAGNH(32, seed=0, variant=variant, **options).fit(dataset.train, callback=callback), rounds=1, iterations=1
+    )
+    record(
+        baseline="the MAP after the last epoch",
+        ratio=maps[checkpoints[0]] / maps[checkpoints[-1]],
+        ratio_is=f"MAP@1000 after epoch {checkpoints[0]} / after epoch {checkpoints[-1]}",
+        dataset=dataset.name,
+        training=training,
+        map_by_epoch={str(epoch): value for epoch, value in maps.items()},
+    )

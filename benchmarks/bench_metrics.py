@@ -1,30 +1,40 @@
 """Speed and memory of ``hashbench.evaluate`` at MS-COCO scale, against the common per-query loop.
 
-    .venv/bin/python benchmarks/bench_metrics.py                 # 5,000 x 113,287 x 64 bits, 80 labels
-    .venv/bin/python benchmarks/bench_metrics.py --database 1000000 --queries 1000   # scale check
+    pytest benchmarks/bench_metrics.py --benchmark-only                 # 1,000 x 20,000 items
+    pytest benchmarks/bench_metrics.py --benchmark-only --scale full    # 5,000 x 113,287 x 64 bits, 80 labels
 
 Data are synthetic but shaped like learned codes: multi-hot labels (about 3 of 80 per item) and
 codes = sign(label embedding + noise), so relevant items sit at small Hamming distances and many
-items tie. The loop baseline is the usual evaluation code (inner-product Hamming distance, stable
-``np.argsort``, relevance by label products, AP@k per query); it is timed on ``--loop-queries``
-queries and scaled linearly to the full query set, and its MAP on those queries must equal
-``evaluate``'s on the same queries. Memory: peak of numpy/Python allocations (tracemalloc) and
-peak resident-set growth (sampled every 2 ms) while ``evaluate`` runs. Threads: torch's count
-(``torch.set_num_threads`` / ``OMP_NUM_THREADS``).
+items tie. Each benchmark times ``evaluate`` (official protocol: MAP, P@k and R@k curves, radius
+PR curve, tie range and the other presets, all in one pass) and, in the same run, the usual
+evaluation loop (inner-product Hamming distance, stable ``np.argsort``, AP per query), timed on a
+few queries and scaled linearly to the full query set; its MAP on those queries must equal
+``evaluate``'s. Memory: peak of numpy/Python allocations (tracemalloc) and of resident-set growth
+(sampled every 2 ms) during one more call. Targets (at ``--scale full``, 2 threads): MAP@1000
+<= 1.0 s and MAP@all <= 4 s, both >= 25x the loop, <= 1.5 GB extra memory.
 """
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import hashbench as hb
+
+SIZES = {  # queries, database items, loop-timed queries
+    "small": (1000, 20_000, 100),
+    "full": (5000, 113_287, 250),
+}
+TARGET_SECONDS = {1000: 1.0, None: 4.0}
+TARGET_SPEEDUP = 25
+TARGET_MEMORY_BYTES = 1.5e9
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def synthetic_retrieval_set(n_query, n_database, n_bits, n_labels, seed):
@@ -42,7 +52,7 @@ def synthetic_retrieval_set(n_query, n_database, n_bits, n_labels, seed):
 
 
 def per_query_loop_map(query, database, query_labels, db_labels, topk):
-    """The common evaluation loop: one matmul, stable argsort and AP per query."""
+    """The common evaluation loop: one matmul, stable argsort and AP per query (topk=None: all)."""
     q_signs, db_signs = query.to_signs().astype(np.float32), database.to_signs().astype(np.float32)
     q_labels, d_labels = query_labels.astype(np.float32), db_labels.astype(np.float32)
     aps = []
@@ -82,58 +92,58 @@ def measure_memory(function):
     return result, traced_peak, max(peak[0], resident_bytes() - baseline)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--queries", type=int, default=5000)
-    parser.add_argument("--database", type=int, default=113287)
-    parser.add_argument("--bits", type=int, default=64)
-    parser.add_argument("--labels", type=int, default=80)
-    parser.add_argument("--topk", type=int, default=1000)
-    parser.add_argument("--loop-queries", type=int, default=250, help="queries timed in the loop baseline")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of evaluate (best is reported)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+@pytest.fixture(scope="module")
+def retrieval_set(scale):
+    n_query, n_database, _ = SIZES[scale]
+    data = synthetic_retrieval_set(n_query, n_database, 64, 80, seed=0)
+    query, database, q_labels, db_labels = data
+    hb.evaluate(query[:2], database[:50], q_labels[:2], db_labels[:50], topk=10)  # compile or load the kernel
+    return data
 
-    query, database, q_labels, db_labels = synthetic_retrieval_set(
-        args.queries, args.database, args.bits, args.labels, args.seed
-    )
-    print(f"{args.queries} queries x {args.database} database items x {args.bits} bits, {args.labels} labels, "
-          f"MAP@{args.topk}; {torch.get_num_threads()} threads")
 
-    start = time.perf_counter()
-    hb.evaluate(query[:2], database[:50], q_labels[:2], db_labels[:50], topk=10)
-    print(f"first call (compiles or loads the cached kernel): {time.perf_counter() - start:.2f} s")
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("topk", [1000, None], ids=["map@1000", "map@all"])
+def test_evaluate_against_the_per_query_loop(benchmark, record, fastest, scale, threads, retrieval_set, topk, device):
+    query, database, q_labels, db_labels = retrieval_set
+    benchmark.group = f"evaluate {'MAP@all' if topk is None else f'MAP@{topk}'}"
 
-    times, cpu_times = [], []
-    for _ in range(args.repeats):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        scores = hb.evaluate(query, database, q_labels, db_labels, topk=args.topk, device="cpu")
-        times.append(time.perf_counter() - start)
-        cpu_times.append(time.process_time() - cpu_start)
-    fast = min(times)
-    print(f"evaluate: {fast:.2f} s wall, {min(cpu_times):.2f} s CPU over all threads "
-          f"(runs: {', '.join(f'{t:.2f}' for t in times)} s wall); "
-          f"MAP official {scores.maps['official']:.4f}, deephash {scores.maps['deephash']:.4f}, "
-          f"tie_aware {scores.maps['tie_aware']:.4f}; P@1000 {scores.precision_curve[-1]:.4f}")
+    def run():
+        return hb.evaluate(query, database, q_labels, db_labels, topk=topk, device=device)
 
-    _, traced, rss = measure_memory(
-        lambda: hb.evaluate(query, database, q_labels, db_labels, topk=args.topk, device="cpu")
-    )
-    print(f"peak extra memory: {traced / 2**20:.0f} MiB traced allocations, {rss / 2**20:.0f} MiB resident growth")
+    scores = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    seconds = fastest()
+    cpu_start = time.process_time()
+    run()
+    cpu_seconds = time.process_time() - cpu_start
+    _, traced, resident = measure_memory(run)
 
-    n_loop = min(args.loop_queries, args.queries)
+    n_loop = SIZES[scale][2]
     subset = (query[:n_loop], database, q_labels[:n_loop], db_labels)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    loop_map = per_query_loop_map(*subset, args.topk)
-    loop_seconds = (time.perf_counter() - start) * args.queries / n_loop
-    loop_cpu = (time.process_time() - cpu_start) * args.queries / n_loop
-    same_map = hb.evaluate(*subset, topk=args.topk, device="cpu").map
-    print(f"per-query loop: {loop_seconds:.1f} s wall, {loop_cpu:.1f} s CPU for {args.queries} queries "
-          f"(timed on {n_loop}, scaled); speed-up {loop_seconds / fast:.1f}x wall, "
-          f"{loop_cpu / min(cpu_times):.1f}x CPU")
-    print(f"MAP on those {n_loop} queries: loop {loop_map:.12f}, evaluate {same_map:.12f}, "
-          f"{'identical' if abs(loop_map - same_map) < 1e-12 else 'DIFFERENT'}")
+    start = time.perf_counter()
+    loop_map = per_query_loop_map(*subset, topk)
+    loop_seconds = (time.perf_counter() - start) * len(query) / n_loop
+    same_queries = hb.evaluate(*subset, topk=topk, device=device).map
+    assert same_queries == pytest.approx(loop_map, rel=1e-12, abs=1e-15)
 
-
-if __name__ == "__main__":
-    main()
+    speedup = loop_seconds / seconds
+    record(
+        baseline=f"per-query argsort loop (timed on {n_loop} queries, scaled)",
+        ratio=speedup,
+        ratio_is="loop seconds / evaluate seconds",
+        targets={
+            "seconds": (seconds, "<=", TARGET_SECONDS[topk]),
+            "speedup over the loop": (speedup, ">=", TARGET_SPEEDUP),
+            "extra memory (bytes)": (max(traced, resident), "<=", TARGET_MEMORY_BYTES),
+        },
+        shape=f"{len(query)} queries x {len(database)} items x {query.n_bits} bits, {q_labels.shape[1]} labels",
+        device=device,
+        seconds=seconds,
+        cpu_seconds=cpu_seconds,
+        loop_seconds=loop_seconds,
+        traced_peak_bytes=traced,
+        resident_growth_bytes=resident,
+        map=scores.map,
+        map_range=list(scores.map_range),
+        maps=scores.maps,
+        loop_map_on_subset=loop_map,
+    )

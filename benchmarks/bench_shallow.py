@@ -1,67 +1,33 @@
-"""Shallow baselines: MAP@1000 on a dataset, and fit / encode seconds at MS-COCO-like scale.
+"""Shallow baselines: fit and encode seconds, and MAP@1000 of the codes.
 
-    .venv/bin/python benchmarks/bench_shallow.py                       # both parts, mosaic, 2 threads
-    .venv/bin/python benchmarks/bench_shallow.py --skip-timing --dataset path/to/data.npz
-    .venv/bin/python benchmarks/bench_shallow.py --skip-map --timing-bits 32 128
+    pytest benchmarks/bench_shallow.py --benchmark-only                    # 1,000 x 512 train, 20,000 encoded
+    pytest benchmarks/bench_shallow.py --benchmark-only --scale full       # 5,000 x 4,096 train, 113,287 encoded
+    pytest benchmarks/bench_shallow.py --benchmark-only --bench-dataset mosaic --bench-bits 16,32,64,128
 
-MAP: every method in METHODS fitted on the training split (seed 0), query and database encoded,
-scored with ``hb.evaluate(..., topk=1000, protocol="official")``. Cells a method cannot fill
-(e.g. ``aux-only`` with more bits than aux columns) are n/a, with the reason printed above the
-table; ``aux-only`` is then also scored at its longest code (as many bits as aux columns).
-
-Timing: 5,000 x 4,096 training features and 113,287 database items drawn from the structured
-synthetic model of ``structured_dataset`` (multi-label items, CNN-like non-negative features,
-80-d aux); BLAS limited to ``--threads`` threads. Encoding is timed on the whole database,
-packing the codes included. ``--dataset synthetic`` scores MAP on a 512-d stand-in from the same
-model (5,000 train / 1,000 query / 20,000 database).
+Each method of METHODS (seed 0) is fitted on the training split (the benchmarked time), the
+database is encoded (timed once, packing the codes included) and the query and database codes are
+scored with ``hb.evaluate(..., topk=1000)`` (official protocol). Data: the structured synthetic
+model of ``structured_dataset`` (multi-label items, CNN-like non-negative features, 80-d aux) at
+the sizes of ``--scale``, or ``--bench-dataset``. In-run baselines: fit seconds over the seconds of
+a PCA of the same training features (covariance and eigendecomposition, where most of these
+methods start), encode seconds over one float32 projection matmul of the database (the floor of
+any linear hashing), and MAP over LSH's at the same code length. No targets: the paper's Table 4
+times no shallow method. Cells a method cannot fill (``aux-only`` with more bits than aux
+columns) are skipped with the reason.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+import pytest
 
 import hashbench as hb
 from hashbench.datasets.base import Split
 
 METHODS = ["lsh", "sklsh", "sh", "pcah", "itq", "sgh", "itq-aux", "aux-only"]
-
-
-def official_map(method, dataset) -> float:
-    """MAP@1000 (official protocol) of a fitted method's codes for the query and database splits."""
-    return hb.evaluate(
-        method.encode(dataset.query),
-        method.encode(dataset.database),
-        dataset.query.labels,
-        dataset.database.labels,
-        topk=1000,
-        protocol="official",
-    ).map
-
-
-def map_score(name: str, n_bits: int, dataset, seed: int) -> str:
-    method = hb.create_method(name, n_bits=n_bits, seed=seed)
-    try:
-        method.fit(dataset.train)
-    except hb.InvalidInputError as error:
-        print(f"  {name:9s} {n_bits:4d} bits  n/a: {error}", flush=True)
-        return "n/a"
-    value = official_map(method, dataset)
-    print(f"  {name:9s} {n_bits:4d} bits  MAP@1000 {value:.4f}", flush=True)
-    return f"{value:.4f}"
-
-
-def map_table(dataset, bits: list[int], seed: int) -> dict[str, dict[int, str]]:
-    table = {name: {n_bits: map_score(name, n_bits, dataset, seed) for n_bits in bits} for name in METHODS}
-    aux_width = dataset.train.aux.shape[1] if dataset.train.aux is not None else None
-    if aux_width is not None and aux_width < max(bits):
-        # aux-only takes one bit per aux column: show its longest code beside the table
-        widest = f"aux-only ({aux_width} bits)"
-        table[widest] = {n_bits: map_score("aux-only", aux_width, dataset, seed) for n_bits in bits[:1]}
-    return table
+SIZES = {"small": (1000, 512, 500, 20_000), "full": (5000, 4096, 1000, 113_287)}  # train, dims, query, database
 
 
 def structured_dataset(n_train: int, n_query: int, n_database: int, dim: int, seed: int) -> hb.HashingDataset:
@@ -70,7 +36,9 @@ def structured_dataset(n_train: int, n_query: int, n_database: int, dim: int, se
     Each item belongs to one of 64 scene types that set its chances of carrying each of 80
     labels (at least one); its feature is ReLU(sum of its labels' prototypes + scene offset +
     item variation, all in a random 256-d subspace, + isotropic noise); its aux semantics are
-    its labels seen by an imperfect detector (20% missed, 1% false alarms)."""
+    its labels seen by an imperfect detector (20% missed, 1% false alarms). The labelled ``web``
+    split (half as many items as ``train``, for WSIH) holds single-label items, as web images
+    found by one label's query, without aux."""
     rng = np.random.default_rng(seed)
     n_scenes, n_labels, rank = 64, 80, 256
     basis = rng.standard_normal((rank, dim)).astype(np.float32) / np.sqrt(rank)
@@ -80,7 +48,7 @@ def structured_dataset(n_train: int, n_query: int, n_database: int, dim: int, se
 
     def draw(n: int, name: str) -> Split:
         scene = rng.integers(0, n_scenes, n)
-        labels = rng.random((n, n_labels)) < scene_label_odds[scene]
+        labels = (rng.random((n, n_labels)) < scene_label_odds[scene]) & (name != "web")
         labels[np.arange(n), scene_label_odds[scene].argmax(axis=1)] = True
         latent = labels.astype(np.float32) @ prototypes + scene_offsets[scene]
         latent += rng.standard_normal((n, rank), dtype=np.float32) * 2
@@ -88,10 +56,27 @@ def structured_dataset(n_train: int, n_query: int, n_database: int, dim: int, se
         features += rng.standard_normal((n, dim), dtype=np.float32) * 0.3
         np.maximum(features, 0, out=features)
         detected = (labels & (rng.random(labels.shape) > 0.2)) | (rng.random(labels.shape) < 0.01)
-        return Split(features=features, labels=labels.astype(np.uint8), aux=detected.astype(np.float32), name=name)
+        aux = None if name == "web" else detected.astype(np.float32)
+        return Split(features=features, labels=labels.astype(np.uint8), aux=aux, name=name)
 
-    splits = {"train": n_train, "query": n_query, "database": n_database}
+    splits = {"train": n_train, "query": n_query, "database": n_database, "web": max(1, n_train // 2)}
     return hb.HashingDataset(name="synthetic", **{name: draw(n, name) for name, n in splits.items()})
+
+
+def benchmark_dataset(request, scale: str) -> hb.HashingDataset:
+    """``--bench-dataset`` when given, else the structured synthetic set at ``scale``'s sizes."""
+    name = request.config.getoption("--bench-dataset")
+    if name:
+        return hb.load_dataset(name)
+    n_train, dim, n_query, n_database = SIZES[scale]
+    return structured_dataset(n_train, n_query, n_database, dim, seed=0)
+
+
+def official_map(method, dataset) -> float:
+    """MAP@1000 (official protocol) of a fitted method's codes for the query and database splits."""
+    return hb.evaluate(
+        method.encode(dataset.query), method.encode(dataset.database), dataset.query.labels, dataset.database.labels
+    ).map
 
 
 def timed(action) -> tuple[float, float]:
@@ -102,59 +87,58 @@ def timed(action) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def timing_table(bits: list[int], seed: int) -> list[tuple]:
-    data = structured_dataset(5000, 1, 113_287, 4096, seed)
-    rows = []
-    for name in METHODS:
-        for n_bits in bits:
-            method = hb.create_method(name, n_bits=n_bits, seed=seed)
-            try:
-                fit = timed(lambda: method.fit(data.train))
-            except hb.InvalidInputError as error:
-                print(f"  {name:9s} {n_bits:4d} bits  n/a: {error}", flush=True)
-                continue
-            encode = timed(lambda: method.encode(data.database))
-            rows.append((name, n_bits, *fit, *encode))
-            print(f"  {name:9s} {n_bits:4d} bits  fit {fit[0]:6.2f} s  encode {encode[0]:6.2f} s", flush=True)
-    return rows
+@pytest.fixture(scope="module")
+def dataset(request, scale):
+    return benchmark_dataset(request, scale)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--dataset",
-        default="mosaic",
-        help="registered dataset name, .npz path, or 'synthetic' (structured stand-in; default: mosaic)",
+@pytest.fixture(scope="module")
+def floors(dataset):
+    """Seconds of the in-run baselines, measured once: a PCA of the training features and one
+    projection matmul of the database per code length."""
+    features = dataset.train.features
+    pca_seconds = timed(lambda: np.linalg.eigh(np.cov(features, rowvar=False)))[0]
+    matmul = {}
+
+    def matmul_seconds(n_bits: int) -> float:
+        if n_bits not in matmul:
+            projection = np.random.default_rng(0).standard_normal((features.shape[1], n_bits)).astype(np.float32)
+            matmul[n_bits] = timed(lambda: dataset.database.features @ projection)[0]
+        return matmul[n_bits]
+
+    lsh_maps = {}
+
+    def lsh_map(n_bits: int) -> float:
+        if n_bits not in lsh_maps:
+            lsh_maps[n_bits] = official_map(hb.create_method("lsh", n_bits=n_bits, seed=0).fit(dataset.train), dataset)
+        return lsh_maps[n_bits]
+
+    return pca_seconds, matmul_seconds, lsh_map
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_fit_encode_and_map(benchmark, record, fastest, threads, dataset, floors, name, n_bits):
+    pca_seconds, matmul_seconds, lsh_map = floors
+    benchmark.group = f"shallow fit, {n_bits} bits"
+    method = hb.create_method(name, n_bits=n_bits, seed=0)
+    try:
+        method.fit(dataset.train)
+    except hb.InvalidInputError as error:
+        pytest.skip(f"{name} at {n_bits} bits: {error}")
+    benchmark.pedantic(method.fit, (dataset.train,), rounds=2, iterations=1)
+    fit_seconds = fastest()
+    encode_seconds, encode_cpu_seconds = timed(lambda: method.encode(dataset.database))
+    score = official_map(method, dataset)
+    record(
+        baseline="PCA of the training features (fit); one projection matmul (encode); LSH (MAP)",
+        ratio=fit_seconds / pca_seconds,
+        ratio_is="fit seconds / PCA seconds",
+        dataset=dataset.name,
+        shape=f"fit {dataset.train.features.shape}, encode {len(dataset.database)}",
+        fit_seconds=fit_seconds,
+        encode_seconds=encode_seconds,
+        encode_cpu_seconds=encode_cpu_seconds,
+        encode_over_matmul=encode_seconds / matmul_seconds(n_bits),
+        map=score,
+        map_over_lsh=score / lsh_map(n_bits),
     )
-    parser.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64, 128])
-    parser.add_argument("--timing-bits", type=int, nargs="+", default=[32, 128])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="BLAS threads (default 2)")
-    parser.add_argument("--skip-map", action="store_true")
-    parser.add_argument("--skip-timing", action="store_true")
-    args = parser.parse_args()
-
-    with threadpool_limits(args.threads):
-        if not args.skip_map:
-            print(f"MAP@1000 (official protocol) on {args.dataset}, seed {args.seed}", flush=True)
-            dataset = (
-                structured_dataset(5000, 1000, 20_000, 512, args.seed)
-                if args.dataset == "synthetic"
-                else hb.load_dataset(args.dataset)
-            )
-            table = map_table(dataset, args.bits, args.seed)
-            print("\n| method | " + " | ".join(f"{b} bits" for b in args.bits) + " |")
-            print("|---" * (len(args.bits) + 1) + "|")
-            for name, cells in table.items():
-                print(f"| {name} | " + " | ".join(cells.get(b, "") for b in args.bits) + " |")
-        if not args.skip_timing:
-            scale = "fit 5,000 x 4,096; encode 113,287"
-            print(f"\nSeconds at MS-COCO-like scale ({scale}), {args.threads} threads", flush=True)
-            rows = timing_table(args.timing_bits, args.seed)
-            print("\n| method | bits | fit s | fit CPU s | encode s | encode CPU s |\n|---|---|---|---|---|---|")
-            for name, n_bits, *seconds in rows:
-                print(f"| {name} | {n_bits} | " + " | ".join(f"{s:.2f}" for s in seconds) + " |")
-
-
-if __name__ == "__main__":
-    main()

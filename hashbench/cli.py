@@ -60,8 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a dataset name or file (its query and database labels are used), or two .npy files: "
         "QUERY_LABELS DB_LABELS",
     )
-    evaluate.add_argument("--topk", type=int, default=1000, help="rank cut-off k of MAP@k (default 1000)")
-    evaluate.add_argument("--protocol", default="official", help="official (default) or deephash")
+    evaluate.add_argument(
+        "--topk", type=topk_argument, default=1000, help="rank cut-off k of MAP@k, or 'all' for MAP@all (default 1000)"
+    )
+    evaluate.add_argument("--protocol", default="official", help="official (default), deephash or tie_aware")
+    evaluate.add_argument("--normalise", help="override the protocol's AP normaliser: retrieved, min-r-k, relevant")
+    evaluate.add_argument("--ties", help="override its tie order: stable, optimistic, pessimistic, expected")
+    evaluate.add_argument("--no-relevant", help="override its rule for queries without relevant items: skip, zero")
     evaluate.add_argument("--json", action="store_true", help="print all scores as JSON")
     evaluate.set_defaults(func=cmd_evaluate)
 
@@ -122,6 +127,16 @@ def load_codes(path: Path):
     return BinaryCodes.load(path)
 
 
+def topk_argument(text: str) -> int | None:
+    """``--topk``: an integer, or "all" (None: the whole database)."""
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'all', got {text!r}") from None
+
+
 def cmd_evaluate(args) -> None:
     from hashbench import evaluate, load_dataset
 
@@ -134,7 +149,7 @@ def cmd_evaluate(args) -> None:
         raise HashbenchError("--labels takes one dataset or two .npy files (query, database)")
     scores = evaluate(
         load_codes(args.query_codes), load_codes(args.db_codes), query_labels, db_labels,
-        topk=args.topk, protocol=args.protocol,
+        topk=args.topk, protocol=args.protocol, normalise=args.normalise, ties=args.ties, no_relevant=args.no_relevant,
     )
     if args.json:
         print(json.dumps(scores.to_dict(), indent=2))

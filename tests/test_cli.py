@@ -60,7 +60,7 @@ def test_evaluate_saved_codes_matches_the_api(saved_codes, capsys):
 
 @pytest.mark.parametrize(
     "extra, message",
-    [(["--topk", "0"], "topk"), (["--protocol", "nonsense"], "protocol")],
+    [(["--topk", "0"], "topk"), (["--protocol", "nonsense"], "protocol"), (["--ties", "random"], "ties")],
 )
 def test_evaluate_bad_arguments_print_one_line_not_a_traceback(saved_codes, capsys, extra, message):
     path, _ = saved_codes
@@ -69,6 +69,16 @@ def test_evaluate_bad_arguments_print_one_line_not_a_traceback(saved_codes, caps
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("hashbench: error:") and message in err and "Traceback" not in err
+
+
+def test_evaluate_conventions_and_map_at_all(saved_codes, capsys):
+    path, _ = saved_codes
+    argv = ["evaluate", str(path / "q.codes.npz"), str(path / "db.npy"), "--labels", str(path / "ql.npy"),
+            str(path / "dbl.npy"), "--topk", "all", "--normalise", "min-r-k", "--ties", "expected", "--json"]
+    assert main(argv) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert (record["topk"], record["normalise"], record["ties"], record["no_relevant"]) == (40, "min-r-k", "expected", "skip")
+    assert record["map_range"][0] <= record["map"] <= record["map_range"][1]
 
 
 def test_evaluate_missing_codes_file(tmp_path, capsys):

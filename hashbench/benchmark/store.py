@@ -23,6 +23,7 @@ SCHEMA = 1
 RESULT_COLUMNS = [
     "experiment", "label", "method", "params", "dataset", "n_bits", "seed", "protocol", "topk", "device",
     "status", "error", "map", "map_official", "map_deephash", "map_tie_aware", "precision_radius2",
+    "map_pessimistic", "map_optimistic", "normalise", "ties", "no_relevant",
     "fit_s", "encode_query_s", "encode_database_s", "evaluate_s", "peak_rss_mb", "cuda_max_allocated_mb",
     "device_name", "git_commit", "record",
 ]  # fmt: skip
@@ -114,6 +115,7 @@ def result_row(record: dict) -> dict:
     spec = record["spec"]
     metrics = record.get("metrics") or {}
     maps = metrics.get("maps") or {}
+    map_range = metrics.get("map_range") or [None, None]  # records written before tie ranges have none
     timings = record.get("timings") or {}
     memory = record.get("memory") or {}
     environment = record.get("environment") or {}
@@ -123,6 +125,11 @@ def result_row(record: dict) -> dict:
         status=record["status"],
         error=record.get("error"),
         map=metrics.get("map"),
+        map_pessimistic=map_range[0],
+        map_optimistic=map_range[1],
+        normalise=metrics.get("normalise"),
+        ties=metrics.get("ties"),
+        no_relevant=metrics.get("no_relevant"),
         map_official=maps.get("official"),
         map_deephash=maps.get("deephash"),
         map_tie_aware=maps.get("tie_aware"),
