@@ -71,6 +71,7 @@ class Scores:
     pr_curve: dict[str, np.ndarray]  # "radius" 0..n_bits, "precision", "recall" within that radius
     n_queries: int
     n_queries_skipped: int  # queries with no relevant item in the database
+    ap: np.ndarray  # (n_queries,) AP@topk per query under ``protocol``, NaN where the query is skipped
 
     @property
     def map(self) -> float:
@@ -420,7 +421,8 @@ class _Totals:
         n_relevant = np.concatenate(self.n_relevant)
         counted = n_relevant > 0
         ap, ap_tie_aware = np.concatenate(self.ap), np.concatenate(self.ap_tie_aware)
-        n_averaged = int(self._averaged(n_relevant).sum())
+        averaged = self._averaged(n_relevant)
+        n_averaged = int(averaged.sum())
         with np.errstate(invalid="ignore", divide="ignore"):  # no query averaged: NaN curves
             curves = {name: total / n_averaged for name, total in self.curve_sums.items()}
         return Scores(
@@ -440,6 +442,7 @@ class _Totals:
             },
             n_queries=len(n_relevant),
             n_queries_skipped=int((~counted).sum()),
+            ap=np.where(averaged, ap_tie_aware if self.protocol == "tie_aware" else ap, np.nan),
         )
 
 

@@ -356,3 +356,13 @@ def test_a_million_item_database_stays_in_bounded_memory():
         tracemalloc.stop()
     assert peak < 600 * 2**20  # inputs are 88 MB; no queries x database matrix (which is 320 MB+)
     assert scores.n_queries == 40 and 0 < scores.map <= 1
+
+
+def test_per_query_ap_averages_to_the_map_and_marks_skipped_queries_nan():
+    queries = np.vstack([QUERY, QUERY])
+    query_labels = np.array([[1, 0], [0, 0]])  # the second query has no relevant item
+    for protocol, first in (("official", 0.5), ("deephash", 0.5), ("tie_aware", 5 / 12)):
+        scores = hb.evaluate(queries, DATABASE, query_labels, DB_LABELS, topk=3, protocol=protocol)
+        expected = [first, 0.0 if protocol == "deephash" else math.nan]
+        np.testing.assert_allclose(scores.ap, expected)
+        assert np.nanmean(scores.ap) == pytest.approx(scores.map)
