@@ -53,6 +53,7 @@ def test_records_schema_codes_and_metrics(tmp_path, toy_npz):
         assert (len(query), len(database), query.n_bits) == (30, 200, cell.n_bits)
         expected = evaluate(query, database, dataset.query.labels, dataset.database.labels, topk=1000)
         assert record["metrics"]["map"] == pytest.approx(expected.map)
+        np.testing.assert_allclose(store.load_query_ap(path, "official", 1000), expected.ap)
     epochs = records[0]["epochs"]
     assert [e["epoch"] for e in epochs] == [1, 3]
     assert epochs[-1]["map"] == pytest.approx(records[0]["metrics"]["map"])
@@ -109,6 +110,8 @@ def test_changed_topk_rescores_from_codes_without_retraining(tmp_path, toy_npz):
     top10 = run_cells([toy_cell(toy_npz, topk=10)], tmp_path, quiet=True)[0]
     assert top10["started"] == first["started"] and top10["spec"]["topk"] == 10
     assert top10["metrics"]["map"] != first["metrics"]["map"]
+    path = store.record_path(tmp_path, cell)
+    assert np.nanmean(store.load_query_ap(path, "official", 10)) == pytest.approx(top10["metrics"]["map"])
     rescored = rescore(tmp_path, topk=1000, quiet=True)
     assert [r["metrics"]["map"] for r in rescored] == pytest.approx([first["metrics"]["map"]])
     assert store.load_records(tmp_path)[0]["spec"]["topk"] == 1000
@@ -124,11 +127,16 @@ name = "table"
 methods = ["toy-projection"]
 [[experiment]]
 name = "figure"
+role = "epochs"
 methods = [{{ method = "toy-projection", label = "same" }}, {{ method = "toy-projection", params = {{ n_epochs = 2 }} }}]
 """)
     records = run_config(config, tmp_path / "out", quiet=True)
     assert [(r["spec"]["experiment"], r["spec"]["label"]) for r in records] == [("table", "toy-projection"), ("figure", "same"), ("figure", "toy-projection")]
     assert "reused_from" not in records[0] and records[1]["reused_from"].endswith(f"{records[0]['id']}.json")
+    assert [r["spec"]["role"] for r in records] == ["main", "epochs", "epochs"]  # a shared cell keeps its own role
+    paths = [Path(r["reused_from"]) for r in records[1:2]] + [store.record_path(tmp_path / "out", c) for c in
+                                                              load_config(config).cells()[1:2]]  # fmt: skip
+    np.testing.assert_array_equal(*(store.load_query_ap(p, "official", 1000) for p in paths))
     assert records[1]["metrics"] == records[0]["metrics"] and records[1]["started"] == records[0]["started"]
     assert "reused_from" not in records[2]
     later = run_config(config, tmp_path / "later", quiet=True, experiments=["figure"])
