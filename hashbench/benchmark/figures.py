@@ -12,8 +12,8 @@
   Lambdas a cell did not set take the values of its LAGNH preset (the paper's choice for MS-COCO,
   or for NUS-WIDE with ``preset = "nuswide"``). Dotted lines mark the paper's choice.
 
-Figures 3 and 4 use the cells of the ``figure3`` / ``figure4`` experiments when the results hold
-any, and otherwise every cell that fits.
+Figures 3 and 4 use the cells of experiments with role ``epochs`` / ``sensitivity`` when the
+results hold any, and otherwise every cell that fits (for Figure 4: LAGNH cells outside ablations).
 
 Lines are means over seeds; the CSV beside each figure lists mean, std and the number of seeds
 for every plotted point. Figures are drawn with matplotlib's object API (Agg canvas), so no
@@ -38,12 +38,12 @@ from hashbench.benchmark.paper import (
     paper_training_epochs,
 )
 from hashbench.benchmark.tables import (
+    ABLATION_ROLE,
     comparison_records,
     dataset_order,
     merge_dataset_settings,
     method_rows,
     unique_seeds,
-    variant_order,
 )
 
 FIGURE_BITS = 32
@@ -81,7 +81,7 @@ def figure2_data(results: pd.DataFrame, records: dict[str, dict]) -> pd.DataFram
 def figure3_data(results: pd.DataFrame, records: dict[str, dict]) -> pd.DataFrame:
     """MAP after each recorded training epoch at 32 bits per dataset and method (Figure 3)."""
     frame = _done(unique_seeds(results[results["n_bits"] == FIGURE_BITS]))
-    frame = _prefer_experiment(frame[[bool(records[path].get("epochs")) for path in frame["record"]]], "figure3")
+    frame = _prefer_role(frame[[bool(records[path].get("epochs")) for path in frame["record"]]], "epochs")
     frame = merge_dataset_settings(frame)
     names = {(r.method, r.params): r.name for r in method_rows(frame)}
     labels = frame["label"].where(frame["label"] != frame["method"], "")
@@ -104,17 +104,16 @@ def _unset_lambdas(group: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({name: [c[name] for c in per_cell] for name in LAMBDAS}, index=group.index)
 
 
-def _prefer_experiment(frame: pd.DataFrame, experiment: str) -> pd.DataFrame:
-    """The rows of ``experiment`` when there are any (the cells made for this figure), else all."""
-    chosen = frame[frame["experiment"] == experiment]
+def _prefer_role(frame: pd.DataFrame, role: str) -> pd.DataFrame:
+    """The rows of experiments with ``role`` when there are any (the cells made for this figure), else all."""
+    chosen = frame[frame["role"] == role]
     return chosen if not chosen.empty else frame
 
 
 def figure4_data(results: pd.DataFrame) -> pd.DataFrame:
     """LAGNH's MAP at 32 bits against each lambda with the other two at their centre values."""
     frame = results[(results["method"] == "lagnh") & (results["n_bits"] == FIGURE_BITS)]
-    frame = frame[~frame["label"].isin([v for v in variant_order() if v != "recons-Sa"])]
-    frame = _done(unique_seeds(_prefer_experiment(frame, "figure4")))
+    frame = _done(unique_seeds(_prefer_role(frame[frame["role"] != ABLATION_ROLE], "sensitivity")))
     parts = []
     for dataset, group in frame.groupby("dataset"):
         unset = _unset_lambdas(group)

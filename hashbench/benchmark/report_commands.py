@@ -106,7 +106,7 @@ def write_results_table(results: pd.DataFrame, out_dir: Path) -> list[Path]:
 def write_tables(results: pd.DataFrame, out_dir: Path, names, formats, protocol: str) -> list[Path]:
     written = []
     for name in names:
-        table = tables.build_table(name, results, protocol=protocol)
+        table = tables.build_table(name, results, tables.TableOptions(protocol=protocol))
         if table is None:
             print(f"{name}: skipped ({TABLE_SKIP_REASONS[name]})")
             continue

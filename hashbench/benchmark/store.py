@@ -26,7 +26,8 @@ from hashbench.health import STAT_KEYS
 SCHEMA = 1
 RESULT_COLUMNS = [
     "experiment", "role", "label", "method", "params", "dataset", "n_bits", "seed", "protocol", "topk", "device",
-    "status", "error", "map", "map_official", "map_deephash", "map_tie_aware", "precision_radius2", *STAT_KEYS,
+    "status", "error", "map", "map_official", "map_deephash", "map_tie_aware", "map_pessimistic", "map_optimistic",
+    "precision_radius2", *STAT_KEYS,
     "fit_s", "encode_query_s", "encode_database_s", "evaluate_s", "peak_rss_mb", "cuda_max_allocated_mb",
     "device_name", "git_commit", "record",
 ]  # fmt: skip
@@ -151,6 +152,7 @@ def result_row(record: dict) -> dict:
     memory = record.get("memory") or {}
     environment = record.get("environment") or {}
     stats = record.get("code_stats") or {}
+    tie_range = metrics.get("map_range") or (None, None)
     row = {key: spec.get(key) for key in ("experiment", "label", "method", "dataset", "n_bits", "seed", "protocol", "topk", "device")}
     row.update(
         role=spec.get("role", DEFAULT_ROLE),  # records made before roles existed count as main
@@ -161,6 +163,8 @@ def result_row(record: dict) -> dict:
         map_official=maps.get("official"),
         map_deephash=maps.get("deephash"),
         map_tie_aware=maps.get("tie_aware"),
+        map_pessimistic=tie_range[0],  # the tie range of ``map``: its protocol's worst and best tie orders
+        map_optimistic=tie_range[1],
         precision_radius2=metrics.get("precision_radius2"),
         **{key: stats.get(key) for key in STAT_KEYS},
         fit_s=timings.get("fit"),
