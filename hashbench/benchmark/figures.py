@@ -55,6 +55,12 @@ from hashbench.benchmark.tables import (
 )
 
 FIGURE_BITS = 32
+TITLES = {
+    "figure2": "Figure 2: top-k precision",
+    "figure3": "Figure 3: MAP against training epochs",
+    "figure4": "Figure 4: LAGNH parameter sensitivity",
+    "cost_accuracy": "Cost and accuracy: MAP against training time",
+}
 LINE_STYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 LAMBDAS = ("lambda1", "lambda2", "lambda3")
@@ -260,7 +266,7 @@ def draw_figure2(data: pd.DataFrame, highlight=None) -> Figure:
             axes.set(title=f"{_dataset_title(dataset)}, {n_bits} bits", xlabel="k (items retrieved)",
                      ylabel="precision@k")
     _shared_legend(figure, axes_grid, list(styles))
-    figure.suptitle("Figure 2: top-k precision")
+    figure.suptitle(TITLES["figure2"])
     return figure
 
 
@@ -288,7 +294,7 @@ def draw_cost_accuracy(data: pd.DataFrame, highlight=None) -> Figure:
             axes.set(title=f"{_dataset_title(dataset)}, {n_bits} bits", xlabel="training seconds (log)",
                      ylabel="MAP")
     _shared_legend(figure, axes_grid, list(styles))
-    figure.suptitle("Cost and accuracy: MAP against training time")
+    figure.suptitle(TITLES["cost_accuracy"])
     return figure
 
 
@@ -304,7 +310,7 @@ def draw_figure3(data: pd.DataFrame, highlight=None) -> Figure:
             axes.axvline(paper_training_epochs(), color="grey", linestyle=":", label="paper's epochs")
         axes.set(title=f"{_dataset_title(dataset)}, {FIGURE_BITS} bits", xlabel="training epochs", ylabel="MAP")
     _shared_legend(figure, axes_grid, list(styles))
-    figure.suptitle("Figure 3: MAP against training epochs")
+    figure.suptitle(TITLES["figure3"])
     return figure
 
 
@@ -326,7 +332,7 @@ def draw_figure4(data: pd.DataFrame, highlight=None) -> Figure:
         axes.grid(True, alpha=0.3)
         axes.set(title=f"MAP vs {parameter}, {FIGURE_BITS} bits", xlabel=parameter, ylabel="MAP")
     _shared_legend(figure, axes_grid, list(colours))
-    figure.suptitle("Figure 4: LAGNH parameter sensitivity")
+    figure.suptitle(TITLES["figure4"])
     return figure
 
 

@@ -550,7 +550,7 @@ TEST_LEGENDS = {
 def legend(table: Table, best: str, second: str) -> str:
     """The sentence under a table on what its marks mean."""
     tests = [TEST_LEGENDS[t] for t in sorted(table.tests) if t in TEST_LEGENDS]
-    text = f"Best per column in {best}, second best in {second}"
+    text = f"Best per column {best}, second best {second}"
     if tests:
         text += ": " + "; ".join(tests)
     text += f". {TIE_MARK} = tied for that place (no significant difference among them)."
@@ -576,7 +576,7 @@ def to_markdown(table: Table) -> str:
     for index, name in enumerate(table.rows):
         entries = [marks[col[index].mark].format(cell_text(table, c, index)) for c, col in enumerate(table.cells)]
         lines.append("| " + " | ".join([name] + entries) + " |")
-    lines += ["", legend(table, "**bold**", "_italics_ (the paper underlines it)"), ""]
+    lines += ["", legend(table, "in **bold**", "in _italics_ (the paper underlines it)"), ""]
     lines += [f"- {note}" for note in table.notes] + ([""] if table.notes else [])
     return "\n".join(lines)
 
@@ -607,7 +607,7 @@ def to_latex(table: Table) -> str:
     titles = " & ".join([latex_escape(table.row_header)] + [latex_escape(c.title) for c in table.columns])
     lines = [
         r"\begin{table}[t]", r"\centering",
-        rf"\caption{{{latex_escape(table.caption)} {latex_escape(legend(table, 'bold', 'underlined'))}}}",
+        rf"\caption{{{latex_escape(table.caption)} {latex_escape(legend(table, 'in bold', 'underlined'))}}}",
         rf"\label{{tab:{table.key}}}",
         r"\resizebox{\textwidth}{!}{%",
         rf"\begin{{tabular}}{{l{'r' * len(table.columns)}}}", r"\toprule",
