@@ -1,8 +1,12 @@
-"""Compiled (numba) loops over packed codes: Hamming distances and stable top-k ranking.
+"""Compiled (numba) loops over packed codes: Hamming distances, exhaustive k-NN search, and the
+stable top-k scoring of retrieval metrics.
 
 Each loop works on codes stored as uint64 words (``codes.as_words``) and releases the GIL, so
 callers run several query chunks at once on Python threads without a second threading runtime
-beside torch's.
+beside torch's. Loops over database items take the database transposed, (words, items), so the
+per-word loops over items vectorise. Rankings are counting sorts: a histogram of the distances
+gives the distance of the k-th item and where each distance's block of ranks starts, and one scan
+in database order drops items into their blocks, so ties keep database order (a stable sort).
 """
 
 from __future__ import annotations
@@ -39,60 +43,143 @@ def hamming_matrix(query_words, db_words, out):
             out[i, j] = _distance(query_words, i, db_words, j)
 
 
-@numba.njit(nogil=True, cache=True)
-def rank_top_k(query_words, db_words_t, query_labels, db_labels_t, k, hist, top_relevant, top_distance):
-    """Histogram every query's distances and list its k nearest items, ties in database order.
+@numba.njit(nogil=True, cache=True, inline="always")
+def _distances_to_all(query_words, i, db_words_t, out):
+    """``out[j]`` = Hamming distance between query ``i`` and database item ``j``."""
+    out[:] = 0
+    for w in range(query_words.shape[1]):
+        word = query_words[i, w]
+        for j in range(out.shape[0]):
+            out[j] += _popcount(word ^ db_words_t[w, j])
 
-    Database words and label words come transposed, (words, items), so the per-word loops over
-    items vectorise. ``hist[i, 2 * d + r]`` counts database items at distance ``d`` that are
-    relevant (``r = 1``) or not (``r = 0``) to query ``i``; ``top_relevant[i]`` and
-    ``top_distance[i]`` describe the items at ranks 1..k under the stable order (distance, then
-    database index). The ranking is a counting sort: the histogram gives the distance of the k-th
-    item and where each distance's block starts, and a scan drops items into their blocks in
-    index order.
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _histogram(key, partial, out):
+    """``out[b]`` = the number of entries of ``key`` equal to ``b``, counted in four interleaved
+    ``partial`` tables so that runs of equal keys do not wait on each other's increments."""
+    partial[:] = 0
+    n = key.shape[0]
+    for j in range(0, n - 3, 4):
+        partial[0, key[j]] += 1
+        partial[1, key[j + 1]] += 1
+        partial[2, key[j + 2]] += 1
+        partial[3, key[j + 3]] += 1
+    for j in range(n - n % 4, n):
+        partial[0, key[j]] += 1
+    for b in range(out.shape[0]):
+        out[b] = partial[0, b] + partial[1, b] + partial[2, b] + partial[3, b]
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _stable_top_k(key, shift, n_at_distance, k, next_slot, remaining, order):
+    """Fill ``order[:k]`` with the database indices at ranks 1..k, ranked by distance
+    ``key >> shift`` with ties in database order, given the items at each distance.
+
+    Each distance's block of ranks starts where the shorter distances' end; a scan in database
+    order drops items into their blocks. It skips 16 items at a time while none can still be
+    placed, and stops as soon as every block is full.
+    """
+    ranked = 0
+    threshold = 0  # the largest distance that reaches into the top k
+    for d in range(n_at_distance.shape[0]):
+        next_slot[d] = ranked
+        remaining[d] = min(n_at_distance[d], k - ranked)
+        ranked += n_at_distance[d]
+        threshold = d
+        if ranked >= k:
+            break
+    limit = threshold  # the largest distance whose block is not full yet
+    while limit >= 0 and remaining[limit] == 0:
+        limit -= 1
+    bound = ((limit + 1) << shift) - 1  # the largest key that may still be placed
+    n = key.shape[0]
+    for block in range(0, n, 16):
+        if limit < 0:
+            break
+        stop = min(block + 16, n)
+        if stop - block == 16:
+            candidates = 0  # a vectorised count: no branch per item
+            for j in range(16):
+                candidates += key[block + j] <= bound
+            if not candidates:
+                continue
+        for j in range(block, stop):
+            if key[j] > bound:
+                continue
+            d = key[j] >> shift
+            if remaining[d] == 0:
+                continue
+            remaining[d] -= 1
+            order[next_slot[d]] = j
+            next_slot[d] += 1
+            if d == limit and remaining[d] == 0:
+                while limit >= 0 and remaining[limit] == 0:
+                    limit -= 1
+                bound = ((limit + 1) << shift) - 1
+
+
+@numba.njit(nogil=True, cache=True)
+def nearest_k(query_words, db_words_t, k, distances, indices):
+    """Exhaustive k-NN: ``indices[i]`` and ``distances[i]`` list query ``i``'s k nearest database
+    items by Hamming distance, ties in database order."""
+    n_db = db_words_t.shape[1]
+    distance = np.empty(n_db, np.int32)
+    counts = np.empty(64 * query_words.shape[1] + 1, np.int64)
+    partial = np.empty((4, counts.shape[0]), np.int64)
+    next_slot, remaining = np.empty_like(counts), np.empty_like(counts)
+    order = np.empty(k, np.int64)
+    for i in range(query_words.shape[0]):
+        _distances_to_all(query_words, i, db_words_t, distance)
+        _histogram(distance, partial, counts)
+        _stable_top_k(distance, 0, counts, k, next_slot, remaining, order)
+        for slot in range(k):
+            indices[i, slot] = order[slot]
+            distances[i, slot] = distance[order[slot]]
+
+
+@numba.njit(nogil=True, cache=True)
+def score_stable_top_k(
+    query_words, db_words_t, query_labels, db_labels_t, k, hist, precision_sum, hits, rank_relevant, rank_recall
+):
+    """Histogram every query's distances and score its stable top-k ranking.
+
+    ``hist[i, 2 * d + r]`` counts database items at distance ``d`` that are relevant (``r = 1``,
+    sharing a label word bit) or not (``r = 0``) to query ``i``. Under the stable order (distance,
+    then database index) ``precision_sum[i]`` is the sum of precisions at the relevant ranks
+    <= k and ``hits[i]`` the relevant items in the top k. Over the chunk's queries,
+    ``rank_relevant[j]`` adds up the relevant items at rank j + 1 and ``rank_recall[j]`` the
+    same, each weighted by 1 / (the query's relevant items in the database).
     """
     n_db = db_words_t.shape[1]
     n_groups = hist.shape[1] // 2
     key = np.empty(n_db, np.int32)  # 2 * distance + relevant
-    common = np.empty(n_db, np.uint64)
-    partial_hist = np.empty((4, hist.shape[1]), np.int64)  # 4 interleaved: fewer stalls on equal keys
-    next_slot = np.empty(n_groups, np.int64)
+    partial_hist = np.empty((4, hist.shape[1]), np.int64)
+    n_at_distance = np.empty(n_groups, np.int64)
+    next_slot, remaining = np.empty_like(n_at_distance), np.empty_like(n_at_distance)
+    order = np.empty(k, np.int64)
     for i in range(query_words.shape[0]):
-        key[:] = 0
-        for w in range(query_words.shape[1]):
-            word = query_words[i, w]
-            for j in range(n_db):
-                key[j] += _popcount(word ^ db_words_t[w, j])
-        common[:] = 0
+        _distances_to_all(query_words, i, db_words_t, key)
+        for j in range(n_db):
+            key[j] *= 2
         for w in range(query_labels.shape[1]):
             word = query_labels[i, w]
-            for j in range(n_db):
-                common[j] |= word & db_labels_t[w, j]
-        for j in range(n_db):
-            key[j] = 2 * key[j] + (common[j] != 0)
-        partial_hist[:] = 0
-        for j in range(n_db):
-            partial_hist[j & 3, key[j]] += 1
-        for b in range(hist.shape[1]):
-            hist[i, b] = partial_hist[0, b] + partial_hist[1, b] + partial_hist[2, b] + partial_hist[3, b]
-
-        ranked = 0
-        threshold = 0
+            if word:  # most queries' labels lie in few words
+                for j in range(n_db):
+                    key[j] |= (word & db_labels_t[w, j]) != 0
+        _histogram(key, partial_hist, hist[i])
+        n_relevant = 0
         for d in range(n_groups):
-            next_slot[d] = ranked
-            ranked += hist[i, 2 * d] + hist[i, 2 * d + 1]
-            threshold = d
-            if ranked >= k:
-                break
-        placed = 0
-        for j in range(n_db):
-            d = key[j] >> 1
-            if d > threshold or next_slot[d] >= k:
-                continue
-            slot = next_slot[d]
-            next_slot[d] += 1
-            top_relevant[i, slot] = key[j] & 1
-            top_distance[i, slot] = d
-            placed += 1
-            if placed == k:
-                break
+            n_at_distance[d] = hist[i, 2 * d] + hist[i, 2 * d + 1]
+            n_relevant += hist[i, 2 * d + 1]
+
+        _stable_top_k(key, 1, n_at_distance, k, next_slot, remaining, order)
+        weight = 1.0 / n_relevant if n_relevant else 0.0
+        total, found = 0.0, 0
+        for slot in range(k):
+            if key[order[slot]] & 1:
+                found += 1
+                total += found / (slot + 1)
+                rank_relevant[slot] += 1
+                rank_recall[slot] += weight
+        precision_sum[i] = total
+        hits[i] = found

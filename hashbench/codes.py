@@ -1,9 +1,9 @@
-"""Packed binary codes and Hamming distances.
+"""Packed binary codes, Hamming distances and exhaustive Hamming k-NN search.
 
 Layout: ``n_bits`` bits per item packed 8 per byte, bit ``j`` of an item stored in byte ``j // 8``
 at bit position ``j % 8`` counted from the least significant bit. This is the layout of faiss'
 ``IndexBinaryFlat`` (and of ``numpy.packbits(..., bitorder="little")``), so ``codes.packed`` can be
-added to a faiss binary index as it is. Padding bits of the last byte are always 0, so XOR and
+added to a faiss binary index as it is (``BinaryCodes.to_faiss``). Padding bits of the last byte are always 0, so XOR and
 popcount give exact Hamming distances for any ``n_bits``.
 
 Sign convention: bit 1 <-> +1, bit 0 <-> -1. Real-valued outputs are binarised by their sign with
@@ -12,6 +12,7 @@ Sign convention: bit 1 <-> +1, bit 0 <-> -1. Real-valued outputs are binarised b
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from hashbench._validation import check_matrix, check_positive_int
 from hashbench.errors import InvalidInputError
 
+SEARCH_CHUNK = 64  # queries per k-NN task
 
 class BinaryCodes:
     """``n`` binary codes of ``n_bits`` bits each, packed into a ``(n, ceil(n_bits / 8))`` uint8 array."""
@@ -127,10 +129,24 @@ class BinaryCodes:
                 raise InvalidInputError(f"{path} is not a hashbench codes file (keys: {sorted(data)})")
             return cls(data["packed"], int(data["n_bits"]))
 
-    # --- distances -----------------------------------------------------------------------------
+    # --- distances and search -------------------------------------------------------------------
     def hamming(self, other: BinaryCodes) -> np.ndarray:
         """(len(self), len(other)) Hamming distances as uint16."""
         return hamming_distances(self, other)
+
+    def to_faiss(self):
+        """A ``faiss.IndexBinaryFlat`` holding these codes (needs the extra ``hashbench[faiss]``).
+
+        faiss counts whole bytes, so the index has d = 8 * ceil(n_bits / 8) bits; the padding bits
+        are 0 in every code, so its distances are the Hamming distances over ``n_bits``.
+        """
+        try:
+            import faiss
+        except ImportError:
+            raise InvalidInputError("BinaryCodes.to_faiss needs faiss: pip install 'hashbench[faiss]'") from None
+        index = faiss.IndexBinaryFlat(8 * self.packed.shape[1])
+        index.add(self.packed)
+        return index
 
 
 def _holds_only(array: np.ndarray, low, high) -> bool:
@@ -151,6 +167,32 @@ def as_words(codes: BinaryCodes) -> np.ndarray:
     padded = np.zeros((len(codes), n_words * 8), np.uint8)
     padded[:, : codes.packed.shape[1]] = codes.packed
     return padded.view(np.uint64)
+
+
+def hamming_knn(query: BinaryCodes, database: BinaryCodes, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exhaustive k-nearest-neighbour search by Hamming distance, ties in database order.
+
+    Returns ``(distances, indices)``, each (len(query), k), nearest first, as faiss' ``search``
+    does (int32 distances, int64 indices); ``k`` is clamped to the database size. Memory grows
+    with the database, not with queries x database; queries are spread over torch's threads.
+    """
+    import torch
+
+    from hashbench._bitkernels import nearest_k
+
+    check_compatible(query, database)
+    k = min(check_positive_int(k, "k"), len(database))
+    q_words, db_words_t = as_words(query), np.ascontiguousarray(as_words(database).T)
+    distances = np.empty((len(query), k), np.int32)
+    indices = np.empty((len(query), k), np.int64)
+
+    def search(start):
+        rows = slice(start, start + SEARCH_CHUNK)
+        nearest_k(q_words[rows], db_words_t, k, distances[rows], indices[rows])
+
+    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+        list(pool.map(search, range(0, len(query), SEARCH_CHUNK)))
+    return distances, indices
 
 
 def hamming_distances(query: BinaryCodes, database: BinaryCodes) -> np.ndarray:

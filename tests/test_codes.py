@@ -1,3 +1,4 @@
+import sys
 import time
 
 import numpy as np
@@ -6,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hashbench.codes import BinaryCodes, as_words, hamming_distances
+from hashbench.codes import BinaryCodes, as_words, hamming_distances, hamming_knn
 from hashbench.errors import InvalidInputError
 
 
@@ -114,3 +115,45 @@ def test_hamming_distances_beat_the_xor_broadcast():
     broadcast = time.process_time() - start
     np.testing.assert_array_equal(dist, numpy_dist)
     assert compiled < 2 * broadcast + 0.05
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 40), st.integers(1, 140), st.integers(1, 50), st.integers(0, 2**32 - 1))
+def test_knn_lists_the_nearest_items_with_ties_in_database_order(n_query, n_db, n_bits, k, seed):
+    rng = np.random.default_rng(seed)
+    # few distinct codes, so that many items tie
+    db_bits = random_bits(3, n_bits, seed)[rng.integers(0, 3, n_db)] ^ (rng.random((n_db, n_bits)) < 0.05)
+    query, database = BinaryCodes.from_bits(random_bits(n_query, n_bits, seed + 1)), BinaryCodes.from_bits(db_bits)
+    distances, indices = hamming_knn(query, database, k)
+    full = hamming_distances(query, database).astype(np.int64)
+    expected = np.array([sorted(range(n_db), key=lambda j: (row[j], j)) for row in full])[:, :k]
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_array_equal(distances, np.take_along_axis(full, expected, axis=1))
+    assert distances.dtype == np.int32 and indices.dtype == np.int64 and indices.shape == (n_query, min(k, n_db))
+
+
+def test_knn_rejects_bad_k_and_different_widths():
+    codes = BinaryCodes.from_bits(random_bits(3, 16))
+    with pytest.raises(InvalidInputError, match="k must be an integer >= 1"):
+        hamming_knn(codes, codes, 0)
+    with pytest.raises(InvalidInputError, match="16 bits but database codes have 17"):
+        hamming_knn(codes, BinaryCodes.from_bits(random_bits(3, 17)), 2)
+
+
+@pytest.mark.parametrize("n_bits", [20, 64, 128])
+def test_faiss_index_gives_the_same_nearest_distances(n_bits):
+    faiss = pytest.importorskip("faiss")
+    query, database = BinaryCodes.from_bits(random_bits(30, n_bits)), BinaryCodes.from_bits(random_bits(500, n_bits, 1))
+    index = database.to_faiss()
+    assert isinstance(index, faiss.IndexBinaryFlat) and index.ntotal == 500 and index.d == 8 * ((n_bits + 7) // 8)
+    faiss_distances, faiss_indices = index.search(query.packed, 50)
+    distances, _ = hamming_knn(query, database, 50)
+    np.testing.assert_array_equal(faiss_distances, distances)
+    # faiss may order ties differently; its items are at the distances it reports
+    np.testing.assert_array_equal(np.take_along_axis(query.hamming(database), faiss_indices, axis=1), faiss_distances)
+
+
+def test_to_faiss_without_faiss_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # makes "import faiss" fail
+    with pytest.raises(InvalidInputError, match=r"pip install 'hashbench\[faiss\]'"):
+        BinaryCodes.from_bits(random_bits(2, 8)).to_faiss()

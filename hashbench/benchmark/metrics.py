@@ -1,38 +1,66 @@
-"""Retrieval metrics for binary codes: MAP@k under three protocols, P@k / R@k curves, precision and
-recall within a Hamming radius.
+"""Retrieval metrics for binary codes: MAP@k under every published convention with its tie range,
+P@k / R@k curves, precision and recall within a Hamming radius.
 
-Ranking. Database items are ranked by Hamming distance to the query; items at equal distance keep
-database order (a stable sort, as MATLAB's ``sort`` in the authors' ``fast_PR_MAP``). An item is
-relevant to a query when they share at least one label.
+Ranking. Database items are ranked by Hamming distance to the query. An item is relevant to a
+query when they share at least one label; R is the number of items relevant to the query in the
+whole database. AP@k = (sum of the precisions at the relevant ranks <= k) / (a normaliser), and
+MAP@k is its mean over queries. ``topk=None`` means k = the database size (MAP@all); a larger
+``topk`` is clamped to the database size, and ``Scores.topk`` is the k actually used.
 
-Protocols (``Scores.maps`` holds all three, computed in one pass; ``protocol`` picks ``Scores.map``
-and the query set and ranking behind the curves):
+Conventions (``evaluate`` options; each is a free choice that changes the number):
 
-- ``official``: AP@k = (sum of precision at each relevant rank <= k) / (relevant items in the top
-  k), 0 when none is found; queries with no relevant item in the whole database are skipped.
-- ``deephash``: the same AP@k and ranking, averaged over all queries (skipped ones count 0), as
-  DeepHash-pytorch's ``CalcTopMap`` does (which however breaks ties arbitrarily).
-- ``tie_aware``: the expected official AP@k when items at equal distance come in a uniformly random
-  order (McSherry & Najork, ECIR 2008), in closed form from the per-distance counts. Only the group
-  of tied items straddling rank k is partly retrieved; the number of its relevant items that make it
-  into the top k is hypergeometric and the expectation is taken exactly over it. Its curves are the
-  expected P@k and R@k. Queries are skipped as in ``official``.
+- ``normalise``, the normaliser of AP@k: ``"retrieved"``, the relevant items in the top k (0 when
+  none is found); ``"min-r-k"``, min(R, k); ``"relevant"``, R. At k = the database size all three
+  are R.
+- ``ties``, the order of items at equal distance:
+  ``"stable"``, database order (a stable sort, as MATLAB's ``sort``);
+  ``"optimistic"``, the order that gives the highest AP@k; ``"pessimistic"``, the lowest;
+  ``"expected"``, the expectation over uniformly random orders of the tied items (McSherry &
+  Najork, ECIR 2008), in closed form. The best order puts relevant items first within every
+  distance and the worst puts them last, with one exception under ``"retrieved"``: the group of
+  tied items straddling rank k can do best with fewer relevant items in the top k (or worst with
+  more), because its normaliser counts them. So the optimum is taken over the number x of its
+  relevant items that make it into the top k, relevant first (or last) among them; for P@k and R@k,
+  optimistic and pessimistic are relevant first and last in every group.
+- ``no_relevant``, queries with no relevant item in the database (R = 0): ``"skip"`` leaves them
+  out of every mean; ``"zero"`` counts their AP as 0 (and their P@k, R@k as 0).
+- ``protocol`` names a preset of the three (``PRESETS``); an explicit option overrides it:
+  ``official`` = retrieved / stable / skip, the authors' MATLAB ``fast_PR_MAP``;
+  ``deephash`` = retrieved / stable / zero, DeepHash-pytorch's ``CalcTopMap`` (which however
+  breaks ties by ``np.argsort``'s unstable order); ``tie_aware`` = retrieved / expected / skip.
 
-Conventions (free choices, here and in the MATLAB code unless noted):
+Every score carries its tie range ``Scores.map_range`` = (MAP under ``"pessimistic"``, MAP under
+``"optimistic"``) for the same normalisation, k and query set: the MAP of any order of tied
+items, the stable one and the expected one included, lies inside it. ``Scores.maps`` holds the
+MAP@k of each preset at the same k, so results scored under any convention can be compared by
+preset.
 
-- P@k = relevant items in the top k / k. When k exceeds the database size, ranks beyond the
-  database count as not retrieved, so P@k = relevant items in the whole database / k.
-- R@k = relevant items in the top k / relevant items in the database; 0 for a query with none
-  (such queries enter the curves only under ``deephash``).
+Expected AP. A group of n tied items with r relevant, placed after s items of which c are
+relevant, adds sum_{i=1..n} (r / n) (c + 1 + (i - 1)(r - 1)/(n - 1)) / (s + i) to the sum of
+precisions in expectation; sums of 1/(s + i) are differences of harmonic numbers. The group
+straddling rank k is cut to its first m = k - s items, of which X ~ Hypergeometric(n, r, m) are
+relevant. Given X = x the cut is a random order of m items with x relevant, and the normaliser is
+fixed (c + x under ``"retrieved"``), so E[AP@k] is a sum over x; the optimistic and pessimistic APs
+are the maximum and minimum over the same x. The closed forms are exact up to float64 rounding
+(absolute error far below 1e-9 at a million items).
+
+Other scores (free choices, here and in the MATLAB code unless noted):
+
+- P@k = relevant items in the top k / k; R@k = relevant items in the top k / R (0 for R = 0). Both
+  follow ``ties``: under ``"expected"`` they are expectations over tie orders. The curves are
+  means over the queries that the MAP averages.
 - Precision within Hamming radius r = relevant items at distance <= r / items at distance <= r,
-  and 0 when no item lies within r; recall within r likewise over all relevant items.
+  and 0 when no item lies within r; recall within r likewise over all relevant items. Neither
+  depends on tie order.
 - A mean over an empty query set (every query skipped) is NaN, written as null by ``to_dict``.
 
 Speed and memory. Queries are processed in chunks; per chunk only (queries x distances)
-histograms and (queries x k) rankings are kept, never a queries x database matrix. On CPU a
-compiled loop (numba) histograms the distances and ranks the top k by counting sort on several
-threads (``torch.get_num_threads()``); on a CUDA device the same quantities come from torch ops
-(a matmul of +-1 codes and ``topk`` on the key distance * n + index).
+histograms, per-query sums and per-rank sums over the chunk's queries are kept, never a
+(queries x database) or (queries x k) array, so MAP@all costs about what MAP@1000 does. On CPU a
+compiled loop (numba) histograms the distances and scores the stable top k on several threads
+(``torch.get_num_threads()``); on a CUDA device the same quantities come from torch ops (a matmul
+of +-1 codes and ``topk`` on the key distance * n + index). Everything else derives from the
+histograms.
 """
 
 from __future__ import annotations
@@ -51,11 +79,42 @@ from hashbench._validation import check_binary_labels, check_choice, check_posit
 from hashbench.codes import BinaryCodes, as_words
 from hashbench.errors import InvalidInputError
 
-PROTOCOLS = ("official", "deephash", "tie_aware")
+NORMALISATIONS = ("retrieved", "min-r-k", "relevant")
+TIE_RULES = ("stable", "optimistic", "pessimistic", "expected")
+NO_RELEVANT_RULES = ("skip", "zero")
+PRESETS = {  # protocol -> (normalise, ties, no_relevant)
+    "official": ("retrieved", "stable", "skip"),
+    "deephash": ("retrieved", "stable", "zero"),
+    "tie_aware": ("retrieved", "expected", "skip"),
+}
+PROTOCOLS = tuple(PRESETS)
 SUMMARY_KS = (50, 100, 500, 1000)
 HAMMING_RADIUS = 2
 QUERY_CHUNK = 256  # queries per compiled-loop task; small enough to spread over threads
-TORCH_CHUNK_BYTES = 256 * 2**20  # device memory for one chunk's queries x database temporaries
+TORCH_CHUNK_BYTES = 256 * 2**20  # device memory for one chunk's temporaries
+
+
+class Convention(NamedTuple):
+    """The resolved components of a MAP: ``protocol`` with any explicit overrides applied."""
+
+    protocol: str
+    normalise: str
+    ties: str
+    no_relevant: str
+
+    @classmethod
+    def resolve(cls, protocol, normalise=None, ties=None, no_relevant=None) -> Convention:
+        protocol = check_choice(protocol, PROTOCOLS, "protocol")
+        preset = PRESETS[protocol]
+        return cls(
+            protocol,
+            check_choice(preset[0] if normalise is None else normalise, NORMALISATIONS, "normalise"),
+            check_choice(preset[1] if ties is None else ties, TIE_RULES, "ties"),
+            check_choice(preset[2] if no_relevant is None else no_relevant, NO_RELEVANT_RULES, "no_relevant"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.normalise} / {self.ties} / {self.no_relevant}"
 
 
 # --- results -----------------------------------------------------------------------------------
@@ -63,20 +122,33 @@ TORCH_CHUNK_BYTES = 256 * 2**20  # device memory for one chunk's queries x datab
 class Scores:
     """Retrieval scores of one query set against one database (see the module docstring)."""
 
-    protocol: str
-    topk: int
-    maps: dict[str, float]
+    convention: Convention
+    topk: int  # k after clamping to the database size
+    map: float  # MAP@topk under ``convention``
+    map_range: tuple[float, float]  # (pessimistic, optimistic) MAP@topk: the tie range
+    maps: dict[str, float]  # MAP@topk of each preset protocol (official, deephash, tie_aware)
+    ap: np.ndarray  # (n_queries,) AP@topk per query under ``convention``, NaN for skipped queries
     precision_curve: np.ndarray  # P@k for k = 1..topk (index k - 1)
     recall_curve: np.ndarray  # R@k for k = 1..topk
     pr_curve: dict[str, np.ndarray]  # "radius" 0..n_bits, "precision", "recall" within that radius
     n_queries: int
     n_queries_skipped: int  # queries with no relevant item in the database
-    ap: np.ndarray  # (n_queries,) AP@topk per query under ``protocol``, NaN where the query is skipped
 
     @property
-    def map(self) -> float:
-        """MAP@topk under ``protocol``."""
-        return self.maps[self.protocol]
+    def protocol(self) -> str:
+        return self.convention.protocol
+
+    @property
+    def normalise(self) -> str:
+        return self.convention.normalise
+
+    @property
+    def ties(self) -> str:
+        return self.convention.ties
+
+    @property
+    def no_relevant(self) -> str:
+        return self.convention.no_relevant
 
     @property
     def precision_radius2(self) -> float:
@@ -100,11 +172,15 @@ class Scores:
         return sorted({k for k in SUMMARY_KS if k <= self.topk} | {self.topk})
 
     def to_dict(self) -> dict:
-        """A JSON-able dict (NaN written as None)."""
+        """A JSON-able dict (NaN written as None) of everything but the per-query ``ap``."""
         return {
             "protocol": self.protocol,
+            "normalise": self.normalise,
+            "ties": self.ties,
+            "no_relevant": self.no_relevant,
             "topk": self.topk,
             "map": _json_float(self.map),
+            "map_range": _json_list(self.map_range),
             "maps": {name: _json_float(value) for name, value in self.maps.items()},
             "precision_curve": _json_list(self.precision_curve),
             "recall_curve": _json_list(self.recall_curve),
@@ -120,17 +196,18 @@ class Scores:
 
     def summary(self) -> str:
         counted = self.n_queries - self.n_queries_skipped
-        lines = [
-            f"{self.n_queries} queries ({counted} with relevant items); MAP@{self.topk} by protocol:",
-            *(
-                f"  {name:<10} {value:.4f}" + ("  <- reported" if name == self.protocol else "")
-                for name, value in self.maps.items()
-            ),
-            f"P@k ({self.protocol}): "
-            + ", ".join(f"P@{k} {self.precision_at(k):.4f}" for k in self._summary_ks()),
-            f"precision within Hamming radius 2: {self.precision_radius2:.4f}",
-        ]
-        return "\n".join(lines)
+        low, high = self.map_range
+        return "\n".join(
+            [
+                f"{self.n_queries} queries ({counted} with relevant items); protocol {self.protocol} "
+                f"({self.convention}: normalise / ties / no_relevant)",
+                f"MAP@{self.topk} {self.map:.4f}, tie range [{low:.4f}, {high:.4f}]",
+                f"MAP@{self.topk} by preset: " + ", ".join(f"{name} {value:.4f}" for name, value in self.maps.items()),
+                f"P@k ({self.ties} ties): "
+                + ", ".join(f"P@{k} {self.precision_at(k):.4f}" for k in self._summary_ks()),
+                f"precision within Hamming radius 2: {self.precision_radius2:.4f}",
+            ]
+        )
 
 
 def _json_float(value) -> float | None:
@@ -144,22 +221,38 @@ def _json_list(values) -> list:
 
 # --- entry point -------------------------------------------------------------------------------
 def evaluate(
-    query_codes, db_codes, query_labels, db_labels, topk=1000, protocol="official", device="auto"
+    query_codes,
+    db_codes,
+    query_labels,
+    db_labels,
+    topk=1000,
+    protocol="official",
+    normalise=None,
+    ties=None,
+    no_relevant=None,
+    device="auto",
 ) -> Scores:
     """Score retrieval of ``db_codes`` items for each of ``query_codes`` (see the module docstring).
 
     Codes are ``BinaryCodes`` or (n, n_bits) arrays of -1/+1 or 0/1; labels are multi-hot 0/1
-    arrays (n, c). ``device``: "auto" (CUDA when torch sees it, else CPU), "cpu", "cuda[:i]" or
-    a ``torch.device``.
+    arrays (n, c). ``topk``: an integer >= 1 (clamped to the database size) or None for the whole
+    database. ``protocol`` picks a preset of ``normalise`` (retrieved / min-r-k / relevant),
+    ``ties`` (stable / optimistic / pessimistic / expected) and ``no_relevant`` (skip / zero);
+    those given explicitly override it. ``device``: "auto" (CUDA when torch sees it, else CPU),
+    "cpu", "cuda[:i]" or a ``torch.device``.
     """
-    protocol = check_choice(protocol, PROTOCOLS, "protocol")
-    topk = check_positive_int(topk, "topk")
+    convention = Convention.resolve(protocol, normalise, ties, no_relevant)
+    if topk is not None:
+        topk = check_positive_int(topk, "topk")
     query, database, query_labels, db_labels = _check_inputs(query_codes, db_codes, query_labels, db_labels)
     ranker = _ranker_for(device)
-    k = min(topk, len(database))
-    log_factorial = gammaln(np.arange(len(database) + 1) + 1.0)
-    score = partial(_chunk_scores, k=k, topk=topk, protocol=protocol, log_factorial=log_factorial)
-    totals = _Totals(topk, query.n_bits, protocol)
+    k = len(database) if topk is None else min(topk, len(database))
+    tables = _Tables(
+        log_factorial=gammaln(np.arange(len(database) + 1) + 1.0),
+        harmonic=np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, k + 1))]),
+    )
+    score = partial(_chunk_scores, k=k, convention=convention, tables=tables)
+    totals = _Totals(k, query.n_bits, convention)
     for chunk_scores in ranker(query, database, query_labels, db_labels, k, score):
         totals.add(chunk_scores)
     return totals.scores()
@@ -189,12 +282,14 @@ def _check_inputs(query_codes, db_codes, query_labels, db_labels):
 
 # --- ranking backends: per query chunk, distance histograms and the stable top k -----------------
 class RankedChunk(NamedTuple):
-    """One chunk of queries: per-distance counts over the whole database and the top-k ranking."""
+    """One chunk of queries: per-distance counts over the whole database and the stable top k."""
 
     n_items: np.ndarray  # (q, n_bits + 1) database items at each distance
     n_relevant: np.ndarray  # (q, n_bits + 1) relevant items at each distance
-    top_relevant: np.ndarray  # (q, k) bool: relevance at ranks 1..k (stable order)
-    top_distance: np.ndarray  # (q, k) distance at ranks 1..k
+    precision_sum: np.ndarray  # (q,) sum of precisions at the relevant ranks <= k, ties in database order
+    hits: np.ndarray  # (q,) relevant items in that top k
+    rank_relevant: np.ndarray  # (k,) relevant items at each rank, summed over the chunk's queries
+    rank_recall: np.ndarray  # (k,) the same, each query's weighted by 1 / its relevant items
 
 
 def _ranker_for(device):
@@ -218,7 +313,7 @@ def rank_on_cpu(query, database, query_labels, db_labels, k, score):
     on several threads."""
     import torch
 
-    from hashbench._bitkernels import rank_top_k
+    from hashbench._bitkernels import score_stable_top_k
 
     q_words, db_words_t = as_words(query), np.ascontiguousarray(as_words(database).T)
     q_label_words, db_label_words_t = _label_words(query_labels), np.ascontiguousarray(_label_words(db_labels).T)
@@ -227,13 +322,13 @@ def rank_on_cpu(query, database, query_labels, db_labels, k, score):
     def rank(start):
         stop = min(start + QUERY_CHUNK, len(query))
         hist = np.zeros((stop - start, 2 * n_groups), np.int64)
-        top_relevant = np.zeros((stop - start, k), np.bool_)
-        top_distance = np.zeros((stop - start, k), np.int64)
-        rank_top_k(
+        precision_sum, hits = np.zeros(stop - start), np.zeros(stop - start, np.int64)
+        rank_relevant, rank_recall = np.zeros(k, np.int64), np.zeros(k)
+        score_stable_top_k(
             q_words[start:stop], db_words_t, q_label_words[start:stop], db_label_words_t, k,
-            hist, top_relevant, top_distance,
-        )
-        return score(RankedChunk(hist[:, 0::2] + hist[:, 1::2], hist[:, 1::2], top_relevant, top_distance))
+            hist, precision_sum, hits, rank_relevant, rank_recall,
+        )  # fmt: skip
+        return score(RankedChunk(hist[:, 0::2] + hist[:, 1::2], hist[:, 1::2], precision_sum, hits, rank_relevant, rank_recall))
 
     n_threads = max(1, torch.get_num_threads())
     with ThreadPoolExecutor(n_threads) as pool:
@@ -270,7 +365,9 @@ class TorchRanker:
         n_bits, n_db = query.n_bits, len(database)
         db_signs, db_label_t = tensor(database.to_signs()), tensor(db_labels)
         index = torch.arange(n_db, device=self.device)
-        chunk = max(1, TORCH_CHUNK_BYTES // (32 * n_db))  # about 32 bytes per (query, item) pair
+        ranks = torch.arange(1, k + 1, device=self.device, dtype=torch.float64)
+        # about 32 bytes per (query, item) pair and 48 per (query, rank)
+        chunk = max(1, TORCH_CHUNK_BYTES // (32 * n_db + 48 * k))
         for start in range(0, len(query), chunk):
             signs = tensor(query[start : start + chunk].to_signs())
             labels = tensor(query_labels[start : start + chunk])
@@ -280,44 +377,65 @@ class TorchRanker:
             hist = torch.zeros(len(signs), 2 * (n_bits + 1), dtype=torch.int64, device=self.device)
             hist.scatter_add_(1, 2 * distance + relevant, torch.ones_like(distance))
             top = torch.topk(distance * n_db + index, k, dim=1, largest=False, sorted=True).indices
+            top_relevant = relevant.gather(1, top)
+            del distance, relevant
+            hits = torch.cumsum(top_relevant, dim=1)
+            n_relevant = hist[:, 1::2].sum(dim=1)
+            weight = torch.where(n_relevant > 0, 1.0 / n_relevant.clamp(min=1).double(), 0.0)
             hist = hist.cpu().numpy()
             yield score(
                 RankedChunk(
                     hist[:, 0::2] + hist[:, 1::2],
                     hist[:, 1::2],
-                    relevant.gather(1, top).cpu().numpy(),
-                    distance.gather(1, top).cpu().numpy(),
+                    torch.where(top_relevant, hits / ranks, 0.0).sum(dim=1).cpu().numpy(),
+                    hits[:, -1].cpu().numpy(),
+                    top_relevant.sum(dim=0).cpu().numpy(),
+                    (top_relevant * weight[:, None]).sum(dim=0).cpu().numpy(),
                 )
             )
 
 
 # --- scores from a ranked chunk ----------------------------------------------------------------
+class _Tables(NamedTuple):
+    log_factorial: np.ndarray  # log(n!) for n up to the database size
+    harmonic: np.ndarray  # H_n = sum_{i=1..n} 1/i for n up to k
+
+
 class ChunkScores(NamedTuple):
     n_relevant: np.ndarray  # (q,) relevant items in the database
-    ap: np.ndarray  # (q,) AP@k under the stable ranking
-    ap_tie_aware: np.ndarray  # (q,) expected AP@k over random orders of ties
-    curves: dict[str, np.ndarray]  # (q, topk) precision and recall, (q, n_bits + 1) within radius
+    ap: dict[str, np.ndarray]  # (q,) AP@k: "chosen", "pessimistic", "optimistic" (the convention's
+    # normalisation) and "official", "tie_aware" (the presets' ranking and normalisation)
+    curve_sums: dict[str, np.ndarray]  # per rank (k,) and per radius (n_bits + 1,), summed over queries
 
 
-def _chunk_scores(chunk: RankedChunk, k: int, topk: int, protocol: str, log_factorial: np.ndarray) -> ChunkScores:
+def _chunk_scores(chunk: RankedChunk, k: int, convention: Convention, tables: _Tables) -> ChunkScores:
     n_relevant = chunk.n_relevant.sum(axis=1)
-    stable_hits = np.cumsum(chunk.top_relevant, axis=1)
-    if protocol == "tie_aware":
-        group_rate = chunk.n_relevant / np.maximum(chunk.n_items, 1)
-        hits = np.cumsum(np.take_along_axis(group_rate, chunk.top_distance, axis=1), axis=1)
+    normalisations = dict.fromkeys([convention.normalise, "retrieved"])
+    aps = tie_order_average_precisions(chunk.n_items, chunk.n_relevant, k, normalisations, tables)
+    for normalise in normalisations:
+        aps[normalise, "stable"] = _ratio(chunk.precision_sum, _normaliser(normalise, chunk.hits, n_relevant, k))
+    weight = _ratio(1.0, n_relevant)
+    if convention.ties == "stable":
+        rank_relevant, rank_recall = chunk.rank_relevant, chunk.rank_recall
     else:
-        hits = stable_hits
-    hits = hits[:, np.minimum(np.arange(topk), k - 1)]  # ranks beyond the database add nothing
+        rank_relevant, rank_recall = (
+            _rank_relevance(chunk.n_items, chunk.n_relevant, k, convention.ties, w) for w in (1.0, weight[:, None])
+        )
     relevant_within = np.cumsum(chunk.n_relevant, axis=1)
     return ChunkScores(
         n_relevant=n_relevant,
-        ap=_average_precision(chunk.top_relevant, stable_hits),
-        ap_tie_aware=tie_aware_average_precision(chunk.n_items, chunk.n_relevant, k, log_factorial),
-        curves={
-            "precision": hits / np.arange(1, topk + 1),
-            "recall": _ratio(hits, n_relevant[:, None]),
-            "pr_precision": _ratio(relevant_within, np.cumsum(chunk.n_items, axis=1)),
-            "pr_recall": _ratio(relevant_within, n_relevant[:, None]),
+        ap={
+            "chosen": aps[convention.normalise, convention.ties],
+            "pessimistic": aps[convention.normalise, "pessimistic"],
+            "optimistic": aps[convention.normalise, "optimistic"],
+            "official": aps["retrieved", "stable"],
+            "tie_aware": aps["retrieved", "expected"],
+        },
+        curve_sums={
+            "rank_relevant": rank_relevant,
+            "rank_recall": rank_recall,
+            "pr_precision": _ratio(relevant_within, np.cumsum(chunk.n_items, axis=1)).sum(axis=0),
+            "pr_recall": (relevant_within * weight[:, None]).sum(axis=0),
         },
     )
 
@@ -328,54 +446,75 @@ def _ratio(numerator, denominator) -> np.ndarray:
     return np.divide(numerator, denominator, out=np.zeros(numerator.shape), where=denominator > 0)
 
 
-def _average_precision(relevant: np.ndarray, hits: np.ndarray) -> np.ndarray:
-    ranks = np.arange(1, relevant.shape[1] + 1)
-    precision_sum = np.where(relevant, hits / ranks, 0.0).sum(axis=1)
-    return _ratio(precision_sum, hits[:, -1])
+def _normaliser(normalise: str, hits, n_relevant, k: int):
+    """The denominator of AP@k given the relevant items in the top k and in the database."""
+    if normalise == "retrieved":
+        return hits
+    if normalise == "min-r-k":
+        return np.minimum(n_relevant, k)
+    return n_relevant
 
 
-def tie_aware_average_precision(
-    n_items: np.ndarray, n_relevant: np.ndarray, k: int, log_factorial: np.ndarray
-) -> np.ndarray:
-    """Expected AP@k (official normalisation) per query when ties are ordered uniformly at random.
+def tie_order_average_precisions(n_items, n_relevant, k, normalisations, tables: _Tables) -> dict:
+    """AP@k per query for the orders of tied items that only the counts decide, from the (q, groups)
+    counts per distance in ranking order: ``{(normalise, ties): (q,) array}`` for each of
+    ``normalisations`` and ties "expected", "optimistic", "pessimistic" (module docstring).
 
-    ``n_items`` and ``n_relevant`` are (q, groups) counts per distance in ranking order. A group of
-    n tied items with r relevant, placed after s items of which c are relevant, adds to the sum of
-    precisions sum_{i=1..n} (r / n) (c + 1 + (i - 1)(r - 1)/(n - 1)) / (s + i) in expectation; the sums
-    of 1/(s + i) are differences of harmonic numbers. The group straddling rank k is cut to its
-    first m = k - s items, of which X ~ Hypergeometric(n, r, m) are relevant; given X = x the cut
-    is a group of m items with x relevant, and the AP's denominator is c + x, so the expectation is
-    a sum over x. ``log_factorial[n]`` = log(n!) for n up to the database size.
+    Complete groups (inside the top k) add their precision sums with relevant items first, last or
+    at random. The group straddling rank k (at most one per query) is enumerated over x, the
+    number of its relevant items in the top k: one entry per (query, possible x), flattened, since
+    the ranges of x differ in length.
     """
-    n_items = n_items.astype(np.float64)
-    n_relevant = n_relevant.astype(np.float64)
-    harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, k + 1))])
+    n_items, n_relevant = n_items.astype(np.float64), n_relevant.astype(np.float64)
+    harmonic = tables.harmonic
+    total_relevant = n_relevant.sum(axis=1)
     start = np.cumsum(n_items, axis=1) - n_items
-    relevant_before = np.cumsum(n_relevant, axis=1) - n_relevant
+    before = np.cumsum(n_relevant, axis=1) - n_relevant
     complete = start + n_items <= k
-    inverse_rank_sum = (
-        harmonic[np.minimum(start + n_items, k).astype(np.int64)] - harmonic[np.minimum(start, k).astype(np.int64)]
-    )
-    group_sums = _tied_precision_sum(n_items, n_relevant, start, relevant_before, inverse_rank_sum)
-    full_sum = np.where(complete, group_sums, 0.0).sum(axis=1)
-    full_hits = np.where(complete, n_relevant, 0.0).sum(axis=1)
-    expected = _ratio(full_sum, full_hits)
 
-    rows, group = np.nonzero(~complete & (start < k))  # at most one cut group per query
+    def harmonic_at(index):
+        return harmonic[np.minimum(index, k).astype(np.int64)]  # beyond k only where masked out
+
+    group_sums = {
+        "expected": _tied_precision_sum(
+            n_items, n_relevant, start, before, harmonic_at(start + n_items) - harmonic_at(start)
+        ),
+        "optimistic": _block_precision_sum(n_relevant, 0, start, before, harmonic_at),
+        "pessimistic": _block_precision_sum(n_relevant, n_items - n_relevant, start, before, harmonic_at),
+    }
+    full_sums = {ties: np.where(complete, sums, 0.0).sum(axis=1) for ties, sums in group_sums.items()}
+    full_hits = np.where(complete, n_relevant, 0.0).sum(axis=1)
+    aps = {
+        (normalise, ties): _ratio(full_sums[ties], _normaliser(normalise, full_hits, total_relevant, k))
+        for normalise in normalisations
+        for ties in group_sums
+    }
+
+    rows, group = np.nonzero(~complete & (start < k))
     if len(rows):
-        # one entry per (query, possible x), flattened: the ranges of x differ in length
-        n, r, s, c = (a[rows, group].astype(np.int64) for a in (n_items, n_relevant, start, relevant_before))
+        n, r, s, c = (a[rows, group].astype(np.int64) for a in (n_items, n_relevant, start, before))
         m = k - s
         low, high = np.maximum(0, m - (n - r)), np.minimum(m, r)
         counts = high - low + 1
+        first = np.cumsum(counts) - counts
         owner = np.repeat(np.arange(len(rows)), counts)
-        x = low[owner] + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        x = low[owner] + np.arange(counts.sum()) - first[owner]
         n, r, s, c, m = (a[owner] for a in (n, r, s, c, m))
-        weight = _hypergeometric_pmf(x, n, r, m, log_factorial)
-        cut_sum = _tied_precision_sum(m, x, s, c, harmonic[k] - harmonic[s])
-        ap_given_x = _ratio(full_sum[rows][owner] + cut_sum, c + x)
-        expected[rows] = np.bincount(owner, weights=weight * ap_given_x, minlength=len(rows))
-    return expected
+        weight = _hypergeometric_pmf(x, n, r, m, tables.log_factorial)
+        cut_sums = {
+            "expected": _tied_precision_sum(m, x, s, c, harmonic[k] - harmonic[s]),
+            "optimistic": _block_precision_sum(x, 0, s, c, harmonic_at),
+            "pessimistic": _block_precision_sum(x, m - x, s, c, harmonic_at),
+        }
+        sums = {ties: full_sums[ties][rows][owner] + cut_sums[ties] for ties in cut_sums}
+        hits, relevant = full_hits[rows][owner] + x, total_relevant[rows][owner]
+        for normalise in normalisations:
+            denominator = _normaliser(normalise, hits, relevant, k)
+            ap_given_x = {ties: _ratio(sums[ties], denominator) for ties in sums}
+            aps[normalise, "expected"][rows] = np.bincount(owner, weights=weight * ap_given_x["expected"])
+            aps[normalise, "optimistic"][rows] = np.maximum.reduceat(ap_given_x["optimistic"], first)
+            aps[normalise, "pessimistic"][rows] = np.minimum.reduceat(ap_given_x["pessimistic"], first)
+    return aps
 
 
 def _hypergeometric_pmf(x, n, r, m, log_factorial):
@@ -397,44 +536,73 @@ def _tied_precision_sum(n, r, s, c, inverse_rank_sum):
     return _ratio(r, n) * ((c + 1) * inverse_rank_sum + pair_rate * offset_sum)
 
 
+def _block_precision_sum(x, gap, s, c, harmonic_at):
+    """Sum of precisions at ranks s + gap + 1 .. s + gap + x, all relevant, after c relevant items:
+    sum_i (c + i) / (s + gap + i) = x - (s + gap - c) sum_i 1 / (s + gap + i)."""
+    offset = s + gap
+    return x - (offset - c) * (harmonic_at(offset + x) - harmonic_at(offset))
+
+
+def _rank_relevance(n_items, n_relevant, k, ties, weight):
+    """Per rank 1..k, the relevant items there under ``ties`` (optimistic: relevant first in every
+    group; pessimistic: last; expected: the chance r / n at each of a group's ranks), each query's
+    weighted by ``weight`` and summed over queries.
+
+    Per (query, group) the relevance is constant over one range of ranks, so it is summed as
+    +value at the range's start and -value at its end, accumulated over ranks.
+    """
+    start = np.cumsum(n_items, axis=1) - n_items
+    if ties == "optimistic":
+        low, high, value = start, start + n_relevant, 1.0
+    elif ties == "pessimistic":
+        low, high, value = start + n_items - n_relevant, start + n_items, 1.0
+    else:
+        low, high, value = start, start + n_items, _ratio(n_relevant, n_items)
+    value = np.broadcast_to(value * weight, n_items.shape).ravel()
+    steps = np.bincount(np.minimum(low, k).ravel(), value, minlength=k + 1)
+    steps -= np.bincount(np.minimum(high, k).ravel(), value, minlength=k + 1)
+    return np.cumsum(steps[:k])
+
+
 # --- accumulation over chunks ------------------------------------------------------------------
 class _Totals:
-    """Per-query APs, and the curves summed over the queries that ``protocol`` averages."""
+    """Per-query APs, and the curves summed over every query (queries with no relevant item add
+    nothing to them, so only the number of averaged queries depends on ``no_relevant``)."""
 
-    def __init__(self, topk: int, n_bits: int, protocol: str):
-        self.topk, self.n_bits, self.protocol = topk, n_bits, protocol
-        self.n_relevant, self.ap, self.ap_tie_aware = [], [], []
+    def __init__(self, k: int, n_bits: int, convention: Convention):
+        self.k, self.n_bits, self.convention = k, n_bits, convention
+        self.n_relevant: list[np.ndarray] = []
+        self.aps: dict[str, list[np.ndarray]] = {}
         self.curve_sums: dict[str, np.ndarray] = {}
 
     def add(self, chunk: ChunkScores) -> None:
         self.n_relevant.append(chunk.n_relevant)
-        self.ap.append(chunk.ap)
-        self.ap_tie_aware.append(chunk.ap_tie_aware)
-        averaged = self._averaged(chunk.n_relevant)
-        for name, values in chunk.curves.items():
-            self.curve_sums[name] = self.curve_sums.get(name, 0.0) + values[averaged].sum(axis=0)
-
-    def _averaged(self, n_relevant: np.ndarray) -> np.ndarray:
-        return np.ones_like(n_relevant, bool) if self.protocol == "deephash" else n_relevant > 0
+        for name, values in chunk.ap.items():
+            self.aps.setdefault(name, []).append(values)
+        for name, values in chunk.curve_sums.items():
+            self.curve_sums[name] = self.curve_sums.get(name, 0.0) + values
 
     def scores(self) -> Scores:
         n_relevant = np.concatenate(self.n_relevant)
+        aps = {name: np.concatenate(parts) for name, parts in self.aps.items()}
         counted = n_relevant > 0
-        ap, ap_tie_aware = np.concatenate(self.ap), np.concatenate(self.ap_tie_aware)
-        averaged = self._averaged(n_relevant)
+        averaged = counted if self.convention.no_relevant == "skip" else np.ones_like(counted)
         n_averaged = int(averaged.sum())
         with np.errstate(invalid="ignore", divide="ignore"):  # no query averaged: NaN curves
             curves = {name: total / n_averaged for name, total in self.curve_sums.items()}
         return Scores(
-            protocol=self.protocol,
-            topk=self.topk,
+            convention=self.convention,
+            topk=self.k,
+            map=_mean(aps["chosen"][averaged]),
+            map_range=(_mean(aps["pessimistic"][averaged]), _mean(aps["optimistic"][averaged])),
             maps={
-                "official": _mean(ap[counted]),
-                "deephash": _mean(ap),
-                "tie_aware": _mean(ap_tie_aware[counted]),
+                "official": _mean(aps["official"][counted]),
+                "deephash": _mean(aps["official"]),
+                "tie_aware": _mean(aps["tie_aware"][counted]),
             },
-            precision_curve=curves["precision"],
-            recall_curve=curves["recall"],
+            ap=np.where(averaged, aps["chosen"], np.nan),
+            precision_curve=np.cumsum(curves["rank_relevant"]) / np.arange(1, self.k + 1),
+            recall_curve=np.cumsum(curves["rank_recall"]),
             pr_curve={
                 "radius": np.arange(self.n_bits + 1),
                 "precision": curves["pr_precision"],
@@ -442,7 +610,6 @@ class _Totals:
             },
             n_queries=len(n_relevant),
             n_queries_skipped=int((~counted).sum()),
-            ap=np.where(averaged, ap_tie_aware if self.protocol == "tie_aware" else ap, np.nan),
         )
 
 
