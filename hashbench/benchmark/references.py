@@ -29,13 +29,11 @@ import numpy as np
 
 from hashbench.benchmark import store
 from hashbench.benchmark.config import canonical_json
+from hashbench.benchmark.metrics import Convention
 from hashbench.errors import HashbenchError
 
 RANDOM_CODES = "random codes"
 RAW_FEATURES = "raw features"
-#: protocol -> (normalise, ties, no_relevant), the conventions hashbench.evaluate applies
-PROTOCOL_CONVENTIONS = {"official": ("retrieved", "stable", "skip"), "deephash": ("retrieved", "stable", "zero"),
-                        "tie_aware": ("retrieved", "expected", "skip")}  # fmt: skip
 QUERY_CHUNK = 256  # queries per distance block: 256 x database float32 distances at a time
 
 
@@ -114,12 +112,12 @@ def raw_features_map(dataset, protocol: str, topk: int | None) -> float:
     query, database = dataset.query.features, dataset.database.features
     if query is None or database is None:
         raise Unavailable("the dataset has no features (images only)")
-    normalise, _, no_relevant = PROTOCOL_CONVENTIONS[protocol]
+    convention = Convention.resolve(protocol)
     ap = euclidean_average_precision(
         np.asarray(query, np.float32), np.asarray(database, np.float32), dataset.query.labels,
-        dataset.database.labels, topk, normalise,
+        dataset.database.labels, topk, convention.normalise,
     )  # fmt: skip
-    if no_relevant == "skip":
+    if convention.no_relevant == "skip":
         ap = ap[~np.isnan(ap)]
     return float(np.nan_to_num(ap).mean()) if len(ap) else float("nan")
 

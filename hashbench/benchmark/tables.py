@@ -63,7 +63,8 @@ from hashbench.benchmark.paper import (
     paper_seconds,
     variant_order,
 )
-from hashbench.benchmark.references import PROTOCOL_CONVENTIONS, RANDOM_CODES, RAW_FEATURES, References, Unavailable
+from hashbench.benchmark.metrics import Convention
+from hashbench.benchmark.references import RANDOM_CODES, RAW_FEATURES, References, Unavailable
 from hashbench.errors import UnknownNameError
 from hashbench.health import DEGENERATE_CONSTANT_BITS, DEGENERATE_DISTINCT_FRACTION, STAT_KEYS, describe_health, is_degenerate
 
@@ -345,8 +346,9 @@ def method_rows(frame: pd.DataFrame, *, by_device: bool = False, paper_methods=(
 # ----------------------------------------------------------------------------- captions
 def protocol_description(protocol: str) -> str:
     """'official protocol: normalise=retrieved, ties=stable, no_relevant=skip'."""
-    normalise, ties, no_relevant = PROTOCOL_CONVENTIONS[protocol]
-    return f"{protocol} protocol: normalise={normalise}, ties={ties}, no_relevant={no_relevant}"
+    convention = Convention.resolve(protocol)
+    return (f"{protocol} protocol: normalise={convention.normalise}, ties={convention.ties}, "
+            f"no_relevant={convention.no_relevant}")
 
 
 def metric_label(frame: pd.DataFrame, protocol: str) -> str:

@@ -20,13 +20,24 @@ def signs_dataset(rng, n_bits=8, n_query=40, n_database=300, classes=5):
     return HashingDataset("signs", split(10, "train"), split(n_query, "query"), split(n_database, "database"))
 
 
-@pytest.mark.parametrize("topk", [7, 1000])
+@pytest.mark.parametrize("topk", [7, 1000, None])
 @pytest.mark.parametrize("protocol", ["official", "deephash"])
 def test_raw_features_map_equals_hamming_map_on_sign_features(protocol, topk):
     dataset = signs_dataset(np.random.default_rng(1))
     expected = evaluate(dataset.query.features, dataset.database.features, dataset.query.labels,
                         dataset.database.labels, topk=topk, protocol=protocol).map  # fmt: skip
     assert references.raw_features_map(dataset, protocol, topk) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("normalise", ["retrieved", "min-r-k", "relevant"])
+def test_euclidean_ap_per_query_equals_hamming_ap_for_each_normalisation(normalise):
+    dataset = signs_dataset(np.random.default_rng(2))
+    query, database = dataset.query, dataset.database
+    expected = evaluate(query.features, database.features, query.labels, database.labels, topk=20,
+                        normalise=normalise, no_relevant="skip").ap  # fmt: skip
+    ours = references.euclidean_average_precision(query.features, database.features, query.labels, database.labels,
+                                                  20, normalise)  # fmt: skip
+    np.testing.assert_allclose(ours, expected, atol=1e-12)
 
 
 def test_euclidean_average_precision_by_hand():
