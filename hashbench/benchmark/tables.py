@@ -20,10 +20,10 @@ Conventions:
 - Best and second best per column are marked as in the paper (bold and underlined in LaTeX,
   ``**bold**`` and ``_italic_`` in Markdown, which has no underline), but only where a test says
   the difference is real (see :mod:`hashbench.benchmark.significance`): Wilcoxon's signed-rank
-  test over per-query AP for MAP, Welch's t-test over seeds for seconds. Cells tied for a place
-  share its mark and read ``≈``. A column with a cell the test cannot use (no per-query AP; fewer
-  than two seeds for seconds) is not marked, and a note says why. Paper columns are marked among
-  the paper's own rows by value, so they carry the paper's marks.
+  test over per-query AP for MAP, Welch's t-test over seeds (on log seconds) for seconds. Cells
+  tied for a place share its mark and read ``≈``. A column with a cell the test cannot use (no
+  per-query AP; fewer than two seeds for seconds) is not marked, and a note says why. Paper
+  columns are marked among the paper's own rows by value, so they carry the paper's marks.
 - Tables 3 and 5 end with two reference rows per dataset and code length, never marked: ``random
   codes`` (the floor) and ``raw features`` (exact Euclidean ranking), see
   :mod:`hashbench.benchmark.references`.
@@ -266,9 +266,9 @@ def _code_stats(frame: pd.DataFrame) -> list[dict]:
 
 
 def health_cell(group: pd.DataFrame | None, stat: str) -> Cell:
-    if group is None:
-        return Cell()
-    return seed_cell(group, stat)
+    """A code-health statistic: its mean over finished seeds (the MAP cell beside it gives n)."""
+    cell = Cell() if group is None else seed_cell(group, stat)
+    return replace(cell, values=(cell.mean,)) if cell.values else cell
 
 
 # ----------------------------------------------------------------------------- selecting records
@@ -545,7 +545,8 @@ def table4(results: pd.DataFrame, options: TableOptions = TableOptions()) -> Tab
 TEST_LEGENDS = {
     "ap": "our MAP columns only where Wilcoxon's signed-rank test over per-query AP (seeds pooled) finds the "
           "difference significant at 0.05",
-    "seconds": "our seconds only where Welch's t-test over seeds finds the difference significant at 0.05",
+    "seconds": "our seconds only where Welch's t-test over seeds (on log seconds) finds the difference significant "
+               "at 0.05",
 }  # fmt: skip
 
 
