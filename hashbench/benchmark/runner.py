@@ -243,8 +243,14 @@ def needs_rescore(record: dict, cell: Cell) -> bool:
 
 def finished_record(record: dict, path: Path, cell: Cell) -> dict:
     """A finished record as the cell wants it: rescored from its codes if the cell asks for
-    another protocol or top-k."""
-    return rescore_record(record, path, cell.protocol, cell.topk) if needs_rescore(record, cell) else record
+    another protocol or top-k, and relabelled if its experiment's role changed (a role is not part
+    of what a cell computes, so changing it in the config must not recompute the cell)."""
+    if needs_rescore(record, cell):
+        record = rescore_record(record, path, cell.protocol, cell.topk)
+    if record["spec"].get("role") != cell.role:
+        record = {**record, "spec": {**record["spec"], "role": cell.role}}
+        store.write_json_atomic(path, record)
+    return record
 
 
 def finished_twins(cells: list[Cell], out_dir: Path) -> dict[str, tuple[dict, Path]]:

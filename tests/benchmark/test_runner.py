@@ -117,6 +117,13 @@ def test_changed_topk_rescores_from_codes_without_retraining(tmp_path, toy_npz):
     assert store.load_records(tmp_path)[0]["spec"]["topk"] == 1000
 
 
+def test_a_changed_role_relabels_the_record_without_recomputing(tmp_path, toy_npz):
+    first = run_cells([toy_cell(toy_npz)], tmp_path, quiet=True)[0]
+    again = run_cells([toy_cell(toy_npz, role="ablation")], tmp_path, quiet=True)[0]
+    assert (first["spec"]["role"], again["spec"]["role"]) == ("main", "ablation")
+    assert again["started"] == first["started"] and store.load_records(tmp_path)[0]["spec"]["role"] == "ablation"
+
+
 def test_cells_that_compute_the_same_thing_run_once(tmp_path, toy_npz):
     config = write_config(tmp_path / "m.toml", f"""
 [defaults]
