@@ -12,11 +12,22 @@ from hashbench.codes import BinaryCodes
 from hashbench.datasets import load_dataset, save_dataset
 from hashbench.datasets.base import HashingDataset, Split
 from hashbench.errors import HashbenchError, InvalidInputError, NotFittedError, TrainingDivergedError
+from hashbench.checks import check_method
 from hashbench.hasher import Hasher
 from hashbench.health import code_stats
 from hashbench.registry import create_method, list_datasets, list_methods, load_plugin
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # the torch base is imported on first use, so `import hashbench` does not load torch
+    if name == "TorchHasher":
+        from hashbench.methods._torch import TorchHasher
+
+        return TorchHasher
+    raise AttributeError(f"module 'hashbench' has no attribute {name!r}")
+
 
 __all__ = [
     "BinaryCodes",
@@ -27,8 +38,10 @@ __all__ = [
     "NotFittedError",
     "Scores",
     "Split",
+    "TorchHasher",
     "TrainingDivergedError",
     "create_method",
+    "check_method",
     "code_stats",
     "evaluate",
     "list_datasets",

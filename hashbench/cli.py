@@ -8,6 +8,7 @@ parsed arguments. Errors a user can cause are printed as one line, never as a tr
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import json
 import sys
@@ -63,6 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--protocol", default="official", help="official (default) or deephash")
     evaluate.add_argument("--json", action="store_true", help="print all scores as JSON")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    check = subparsers.add_parser(
+        "check",
+        help="run the conformance suite on a method (built-in or --plugin)",
+        description="Train the method (its quick preset) on a small built-in dataset and check its "
+        "contracts: registration, parameters, named errors, schedule, time budget, callback, "
+        "determinism, per-item codes, code health, MAP above random codes, feature scale. Exit 0 "
+        "when every check passes, 1 otherwise, one line per failure.",
+    )
+    check.add_argument("method", help="a registered method name")
+    check.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE",
+        help="a hyper-parameter (repeatable); VALUE is read as a Python literal, else as a string",
+    )  # fmt: skip
+    check.set_defaults(func=cmd_check)
 
     for module in COMMAND_MODULES:
         importlib.import_module(module).add_commands(subparsers)
@@ -126,6 +142,26 @@ def cmd_evaluate(args) -> None:
         print(scores.summary())
 
 
+def cmd_check(args) -> int:
+    from hashbench.checks import check_method
+
+    failures = check_method(args.method, **dict(parse_param(text) for text in args.param))
+    for failure in failures:
+        print(f"FAIL {failure}")
+    print(f"{args.method}: {'all checks passed' if not failures else f'{len(failures)} check(s) failed'}")
+    return 1 if failures else 0
+
+
+def parse_param(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise HashbenchError(f"--param takes KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -134,15 +170,14 @@ def main(argv=None) -> int:
 
         for plugin in args.plugin:
             load_plugin(plugin)
-        args.func(args)
-    except (HashbenchError, ValueError, FileNotFoundError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"hashbench: error: {message}", file=sys.stderr)
+        status = args.func(args)
+        return status if isinstance(status, int) else 0
+    except HashbenchError as error:
+        print(f"hashbench: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hashbench: interrupted", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

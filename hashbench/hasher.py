@@ -5,7 +5,8 @@ Conventions follow scikit-learn: ``__init__`` only stores its arguments (so ``ge
 ``self``, learned attributes end in ``_``. A subclass declares its hyper-parameters as explicit
 keyword arguments of ``__init__`` and implements two hooks:
 
-- ``_fit(train: Split, callback)``: learn from the training split (never its labels);
+- ``_fit(train: Split, callback)``: learn from the training split (never its labels); an iterative
+  method calls ``callback(epoch, self)`` after each epoch (the base marks the model fitted first);
 - ``_encode(split: Split) -> array``: real-valued outputs (n, n_bits); the base class binarises
   them by sign (0 -> +1), so a method that thresholds elsewhere (e.g. at the mean) subtracts that
   threshold first.
@@ -35,6 +36,10 @@ class Hasher(BaseEstimator):
     citation: ClassVar[str] = ""
     #: largest code length the method supports for a given feature width; None = no limit
     max_bits_per_feature: ClassVar[int | None] = None
+    #: named training schedules (see ``TorchHasher``); a method with a schedule has "paper" and "quick"
+    presets: ClassVar[dict[str, dict]] = {}
+    #: a method without a schedule declares that it fits in seconds at the scale of the benchmarks
+    fast: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -66,9 +71,18 @@ class Hasher(BaseEstimator):
             self.n_features_in_ = split.features.shape[1] if split.features is not None else None
         if self.uses_aux:
             self.n_aux_in_ = split.aux.shape[1]
-        self._fit(split, callback)
+        self._fit(split, None if callback is None else self._fitted_callback(callback))
         self.is_fitted_ = True
         return self
+
+    def _fitted_callback(self, callback):
+        """``callback`` called with this model marked fitted, so it can encode mid-training."""
+
+        def on_epoch(epoch: int, hasher) -> None:
+            self.is_fitted_ = True
+            callback(epoch, hasher)
+
+        return on_epoch
 
     def encode(self, split) -> BinaryCodes:
         """Binary codes of every item of ``split`` (a Split or a plain feature matrix).

@@ -77,7 +77,11 @@ def load_plugin(path) -> None:
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # the plugin's own error, named with its file
+        del sys.modules[module_name]
+        raise InvalidInputError(f"plugin file {str(path)!r} failed to import: {type(error).__name__}: {error}") from error
 
 
 def method_class(name: str) -> type:

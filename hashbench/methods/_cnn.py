@@ -8,6 +8,7 @@ papers' replacement of fc8, and trains both. Frozen mode trains only the code la
 
 Presets name the training lengths: ``preset="paper"`` (the default) uses each paper's or release's
 values, ``preset="quick"`` a scaled-down schedule; an explicit argument overrides its preset value.
+Every image method trains with SGD (momentum 0.9) at ``lr`` with ``weight_decay``.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from hashbench._validation import check_choice, check_positive_int
+from hashbench._validation import check_choice
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
-from hashbench.methods._torch import TorchHasher, encode_in_batches
+from hashbench.methods._torch import TorchHasher, Update, encode_in_batches
 
 THRESHOLDS = ("mean", "bit-mean")
 ENCODE_BATCH = 256
@@ -54,12 +55,11 @@ class CodeNetwork(nn.Module):
 
 
 class CNNHasher(TorchHasher):
-    """Base of the image methods; subclasses store ``frozen_backbone``, ``preset`` and the
-    preset-able hyper-parameters named in ``presets`` (None = take the preset's value)."""
+    """Base of the image methods; subclasses store ``frozen_backbone``, ``preset``, ``lr``,
+    ``weight_decay`` and the preset-able hyper-parameters named in ``presets`` (None = take the
+    preset's value), and build ``network_`` with :meth:`_build_network` in ``_build``."""
 
     input_kind = "images"
-    #: preset name -> {hyper-parameter: value}; every preset names the same hyper-parameters
-    presets: ClassVar[dict[str, dict]] = {}
     #: binarise at the mean activation (a ``threshold`` hyper-parameter says which) or at 0
     thresholds_at_mean: ClassVar[bool] = True
 
@@ -84,29 +84,30 @@ class CNNHasher(TorchHasher):
         return lambda indices: load_images(split, indices, self.device_)
 
     # --- settings --------------------------------------------------------------------------------
-    def _resolve_settings(self) -> dict:
-        """The preset's values with explicit arguments on top (kept as ``settings_``); also checks
-        the hyper-parameters every image method shares."""
-        self.settings_ = self._preset_values(self.presets)
-        for key in ("epochs", "batch_size"):
-            check_positive_int(self.settings_[key], key)
+    def _resolve_settings(self, train) -> dict:
+        settings = super()._resolve_settings(train)
         if self.thresholds_at_mean:
             check_choice(self.threshold, THRESHOLDS, "threshold")
-        return self.settings_
+        return settings
 
     # --- network ---------------------------------------------------------------------------------
     def _build_network(self, train: Split, activation: nn.Module) -> CodeNetwork:
-        """The trainable network on ``self.device_``, also listed in ``networks_``."""
+        """The trainable network on ``device_``, kept as ``network_`` (its parts in ``networks_``)."""
         if self.frozen_backbone:
             backbone, n_features = None, train.features.shape[1]
         else:
             backbone = train.images.backbone()
             n_features = self._feature_width(backbone, train)
-        network = CodeNetwork(backbone, n_features, self.n_bits, activation).to(self.device_)
-        self.networks_ = {"code_layer": network.code_layer}
+        self.network_ = CodeNetwork(backbone, n_features, self.n_bits, activation).to(self.device_)
+        self.networks_ = {"code_layer": self.network_.code_layer}
         if backbone is not None:
             self.networks_["backbone"] = backbone
-        return network
+        return self.network_
+
+    def _training_outputs(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's inputs (images or features) for training items ``rows``, and its outputs."""
+        inputs = self._batch_inputs(self._train)(rows.numpy())
+        return inputs, self.network_(inputs)
 
     def _feature_width(self, backbone: nn.Module, train: Split) -> int:
         if train.features is not None:
@@ -114,9 +115,12 @@ class CNNHasher(TorchHasher):
         with torch.no_grad():
             return backbone.eval()(load_images(train, [0], torch.device("cpu"))).shape[1]
 
-    def _optimizer(self, network: CodeNetwork, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
+    def _updates(self) -> list[Update]:
         """SGD with momentum 0.9 (the DeepBit release's Caffe solver), for all three methods."""
-        return torch.optim.SGD(network.parameters(), lr=learning_rate, momentum=0.9, weight_decay=weight_decay)
+        optimiser = torch.optim.SGD(
+            self.network_.parameters(), lr=self.settings_["lr"], momentum=0.9, weight_decay=self.weight_decay
+        )
+        return [Update(optimiser, self._objective)]
 
     # --- outputs ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -137,20 +141,10 @@ class CNNHasher(TorchHasher):
                 lambda idx: backbone(load_images(train, idx, self.device_)), len(train), ENCODE_BATCH
             )
 
-    def _train_network(self, n_epochs: int, run_epoch: Callable[[int], dict], train: Split, callback) -> None:
-        """``_train_epochs`` on ``network_``; the threshold is refitted before each callback (so
-        the runner can encode mid-training) and after the last epoch."""
-
-        def with_threshold(epoch: int, hasher) -> None:
-            self._fit_threshold(train)
-            callback(epoch, hasher)
-
-        self._train_epochs(n_epochs, run_epoch, [self.network_], None if callback is None else with_threshold)
-        self._fit_threshold(train)
-
-    def _fit_threshold(self, train: Split) -> None:
+    def _ready_to_encode(self, train: Split) -> None:
         """Store the binarisation threshold: the mean code-layer activation on the training items
         over all bits ("mean") or per bit ("bit-mean"); 0 for methods that take the sign."""
+        super()._ready_to_encode(train)
         if not self.thresholds_at_mean:
             self.threshold_ = np.zeros(self.n_bits, dtype=np.float32)
             return

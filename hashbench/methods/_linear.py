@@ -104,6 +104,8 @@ class ProjectionHasher(Hasher):
     A subclass sets ``mean_`` (d,) and ``projection_`` (d, n_bits) in ``_fit``; ``_inputs`` says
     which matrix the method reads (the features, unless overridden)."""
 
+    fast = True
+
     def _inputs(self, split, rows: slice = slice(None)) -> np.ndarray:
         return split.features[rows]
 

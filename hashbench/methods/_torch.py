@@ -1,25 +1,49 @@
-"""Training machinery shared by every torch method: device, seeding, the epoch loop (with the
-runner's epoch callback, loss history and NaN detection), mini-batches and batched encoding.
+"""The training loop every torch method shares: settings, seeding, device, epochs of mini-batches,
+NaN detection, progress, loss history and the runner's epoch callback.
 
-A torch method subclasses :class:`TorchHasher`, builds its networks in ``_fit`` after calling
-``self._start_training()``, and runs ``self._train_epochs(n_epochs, run_epoch, modules, callback)``
-where ``run_epoch(epoch)`` trains one epoch and returns the mean of each loss term as tensors or
-floats. Subclasses keep their networks in a ``networks_`` dict (for ``n_parameters``) and may
-resolve named presets of epochs and batch sizes with ``_preset_values``. Epoch progress bars
-honour tqdm's ``TQDM_DISABLE`` environment variable.
+:class:`TorchHasher` owns ``fit``. In order it
+
+1. resolves the settings (``settings_``, every hyper-parameter's value in force): a
+   hyper-parameter left None takes the value of the named preset (``presets[preset]``,
+   ``preset="paper"`` by default and ``"quick"`` for short runs), one given explicitly wins;
+   then they are validated;
+2. seeds torch (layer initialisation draws from its global generator) and makes ``generator_``,
+   from which every later random choice (data order, priors, noise) is drawn;
+3. calls ``_build(train)``: the method creates its networks (listed in ``networks_``, on
+   ``device_``) and prepares the training data it needs (the split itself is ``_train`` while
+   fitting);
+4. calls ``_updates()``: the optimisers, each with the objective it minimises (one Adam over all
+   parameters at ``lr`` minimising the sum of the loss terms, unless the method says otherwise);
+5. runs ``_n_epochs()`` epochs with a progress bar (tqdm; ``TQDM_DISABLE=1`` silences it). An
+   epoch is ``_epoch(epoch)``: by default mini-batches of ``settings_["batch_size"]`` rows over the
+   training items, each ``_batch_step(rows)``: the loss terms ``_loss_terms(rows)`` (a dict of
+   named scalars), then one step of every update. A non-finite term stops training with an error
+   naming the epoch and the term, before any step uses it. Methods whose schedule is not epochs
+   of mini-batches (alternations, stages) override ``_epoch`` alone;
+6. keeps each epoch's mean loss terms in ``history_`` and, when the runner passed a callback,
+   calls ``_ready_to_encode(train)`` then ``callback(epoch, self)`` with a model that encodes.
+
+A method therefore writes ``presets``, ``_build`` and ``_loss_terms`` (and ``_encode``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hashbench._validation import check_choice
+from hashbench._validation import check_choice, check_positive_int
 from hashbench.errors import InvalidInputError, NotFittedError, TrainingDivergedError
 from hashbench.hasher import Hasher
+
+#: settings every method checks the same way when it has them
+POSITIVE_INT_SETTINGS = ("epochs", "batch_size")
+POSITIVE_FLOAT_SETTINGS = ("lr",)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -50,23 +74,126 @@ def check_finite_terms(terms: dict[str, torch.Tensor], epoch: int, method: str) 
         check_finite_losses({key: float(value.detach()) for key, value in terms.items()}, epoch, method)
 
 
+def check_positive_number(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value > 0:
+        raise InvalidInputError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Update:
+    """One step of ``optimiser`` per mini-batch on ``objective(loss_terms)``."""
+
+    optimiser: torch.optim.Optimizer
+    objective: Callable[[dict[str, torch.Tensor]], torch.Tensor]
+
+    def step(self, terms: dict[str, torch.Tensor]) -> None:
+        optimiser_step(self.optimiser, self.objective(terms))
+
+
 class TorchHasher(Hasher):
     """Base class of the torch methods (see the module docstring)."""
 
-    def _start_training(self) -> torch.Generator:
-        """Seed torch's global RNG (layer initialisation draws from it) and return a generator
-        for data order, dropout-free sampling and priors; everything random flows from ``seed``."""
+    #: preset name -> {hyper-parameter: value}; every preset names the same hyper-parameters,
+    #: each of which is an ``__init__`` argument whose default is None
+    presets: ClassVar[dict[str, dict]] = {}
+
+    # --- the loop --------------------------------------------------------------------------------
+    def _fit(self, train, callback) -> None:
+        self.settings_ = self._resolve_settings(train)
         self.device_ = resolve_device(self.device)
         torch.manual_seed(self.seed)
+        self.generator_ = torch.Generator().manual_seed(self.seed)
         self.history_ = []
-        return torch.Generator().manual_seed(self.seed)
+        with self._fitting(train):
+            self._build(train)
+            self.updates_ = self._updates()
+            for epoch in tqdm(range(1, self._n_epochs() + 1), desc=self.name, unit="epoch", leave=False, disable=None):
+                self._run_epoch(epoch, callback)
+            self._ready_to_encode(train)
 
-    def _preset_values(self, presets: dict[str, dict]) -> dict:
-        """Settings of the preset named by ``self.preset``; a hyper-parameter given explicitly
-        (not None) overrides the preset's value for it. Every key must be a hyper-parameter."""
-        chosen = presets[check_choice(self.preset, presets, "preset")]
-        return {key: value if getattr(self, key) is None else getattr(self, key) for key, value in chosen.items()}
+    @contextmanager
+    def _fitting(self, train):
+        """``_train`` (the split being fitted) and its tensors for the hooks, for the duration of
+        the block only: a fitted model keeps no training data it does not encode with."""
+        self._train, self._train_tensors = train, {}
+        try:
+            yield
+        finally:
+            del self._train, self._train_tensors
 
+    def _run_epoch(self, epoch: int, callback) -> None:
+        for module in self.networks_.values():
+            module.train()
+        terms = {key: float(value) for key, value in self._epoch(epoch).items()}
+        check_finite_losses(terms, epoch, self.name)
+        self.history_.append({"epoch": epoch, **terms})
+        if callback is not None:
+            self._ready_to_encode(self._train)
+            callback(epoch, self)
+
+    def _resolve_settings(self, train) -> dict:
+        """Every hyper-parameter's value in force: the preset's values for those left None, the
+        given value otherwise; validated. Methods with more to check extend this (super first)."""
+        settings = self.get_params(deep=False)
+        if self.presets:
+            chosen = self.presets[check_choice(self.preset, self.presets, "preset")]
+            settings.update({key: value for key, value in chosen.items() if settings[key] is None})
+        for key in POSITIVE_INT_SETTINGS:
+            if key in settings:
+                check_positive_int(settings[key], key)
+        for key in POSITIVE_FLOAT_SETTINGS:
+            if key in settings:
+                check_positive_number(settings[key], key)
+        return settings
+
+    def _n_epochs(self) -> int:
+        return self.settings_["epochs"]
+
+    def _epoch(self, epoch: int) -> dict[str, torch.Tensor]:
+        return self._batch_epoch(len(self._train), self.settings_["batch_size"], self._batch_step, epoch)
+
+    def _batch_epoch(
+        self, n: int, batch_size: int, step: Callable[[torch.Tensor, int], dict[str, torch.Tensor]], epoch: int
+    ) -> dict[str, torch.Tensor]:
+        """``step(rows, epoch)`` over shuffled mini-batches of ``range(n)``; the mean of each term."""
+        sums, n_batches = {}, 0
+        for rows in minibatches(n, batch_size, self.generator_):
+            for key, value in step(rows, epoch).items():
+                sums[key] = sums.get(key, 0.0) + value.detach()
+            n_batches += 1
+        return {key: value / n_batches for key, value in sums.items()}
+
+    def _batch_step(self, rows: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
+        terms = self._loss_terms(rows)
+        check_finite_terms(terms, epoch, self.name)
+        for update in self.updates_:
+            update.step(terms)
+        return terms
+
+    # --- hooks -----------------------------------------------------------------------------------
+    def _build(self, train) -> None:
+        """Create the networks (``networks_``, on ``device_``) and keep what ``_loss_terms`` reads."""
+        raise NotImplementedError
+
+    def _loss_terms(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named loss terms of the training items ``rows`` (a tensor of indices)."""
+        raise NotImplementedError
+
+    def _updates(self) -> list[Update]:
+        parameters = [p for module in self.networks_.values() for p in module.parameters()]
+        return [Update(torch.optim.Adam(parameters, lr=self.settings_["lr"]), self._objective)]
+
+    def _objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss minimised: the sum of the terms (methods weigh them in ``_loss_terms`` or here)."""
+        return sum(terms.values())
+
+    def _ready_to_encode(self, train) -> None:
+        """Anything encode needs after an epoch (e.g. a threshold fitted on the training items)."""
+        for module in self.networks_.values():
+            module.eval()
+
+    # --- helpers ---------------------------------------------------------------------------------
     def n_parameters(self) -> dict[str, int]:
         """Parameter count of each network of the fitted model, by name (``networks_``)."""
         if not hasattr(self, "networks_"):
@@ -76,24 +203,19 @@ class TorchHasher(Hasher):
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device_)
 
-    def _train_epochs(
-        self,
-        n_epochs: int,
-        run_epoch: Callable[[int], dict],
-        modules: list[torch.nn.Module],
-        callback=None,
-    ) -> None:
-        """Run ``n_epochs`` epochs; record mean losses in ``history_``; stop on NaN/inf losses;
-        call ``callback(epoch, self)`` after each epoch with the model usable by ``encode``."""
-        for epoch in tqdm(range(1, n_epochs + 1), desc=self.name, unit="epoch", leave=False, disable=None):
-            for module in modules:
-                module.train()
-            terms = {k: float(v) for k, v in run_epoch(epoch).items()}
-            check_finite_losses(terms, epoch, self.name)
-            self.history_.append({"epoch": epoch, **terms})
-            if callback is not None:
-                self.is_fitted_ = True
-                callback(epoch, self)
+    def _train_tensor(self, *path: str) -> torch.Tensor:
+        """An array of the split being fitted on ``device_`` as float32, converted once per fit:
+        ``_train_tensor("features")``, ``_train_tensor("web", "labels")``."""
+        if path not in self._train_tensors:
+            array = self._train
+            for name in path:
+                array = getattr(array, name)
+            self._train_tensors[path] = self._tensor(array)
+        return self._train_tensors[path]
+
+    def _uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """U(0, 1) samples drawn from ``generator_`` (on the CPU, so runs match across devices)."""
+        return torch.rand(shape, generator=self.generator_).to(self.device_)
 
 
 def optimiser_step(optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -101,32 +223,6 @@ def optimiser_step(optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
-
-
-def run_batches(
-    batches: Iterable[torch.Tensor],
-    loss_terms: Callable[[torch.Tensor], dict[str, torch.Tensor]],
-    steps: list[tuple[torch.optim.Optimizer, Callable[[dict], torch.Tensor]]],
-    *,
-    epoch: int,
-    method: str,
-) -> dict[str, torch.Tensor]:
-    """One training epoch over ``batches``; the mean of each loss term.
-
-    For each batch of row indices, ``terms = loss_terms(rows)``; a non-finite term stops training
-    before any step uses it, so the error names the term that diverged first (later terms would
-    all be NaN). Then, for each ``(optimiser, total)`` in ``steps``, one step on ``total(terms)``.
-    """
-    sums, n_batches = {}, 0
-    for rows in batches:
-        terms = loss_terms(rows)
-        check_finite_terms(terms, epoch, method)
-        for optimiser, total in steps:
-            optimiser_step(optimiser, total(terms))
-        for key, value in terms.items():
-            sums[key] = sums.get(key, 0.0) + value.detach()
-        n_batches += 1
-    return {key: value / n_batches for key, value in sums.items()}
 
 
 def minibatches(n: int, batch_size: int, generator: torch.Generator, *, shuffle: bool = True) -> Iterator[torch.Tensor]:

@@ -18,7 +18,7 @@ Free choices (default):
 - ``preset="paper"``: the release's CIFAR-10 schedule in epochs of 50,000 images: stage 1 50,000
   iterations of 32 images = 32 ``epochs``, stage 2 5,000 iterations of 30 pairs = 3
   ``rotation_epochs``, ``batch_size=32``; ``preset="quick"``: 6 + 1 epochs of 64 images;
-- ``learning_rate=1e-3`` (stage 1, divided by 10 halfway), stage 2 at a tenth of it; SGD,
+- ``lr=1e-3`` (stage 1, divided by 10 halfway), stage 2 at a tenth of it; SGD,
   momentum 0.9, ``weight_decay=5e-4`` (release solvers);
 - the code layer starts from torch's default initialisation (the release drew N(0, 0.01^2)
   weights and zero biases, which left more constant bits in our trials);
@@ -46,7 +46,6 @@ from torchvision.transforms.v2.functional import rotate
 from hashbench._validation import check_choice
 from hashbench.datasets.base import Split
 from hashbench.methods._cnn import CNNHasher
-from hashbench.methods._torch import minibatches, run_batches
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
 ROTATION_ANGLES = (-10.0, -5.0, 0.0, 5.0, 10.0)
@@ -97,7 +96,7 @@ class DeepBit(CNNHasher):
         epochs: int | None = None,
         rotation_epochs: int | None = None,
         batch_size: int | None = None,
-        learning_rate: float = 1e-3,
+        lr: float = 1e-3,
         weight_decay: float = 5e-4,
         rotation_weight: float = 1e-3,
         activation: str = "relu",
@@ -109,57 +108,43 @@ class DeepBit(CNNHasher):
         self.epochs = epochs
         self.rotation_epochs = rotation_epochs
         self.batch_size = batch_size
-        self.learning_rate = learning_rate
+        self.lr = lr
         self.weight_decay = weight_decay
         self.rotation_weight = rotation_weight
         self.activation = activation
         self.threshold = threshold
 
-    def _fit(self, train: Split, callback) -> None:
-        settings = self._resolve_settings()
-        generator = self._start_training()
+    def _build(self, train: Split) -> None:
         check_choice(self.activation, ACTIVATIONS, "activation")
-        self.network_ = network = self._build_network(train, ACTIVATIONS[self.activation]())
-        inputs = self._batch_inputs(train)
-        stage1 = settings["epochs"]
-        stage2 = 0 if self.frozen_backbone else settings["rotation_epochs"]
-        optimizer = self._optimizer(network, self.learning_rate, self.weight_decay)
+        self._build_network(train, ACTIVATIONS[self.activation]())
+        self.rotating_ = False
 
-        def run_epoch(epoch: int) -> dict:
-            # the release's step decay: a tenth of the rate from halfway through stage 1 on
-            decayed = epoch > max(1, stage1 // 2)
-            for group in optimizer.param_groups:
-                group["lr"] = self.learning_rate / 10 if decayed else self.learning_rate
+    def _n_epochs(self) -> int:
+        return self.settings_["epochs"] + (0 if self.frozen_backbone else self.settings_["rotation_epochs"])
 
-            def loss_terms(indices: torch.Tensor) -> dict:
-                images = inputs(indices.numpy())
-                activations = network(images)
-                terms = self._loss_terms(activations)
-                if epoch > stage1:
-                    terms = self._add_rotation_terms(network, images, activations, terms, generator)
-                return terms
+    def _epoch(self, epoch: int) -> dict:
+        stage1 = self.settings_["epochs"]
+        # the release's step decay: a tenth of the rate from halfway through stage 1 on
+        decayed = epoch > max(1, stage1 // 2)
+        for group in self.updates_[0].optimiser.param_groups:
+            group["lr"] = self.settings_["lr"] / 10 if decayed else self.settings_["lr"]
+        self.rotating_ = epoch > stage1
+        return super()._epoch(epoch)
 
-            batches = minibatches(len(train), settings["batch_size"], generator)
-            return run_batches(batches, loss_terms, [(optimizer, self._total)], epoch=epoch, method=self.name)
-
-        self._train_network(stage1 + stage2, run_epoch, train, callback)
-
-    def _total(self, terms: dict) -> torch.Tensor:
-        weighted = {k: self.rotation_weight * v if k == "rotation" else v for k, v in terms.items()}
-        return sum(weighted.values())
-
-    @staticmethod
-    def _loss_terms(activations: torch.Tensor) -> dict:
-        return {"quantization": quantization_loss(activations), "even_distribution": even_distribution_loss(activations)}
-
-    @staticmethod
-    def _add_rotation_terms(network, images, activations, terms: dict, generator) -> dict:
-        """Stage 2: the losses of a rotated copy of each image and the rotation-invariance loss."""
-        choice = torch.randint(len(ROTATION_ANGLES), (len(images),), generator=generator)
+    def _loss_terms(self, rows: torch.Tensor) -> dict:
+        images, activations = self._training_outputs(rows)
+        terms = {"quantization": quantization_loss(activations), "even_distribution": even_distribution_loss(activations)}
+        if not self.rotating_:
+            return terms
+        # stage 2: the losses of a rotated copy of each image and the rotation-invariance loss
+        choice = torch.randint(len(ROTATION_ANGLES), (len(images),), generator=self.generator_)
         angles = torch.tensor(ROTATION_ANGLES)[choice].to(images.device)
-        rotated = network(rotate_each(images, angles))
+        rotated = self.network_(rotate_each(images, angles))
         return {
             "quantization": terms["quantization"] + quantization_loss(rotated),
             "even_distribution": terms["even_distribution"] + even_distribution_loss(rotated),
             "rotation": rotation_loss(activations, rotated, angles),
         }
+
+    def _objective(self, terms: dict) -> torch.Tensor:
+        return sum(self.rotation_weight * v if k == "rotation" else v for k, v in terms.items())

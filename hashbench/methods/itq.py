@@ -64,7 +64,6 @@ class ITQ(ProjectionHasher):
                 self.quantization_loss_[iteration] = np.square(codes - rotated).sum()
             self.projection_ = components @ rotation
             if callback is not None:
-                self.is_fitted_ = True
                 callback(iteration + 1, self)
         self.rotation_ = rotation
 

@@ -39,12 +39,12 @@ Table 5 ablations (hyper-parameters, not copies of the class)
   r -> hidden -> d with ReLU).
 
 Presets (``preset``; explicit arguments win, a None argument takes the preset's value)
-- None or "coco": lambda1 = 100, lambda2 = 1, lambda3 = 1, k = 1, lr = 1e-4, 300 epochs, batch 1024,
+- "paper" (default), also named "coco": lambda1 = 100, lambda2 = 1, lambda3 = 1, k = 1, lr = 1e-4, 300 epochs, batch 1024,
   hidden 1024 (Section 4.2, Table 1);
 - "nuswide": as "coco" but lambda3 = 0.1, batch 2048, hidden 2048;
 - "quick": as "coco" but 10 epochs, batch 256, hidden 256: for smoke runs and tests, not results.
-``mu``, ``sigma``, ``dropout`` and ``generator_steps`` default per variant (above). The resolved
-values are fitted attributes with a trailing underscore (``lambda1_``, ``epochs_``, ``mu_``, ...).
+``mu``, ``sigma``, ``dropout`` and ``generator_steps`` default per variant (above). The values in
+force are the fitted ``settings_`` dict (``settings_["lambda1"]``, ``settings_["mu"]``, ...).
 
 Encoding (``encode_mode``)
 - "inductive" (default): each item is encoded against a fixed reference set of ``n_reference``
@@ -80,6 +80,7 @@ Free choices the paper leaves open, and the defaults taken here
 from __future__ import annotations
 
 from collections import defaultdict
+from operator import itemgetter
 
 import numpy as np
 import torch
@@ -96,20 +97,15 @@ from hashbench.methods._lagnh_net import (
     cosine,
     discriminator,
 )
-from hashbench.methods._torch import (
-    TorchHasher,
-    check_finite_terms,
-    encode_in_batches,
-    minibatches,
-    optimiser_step,
-)
+from hashbench.methods._torch import TorchHasher, Update, check_finite_terms, encode_in_batches
 
+COCO = dict(lambda1=100.0, lambda2=1.0, lambda3=1.0, k=1.0, lr=1e-4, epochs=300, batch_size=1024, hidden=1024)
 PRESETS = {
-    "coco": dict(lambda1=100.0, lambda2=1.0, lambda3=1.0, k=1.0, lr=1e-4, epochs=300, batch_size=1024, hidden=1024),
+    "paper": COCO,
+    "coco": COCO,
     "nuswide": dict(lambda1=100.0, lambda2=1.0, lambda3=0.1, k=1.0, lr=1e-4, epochs=300, batch_size=2048, hidden=2048),
     "quick": dict(lambda1=100.0, lambda2=1.0, lambda3=1.0, k=1.0, lr=1e-4, epochs=10, batch_size=256, hidden=256),
 }
-DEFAULT_PRESET = "coco"
 VARIANTS = {
     "paper": dict(rules=PAPER_RULES, mu=1.0, sigma="median", dropout=0.0, generator_steps=1),
     "released": dict(rules=RELEASED_RULES, mu=0.0, sigma=1.0, dropout=0.5, generator_steps=5),
@@ -128,6 +124,7 @@ class LAGNH(TorchHasher):
     input_kind = "features"
     uses_aux = True
     citation = "Cui, Zhu, Li, Cheng, Zhang, ACM MM 2021"
+    presets = PRESETS
 
     def __init__(
         self,
@@ -136,7 +133,7 @@ class LAGNH(TorchHasher):
         seed: int = 0,
         device: str = "cpu",
         variant: str = "paper",
-        preset: str | None = None,
+        preset: str = "paper",
         use_aux: bool = True,
         attention: bool = True,
         gcn_graph: str = "augmented",
@@ -187,33 +184,29 @@ class LAGNH(TorchHasher):
         return super().fit(train, y, callback=callback)
 
     # --- settings --------------------------------------------------------------------------------
-    def _resolve_settings(self, n_train: int) -> None:
-        """Validate every hyper-parameter and store the values in force as ``name_`` attributes."""
+    def _resolve_settings(self, train) -> dict:
+        """The preset's and the variant's values for the hyper-parameters left None, validated."""
         check_choice(self.variant, VARIANTS, "variant")
-        preset = check_choice(DEFAULT_PRESET if self.preset is None else self.preset, PRESETS, "preset")
+        settings = super()._resolve_settings(train)
         check_choice(self.gcn_graph, GCN_GRAPHS, "gcn_graph")
         check_choice(self.recon_target, RECON_TARGETS, "recon_target")
         check_choice(self.encode_mode, ENCODE_MODES, "encode_mode")
         variant = VARIANTS[self.variant]
         self.rules_ = variant["rules"]
-        self.preset_ = preset
-        for key, default in {**PRESETS[preset], **{k: v for k, v in variant.items() if k != "rules"}}.items():
-            value = getattr(self, key)
-            setattr(self, f"{key}_", default if value is None else value)
+        settings.update({key: value for key, value in variant.items() if key != "rules" and settings[key] is None})
         for key in ("lambda1", "lambda2", "lambda3", "k", "mu", "dropout"):
-            check_non_negative(getattr(self, f"{key}_"), key)
-        if not float(self.lr_) > 0:
-            raise InvalidInputError(f"lr must be a number > 0, got {self.lr_!r}")
-        if self.dropout_ >= 1:
-            raise InvalidInputError(f"dropout must be in [0, 1), got {self.dropout_!r}")
-        if self.sigma_ != "median" and not (isinstance(self.sigma_, (int, float)) and self.sigma_ > 0):
-            raise InvalidInputError(f"sigma must be a number > 0 or 'median', got {self.sigma_!r}")
-        for key in ("epochs", "batch_size", "hidden", "generator_steps"):
-            check_positive_int(getattr(self, f"{key}_"), key)
-        check_positive_int(self.proj_dim, "proj_dim")
-        self.n_reference_ = min(n_train, self.batch_size_ if self.n_reference is None else self.n_reference)
-        check_positive_int(self.n_reference_, "n_reference")
+            check_non_negative(settings[key], key)
+        if settings["dropout"] >= 1:
+            raise InvalidInputError(f"dropout must be in [0, 1), got {settings['dropout']!r}")
+        sigma = settings["sigma"]
+        if sigma != "median" and not (isinstance(sigma, (int, float)) and sigma > 0):
+            raise InvalidInputError(f"sigma must be a number > 0 or 'median', got {sigma!r}")
+        for key in ("hidden", "generator_steps", "proj_dim"):
+            check_positive_int(settings[key], key)
+        settings["n_reference"] = min(len(train), settings["batch_size"] if self.n_reference is None else self.n_reference)
+        check_positive_int(settings["n_reference"], "n_reference")
         self._resolve_ablation()
+        return settings
 
     def _resolve_ablation(self) -> None:
         """Which graph the GCN reads and which one L_recons rebuilds, after ``use_aux``."""
@@ -229,33 +222,24 @@ class LAGNH(TorchHasher):
         self.recon_graph_ = recon_graphs.get(self.recon_target)  # None: features are reconstructed
 
     # --- training --------------------------------------------------------------------------------
-    def _fit(self, train, callback) -> None:
-        self._resolve_settings(len(train))
-        generator_rng = self._start_training()
-        features = self._tensor(train.features)
-        aux = self._tensor(train.aux) if self.use_aux else None
-        reference = self._rng().choice(len(train), self.n_reference_, replace=False)
-        self.reference_features_ = train.features[np.sort(reference)]
-        self.reference_aux_ = train.aux[np.sort(reference)] if self.use_aux else None
-
+    def _build(self, train) -> None:
+        reference = np.sort(self._rng().choice(len(train), self.settings_["n_reference"], replace=False))
+        self.reference_features_ = train.features[reference]
+        self.reference_aux_ = train.aux[reference] if self.use_aux else None
         net = self._build_generator(train.features.shape[1], train.aux.shape[1] if self.use_aux else None)
-        critic = discriminator(self.n_bits).to(self.device_)
-        self.networks_ = {"generator": net, "discriminator": critic}
-        optimisers = (torch.optim.Adam(net.parameters(), lr=self.lr_), torch.optim.Adam(critic.parameters(), lr=self.lr_))
+        self.networks_ = {"generator": net, "discriminator": discriminator(self.n_bits).to(self.device_)}
 
-        def run_epoch(epoch: int) -> dict:
-            sums, steps = defaultdict(float), 0
-            for batch in minibatches(len(train), self.batch_size_, generator_rng):
-                batch = batch.to(self.device_)
-                x, y = features[batch], None if aux is None else aux[batch]
-                for term, value in self._train_batch(x, y, optimisers, generator_rng, epoch).items():
-                    sums[term] = sums[term] + value
-                steps += 1
-            return {term: total / steps for term, total in sums.items()}
-
-        self._train_epochs(self.epochs_, run_epoch, [net, critic], callback)
-        net.eval()
-        critic.eval()
+    def _updates(self) -> list[Update]:
+        """The discriminator's Adam (Eq. 10), then the generator's (Eq. 12), both at ``lr``."""
+        net, critic = self.networks_["generator"], self.networks_["discriminator"]
+        weights = self.loss_weights()
+        return [
+            Update(torch.optim.Adam(critic.parameters(), lr=self.settings_["lr"]), itemgetter("discriminator")),
+            Update(
+                torch.optim.Adam(net.parameters(), lr=self.settings_["lr"]),
+                lambda terms: sum(weights[term] * value for term, value in terms.items()),
+            ),
+        ]
 
     def _build_generator(self, n_features: int, n_aux: int | None) -> Generator:
         return Generator(
@@ -263,40 +247,44 @@ class LAGNH(TorchHasher):
             n_aux,
             self.n_bits,
             proj_dim=self.proj_dim,
-            hidden=self.hidden_,
-            dropout=self.dropout_,
+            hidden=self.settings_["hidden"],
+            dropout=self.settings_["dropout"],
             rules=self.rules_,
             attention=self.attention_,
             gcn_graph=self.gcn_graph_,
-            mu=self.mu_,
-            sigma=self.sigma_,
+            mu=self.settings_["mu"],
+            sigma=self.settings_["sigma"],
             decoder=self.recon_target == "features",
         ).to(self.device_)
 
-    def _train_batch(self, x, y, optimisers, generator_rng, epoch: int) -> dict[str, torch.Tensor]:
-        """One discriminator step, then ``generator_steps_`` generator steps (fresh forward each);
+    def _batch_step(self, rows: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
+        """One discriminator step, then ``generator_steps`` generator steps (fresh forward each);
         returns each loss term (generator terms averaged over the steps), detached. A non-finite
         term stops training before any step uses it, naming the epoch and the term."""
         net, critic = self.networks_["generator"], self.networks_["discriminator"]
-        optimise_generator, optimise_critic = optimisers
+        critic_update, generator_update = self.updates_
+        rows = rows.to(self.device_)
+        x = self._train_tensor("features")[rows]
+        y = self._train_tensor("aux")[rows] if self.use_aux else None
+        n_steps = self.settings_["generator_steps"]
         sums = defaultdict(float)
-        for step in range(self.generator_steps_):
+        for step in range(n_steps):
             out = net(x, y)
             if step == 0:
-                prior = torch.randn(len(x), self.n_bits, generator=generator_rng).to(self.device_)
-                critic_loss = discriminator_loss(critic, prior, out.z.detach())
-                check_finite_terms({"discriminator": critic_loss}, epoch, self.name)
-                optimiser_step(optimise_critic, critic_loss)
+                prior = torch.randn(len(x), self.n_bits, generator=self.generator_).to(self.device_)
+                critic_terms = {"discriminator": discriminator_loss(critic, prior, out.z.detach())}
+                check_finite_terms(critic_terms, epoch, self.name)
+                critic_update.step(critic_terms)
             terms = self.generator_losses(out, x, y)
             check_finite_terms(terms, epoch, self.name)
-            optimiser_step(optimise_generator, sum(self.loss_weights()[term] * value for term, value in terms.items()))
+            generator_update.step(terms)
             for term, value in terms.items():
-                sums[term] = sums[term] + value.detach() / self.generator_steps_
-        return {**sums, "discriminator": critic_loss.detach()}
+                sums[term] = sums[term] + value.detach() / n_steps
+        return {**sums, "discriminator": critic_terms["discriminator"].detach()}
 
     def loss_weights(self) -> dict[str, float]:
         """Eq. 12's weight of each generator loss term."""
-        return {"gan": 1.0, "recons": self.lambda1_, "quan": self.lambda2_, "cl": self.lambda3_}
+        return {"gan": 1.0, "recons": self.settings_["lambda1"], "quan": self.settings_["lambda2"], "cl": self.settings_["lambda3"]}
 
     def generator_losses(self, out: Propagation, x, y) -> dict[str, torch.Tensor]:
         """The unweighted generator terms of Eq. 12 for one forward pass (no "cl" without aux)."""
@@ -306,7 +294,7 @@ class LAGNH(TorchHasher):
             recons = self._squared_error(net.decoder(z), x)
         else:
             predicted = z @ z.T if self.recon_target == "inner-product" else F.relu(cosine(z, z))
-            recons = self._squared_error(predicted, self.k_ * out.graphs[self.recon_graph_].detach())
+            recons = self._squared_error(predicted, self.settings_["k"] * out.graphs[self.recon_graph_].detach())
         terms = {
             "gan": F.binary_cross_entropy_with_logits(critic(z), torch.ones(len(z), 1, device=z.device)),
             "recons": recons,

@@ -17,7 +17,7 @@ Codes: the network's outputs thresholded at their mean on the training items, st
 Free choices (default):
 - ``outer_iterations=3``; ``preset="paper"``: ``epochs=10`` per round, ``batch_size=64``;
   ``preset="quick"``: 2 rounds of 3 epochs of 64 images (our schedules);
-- SGD, momentum 0.9, ``learning_rate=1e-3``, ``weight_decay=5e-4``;
+- SGD, momentum 0.9, ``lr=1e-3``, ``weight_decay=5e-4``;
 - anchor graph: ``n_anchors=300`` k-means centres (at most the number of items; one k-means run,
   seeded), each item linked to its ``anchor_neighbours=3`` nearest anchors with Gaussian weights
   of bandwidth the mean squared distance to them, rows normalised (the AGH convention);
@@ -31,8 +31,6 @@ Free choices (default):
 
 from __future__ import annotations
 
-from operator import itemgetter
-
 import numpy as np
 import torch
 from scipy import sparse
@@ -44,7 +42,6 @@ from hashbench._validation import check_positive_int
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
 from hashbench.methods._cnn import CNNHasher
-from hashbench.methods._torch import minibatches, run_batches
 
 ADMM_INNER_STEPS = 3
 RHO_START, RHO_GROWTH, RHO_MAX = 0.5, 1.03, 10.0
@@ -144,7 +141,7 @@ class SADH(CNNHasher):
         outer_iterations: int | None = None,
         epochs: int | None = None,
         batch_size: int | None = None,
-        learning_rate: float = 1e-3,
+        lr: float = 1e-3,
         weight_decay: float = 5e-4,
         n_anchors: int = 300,
         anchor_neighbours: int = 3,
@@ -158,7 +155,7 @@ class SADH(CNNHasher):
         self.outer_iterations = outer_iterations
         self.epochs = epochs
         self.batch_size = batch_size
-        self.learning_rate = learning_rate
+        self.lr = lr
         self.weight_decay = weight_decay
         self.n_anchors = n_anchors
         self.anchor_neighbours = anchor_neighbours
@@ -166,32 +163,42 @@ class SADH(CNNHasher):
         self.admm_iterations = admm_iterations
         self.threshold = threshold
 
-    def _fit(self, train: Split, callback) -> None:
-        settings = self._resolve_settings()
-        self._check_graph_settings(len(train))
-        generator = self._start_training()
-        self.network_ = network = self._build_network(train, nn.Identity())
-        inputs = self._batch_inputs(train)
-        optimizer = self._optimizer(network, self.learning_rate, self.weight_decay)
-        epochs = settings["epochs"]
+    def _resolve_settings(self, train: Split) -> dict:
+        settings = super()._resolve_settings(train)
+        for key in ("outer_iterations", "n_anchors", "anchor_neighbours", "admm_iterations"):
+            check_positive_int(settings[key], key)
+        anchors = min(self.n_anchors, len(train))
+        if anchors <= self.n_bits:
+            raise InvalidInputError(
+                f"SADH needs more anchors than bits: n_anchors={self.n_anchors} (capped at {len(train)} "
+                f"training items) for n_bits={self.n_bits}"
+            )
+        if self.anchor_neighbours > anchors:
+            raise InvalidInputError(f"anchor_neighbours={self.anchor_neighbours} exceeds the {anchors} anchors")
+        return settings
+
+    def _build(self, train: Split) -> None:
+        self._build_network(train, nn.Identity())
         self.code_objective_ = []
-        state = {"features": self._pretrained_features(train), "codes": None}
+        self.codes_ = None
 
-        def loss_terms(indices: torch.Tensor) -> dict:
-            outputs = network(inputs(indices.numpy()))
-            targets = state["targets"][indices.to(self.device_)]
-            return {"regression": 0.5 * (outputs - targets).pow(2).sum(dim=1).mean()}
+    def _n_epochs(self) -> int:
+        return self.settings_["outer_iterations"] * self.settings_["epochs"]
 
-        def run_epoch(epoch: int) -> dict:
-            if (epoch - 1) % epochs == 0:  # a new round: update the graph, then the codes
-                if epoch > 1 and not self.frozen_backbone:
-                    state["features"] = self._outputs(network, train, features=True)
-                state["codes"] = self._update_codes(state["features"], state["codes"])
-                state["targets"] = torch.as_tensor(state["codes"], dtype=torch.float32, device=self.device_)
-            batches = minibatches(len(train), settings["batch_size"], generator)
-            return run_batches(batches, loss_terms, [(optimizer, itemgetter("regression"))], epoch=epoch, method=self.name)
+    def _epoch(self, epoch: int) -> dict:
+        if (epoch - 1) % self.settings_["epochs"] == 0:  # a new round: update the graph, then the codes
+            if epoch == 1 or self.frozen_backbone:
+                features = self._pretrained_features(self._train)
+            else:
+                features = self._outputs(self.network_, self._train, features=True)
+            self.codes_ = self._update_codes(features, self.codes_)
+            self.targets_ = torch.as_tensor(self.codes_, dtype=torch.float32, device=self.device_)
+        return super()._epoch(epoch)
 
-        self._train_network(settings["outer_iterations"] * epochs, run_epoch, train, callback)
+    def _loss_terms(self, rows: torch.Tensor) -> dict:
+        outputs = self._training_outputs(rows)[1]
+        targets = self.targets_[rows.to(self.device_)]
+        return {"regression": 0.5 * (outputs - targets).pow(2).sum(dim=1).mean()}
 
     def _update_codes(self, features: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
         graph = AnchorGraph(np.asarray(features, dtype=np.float64), self.n_anchors, self.anchor_neighbours, self.seed)
@@ -199,15 +206,3 @@ class SADH(CNNHasher):
         codes = discrete_codes(graph, start, self.decorrelation, self.admm_iterations)
         self.code_objective_.append(code_objective(graph, codes, self.decorrelation))
         return codes
-
-    def _check_graph_settings(self, n_train: int) -> None:
-        for key in ("outer_iterations", "n_anchors", "anchor_neighbours", "admm_iterations"):
-            check_positive_int(self.settings_.get(key, getattr(self, key)), key)
-        anchors = min(self.n_anchors, n_train)
-        if anchors <= self.n_bits:
-            raise InvalidInputError(
-                f"SADH needs more anchors than bits: n_anchors={self.n_anchors} (capped at {n_train} "
-                f"training items) for n_bits={self.n_bits}"
-            )
-        if self.anchor_neighbours > anchors:
-            raise InvalidInputError(f"anchor_neighbours={self.anchor_neighbours} exceeds the {anchors} anchors")

@@ -31,6 +31,7 @@ from hashbench.methods._linear import l2_normalise_rows, row_blocks, single_thre
 
 
 class SGH(Hasher):
+    fast = True
     name = "sgh"
     input_kind = "features"
     uses_aux = False

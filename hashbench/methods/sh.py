@@ -29,6 +29,7 @@ from hashbench.hasher import Hasher
 
 
 class SH(Hasher):
+    fast = True
     name = "sh"
     input_kind = "features"
     uses_aux = False

@@ -32,6 +32,7 @@ BANDWIDTH_SAMPLE_ROWS = 1000
 
 
 class SKLSH(Hasher):
+    fast = True
     name = "sklsh"
     input_kind = "features"
     uses_aux = False

@@ -17,7 +17,7 @@ Free choices (default):
 - each mini-batch's S comes from the same pretrained features, so the structure stays fixed while
   the network learns; self-pairs are left out; the loss is the mean over pairs with S != 0;
 - ``preset="paper"``: ``epochs=50``, ``batch_size=24``; ``preset="quick"``: 8 epochs of 64 images;
-  SGD, momentum 0.9, ``learning_rate=1e-3``, ``weight_decay=5e-4`` (the usual VGG fine-tuning
+  SGD, momentum 0.9, ``lr=1e-3``, ``weight_decay=5e-4`` (the usual VGG fine-tuning
   solver; the schedule is ours, not a value quoted from the paper);
 - image mode fine-tunes every backbone layer; ``frozen_backbone=True`` trains the code layer only.
 """
@@ -25,7 +25,6 @@ Free choices (default):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from operator import itemgetter
 
 import numpy as np
 import torch
@@ -36,7 +35,6 @@ from hashbench._validation import check_positive_int
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
 from hashbench.methods._cnn import CNNHasher
-from hashbench.methods._torch import minibatches, run_batches
 
 
 @dataclass(frozen=True)
@@ -109,7 +107,7 @@ class SSDH(CNNHasher):
         preset: str = "paper",
         epochs: int | None = None,
         batch_size: int | None = None,
-        learning_rate: float = 1e-3,
+        lr: float = 1e-3,
         weight_decay: float = 5e-4,
         alpha: float = 2.0,
         structure_sample: int = 2000,
@@ -120,32 +118,27 @@ class SSDH(CNNHasher):
         self.preset = preset
         self.epochs = epochs
         self.batch_size = batch_size
-        self.learning_rate = learning_rate
+        self.lr = lr
         self.weight_decay = weight_decay
         self.alpha = alpha
         self.structure_sample = structure_sample
         self.histogram_bins = histogram_bins
 
-    def _fit(self, train: Split, callback) -> None:
-        settings = self._resolve_settings()
+    def _resolve_settings(self, train: Split) -> dict:
+        settings = super()._resolve_settings(train)
         check_positive_int(self.structure_sample, "structure_sample")
         check_positive_int(self.histogram_bins, "histogram_bins")
-        generator = self._start_training()
-        features = torch.as_tensor(self._pretrained_features(train), device=self.device_)
-        self.thresholds_ = self._estimate_thresholds(features)
-        self.network_ = network = self._build_network(train, nn.Tanh())
-        inputs = self._batch_inputs(train)
-        optimizer = self._optimizer(network, self.learning_rate, self.weight_decay)
+        return settings
 
-        def loss_terms(indices: torch.Tensor) -> dict:
-            similarity = pseudo_similarity(cosine_distances(features[indices.to(self.device_)]), self.thresholds_)
-            return {"pairwise": pairwise_loss(network(inputs(indices.numpy())), similarity)}
+    def _build(self, train: Split) -> None:
+        self.structure_features_ = torch.as_tensor(self._pretrained_features(train), device=self.device_)
+        self.thresholds_ = self._estimate_thresholds(self.structure_features_)
+        self._build_network(train, nn.Tanh())
 
-        def run_epoch(epoch: int) -> dict:
-            batches = minibatches(len(train), settings["batch_size"], generator)
-            return run_batches(batches, loss_terms, [(optimizer, itemgetter("pairwise"))], epoch=epoch, method=self.name)
-
-        self._train_network(settings["epochs"], run_epoch, train, callback)
+    def _loss_terms(self, rows: torch.Tensor) -> dict:
+        distances = cosine_distances(self.structure_features_[rows.to(self.device_)])
+        similarity = pseudo_similarity(distances, self.thresholds_)
+        return {"pairwise": pairwise_loss(self._training_outputs(rows)[1], similarity)}
 
     def _estimate_thresholds(self, features: torch.Tensor) -> DistanceThresholds:
         sample = self._rng().permutation(len(features))[: self.structure_sample]

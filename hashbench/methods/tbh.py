@@ -46,14 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hashbench._validation import check_positive_int
 from hashbench.datasets.base import Split
-from hashbench.methods._torch import TorchHasher, encode_in_batches, minibatches, run_batches
+from hashbench.methods._torch import TorchHasher, Update, encode_in_batches
 
-PRESETS = {
-    "paper": {"epochs": 100, "batch_size": 400},
-    "quick": {"epochs": 20, "batch_size": 400},
-}
 
 
 def stochastic_binary(logits: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
@@ -120,6 +115,10 @@ class TBH(TorchHasher):
     input_kind = "features"
     uses_aux = False
     citation = "Shen, Qin, Chen, Yu, Liu, Zhu, Shen, Shao. Auto-Encoding Twin-Bottleneck Hashing. CVPR 2020"
+    presets = {
+        "paper": {"epochs": 100, "batch_size": 400},
+        "quick": {"epochs": 20, "batch_size": 400},
+    }
 
     def __init__(
         self,
@@ -150,59 +149,47 @@ class TBH(TorchHasher):
         self.adversarial_weight = adversarial_weight
         self.stochastic_neurons = stochastic_neurons
 
-    def _fit(self, train: Split, callback) -> None:
-        settings = self._preset_values(PRESETS)
-        epochs = check_positive_int(settings["epochs"], "epochs")
-        batch_size = check_positive_int(settings["batch_size"], "batch_size")
-        generator = self._start_training()
-        features = self._tensor(train.features)
+    def _build(self, train: Split) -> None:
         self.autoencoder_ = TwinBottleneckAutoEncoder(
-            features.shape[1], self.n_bits, self.middle_width, self.continuous_width, self.adjacency_power
+            train.features.shape[1], self.n_bits, self.middle_width, self.continuous_width, self.adjacency_power
         ).to(self.device_)
         self.code_discriminator_ = discriminator(self.n_bits, self.discriminator_width).to(self.device_)
-        self.continuous_discriminator_ = discriminator(self.continuous_width, self.discriminator_width).to(
-            self.device_
-        )
+        self.continuous_discriminator_ = discriminator(self.continuous_width, self.discriminator_width).to(self.device_)
         self.networks_ = {
             "autoencoder": self.autoencoder_,
             "code_discriminator": self.code_discriminator_,
             "continuous_discriminator": self.continuous_discriminator_,
         }
-        autoencoder_optimiser = torch.optim.Adam(self.autoencoder_.parameters(), lr=self.lr)
+
+    def _updates(self) -> list[Update]:
+        """Per batch one encoder/decoder step, then one discriminator step."""
+        lr = self.settings_["lr"]
         discriminators = [self.code_discriminator_, self.continuous_discriminator_]
-        discriminator_optimiser = torch.optim.Adam([p for d in discriminators for p in d.parameters()], lr=self.lr)
-
-        # per batch: one encoder/decoder step, then one discriminator step
-        steps = [
-            (autoencoder_optimiser, self._autoencoder_loss),
-            (discriminator_optimiser, lambda terms: terms["code_critic"] + terms["continuous_critic"]),
+        return [
+            Update(torch.optim.Adam(self.autoencoder_.parameters(), lr=lr), self._autoencoder_loss),
+            Update(
+                torch.optim.Adam([p for d in discriminators for p in d.parameters()], lr=lr),
+                lambda terms: terms["code_critic"] + terms["continuous_critic"],
+            ),
         ]
-
-        def loss_terms(rows):
-            return self._loss_terms(features[rows], generator)
-
-        def run_epoch(epoch):
-            batches = minibatches(len(features), batch_size, generator)
-            return run_batches(batches, loss_terms, steps, epoch=epoch, method=self.name)
-
-        self._train_epochs(epochs, run_epoch, [self.autoencoder_, *discriminators], callback)
 
     def _autoencoder_loss(self, terms: dict) -> torch.Tensor:
         adversarial = terms["code_adversarial"] + terms["continuous_adversarial"]
         return terms["reconstruction"] + self.adversarial_weight * adversarial
 
-    def _loss_terms(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def _loss_terms(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Encoder/decoder terms (reconstruction, adversarial) and discriminator (critic) terms.
         The critic terms see detached encoder outputs, so each term trains only its own side."""
+        x = self._train_tensor("features")[rows.to(self.device_)]
         n = len(x)
         thresholds = (
-            self._uniform((n, self.n_bits), generator)
+            self._uniform((n, self.n_bits))
             if self.stochastic_neurons
             else torch.full((n, self.n_bits), 0.5, device=x.device)
         )
         bits, decoded, reconstruction = self.autoencoder_(x, thresholds)
-        code_prior = (self._uniform((n, self.n_bits), generator) < 0.5).float()
-        continuous_prior = self._uniform((n, self.continuous_width), generator)
+        code_prior = (self._uniform((n, self.n_bits)) < 0.5).float()
+        continuous_prior = self._uniform((n, self.continuous_width))
         judge_codes, judge_continuous = self.code_discriminator_, self.continuous_discriminator_
         return {
             "reconstruction": 0.5 * (reconstruction - x).pow(2).sum(dim=1).mean(),
@@ -212,9 +199,6 @@ class TBH(TorchHasher):
             "continuous_critic": looks_like_prior(judge_continuous(continuous_prior))
             + looks_like_encoder(judge_continuous(decoded.detach())),
         }
-
-    def _uniform(self, shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
-        return torch.rand(shape, generator=generator).to(self.device_)
 
     def _encode(self, split: Split):
         self.autoencoder_.eval()

@@ -25,8 +25,8 @@ Free choices and defaults (hyper-parameters of :class:`UHBDNN`):
 - ``lbfgs_iterations``: L-BFGS iterations per network update (the paper does not state it);
   L-BFGS with strong-Wolfe line search, learning rate 1, history 10 (torch defaults otherwise).
 - Presets: ``"paper"`` = 10 alternations (the paper's T) of 50 L-BFGS iterations; ``"quick"`` =
-  5 alternations of 20. ``iterations`` and ``lbfgs_iterations`` given explicitly override the
-  preset. One alternation is one epoch for the training callback and ``history_``.
+  5 alternations of 20. One alternation is one epoch (``epochs``), for the training callback and
+  ``history_``; ``epochs`` and ``lbfgs_iterations`` given explicitly override the preset.
 """
 
 from __future__ import annotations
@@ -40,10 +40,6 @@ from hashbench.errors import InvalidInputError
 from hashbench.methods._torch import TorchHasher, check_finite_terms, encode_in_batches
 from hashbench.registry import create_method
 
-PRESETS = {
-    "paper": {"iterations": 10, "lbfgs_iterations": 50},
-    "quick": {"iterations": 5, "lbfgs_iterations": 20},
-}
 PAPER_HIDDEN_SIZES = {8: (90, 20), 16: (90, 30), 24: (100, 40), 32: (120, 50)}
 
 
@@ -75,6 +71,10 @@ class UHBDNN(TorchHasher):
     uses_aux = False
     citation = "Do, Doan, Cheung. Learning to Hash with Binary Deep Neural Network. ECCV 2016"
     max_bits_per_feature = 1  # B starts from ITQ, whose PCA gives at most d directions
+    presets = {
+        "paper": {"epochs": 10, "lbfgs_iterations": 50},
+        "quick": {"epochs": 5, "lbfgs_iterations": 20},
+    }
 
     def __init__(
         self,
@@ -83,54 +83,63 @@ class UHBDNN(TorchHasher):
         seed: int = 0,
         device: str = "cpu",
         preset: str = "paper",
-        iterations: int | None = None,
+        epochs: int | None = None,
         lbfgs_iterations: int | None = None,
         hidden_sizes: tuple[int, ...] | None = None,
         lambdas: tuple[float, float, float, float] = (1e-5, 5e-2, 1e-2, 1e-6),
     ):
         super().__init__(n_bits, seed=seed, device=device)
         self.preset = preset
-        self.iterations = iterations
+        self.epochs = epochs
         self.lbfgs_iterations = lbfgs_iterations
         self.hidden_sizes = hidden_sizes
         self.lambdas = lambdas
 
-    def _fit(self, train: Split, callback) -> None:
-        settings = {k: check_positive_int(v, k) for k, v in self._preset_values(PRESETS).items()}
+    def _resolve_settings(self, train: Split) -> dict:
+        settings = super()._resolve_settings(train)
+        check_positive_int(settings["lbfgs_iterations"], "lbfgs_iterations")
         if len(self.lambdas) != 4:
             raise InvalidInputError(f"lambdas must hold 4 weights (lambda1..lambda4), got {self.lambdas!r}")
+        return settings
+
+    def _build(self, train: Split) -> None:
         itq = create_method("itq", n_bits=self.n_bits, seed=self.seed).fit(train.features)
-        self._start_training()
         self.mean_ = train.features.mean(axis=0)
-        centred = self._tensor(train.features - self.mean_)
-        targets = self._tensor(itq.encode(train.features).to_signs())
+        self.centred_ = self._tensor(train.features - self.mean_)
+        self.targets_ = self._tensor(itq.encode(train.features).to_signs())
         hidden = default_hidden_sizes(self.n_bits) if self.hidden_sizes is None else tuple(self.hidden_sizes)
-        self.network_ = BinaryDeepNetwork(centred.shape[1], hidden, self.n_bits).to(self.device_)
+        self.network_ = BinaryDeepNetwork(self.centred_.shape[1], hidden, self.n_bits).to(self.device_)
         self.networks_ = {"network": self.network_}
+
+    def _updates(self) -> list:
+        return []  # each alternation runs its own L-BFGS (``_epoch``)
+
+    def _epoch(self, epoch: int) -> dict:
+        """One alternation: L-BFGS on the network with B fixed, then B = sign(H)."""
         optimiser = torch.optim.LBFGS(
-            self.network_.parameters(), max_iter=settings["lbfgs_iterations"], line_search_fn="strong_wolfe"
+            self.network_.parameters(), max_iter=self.settings_["lbfgs_iterations"], line_search_fn="strong_wolfe"
         )
+        everything = torch.arange(len(self.centred_))
 
-        def run_epoch(epoch):
-            def objective():
-                optimiser.zero_grad(set_to_none=True)
-                terms = self._loss_terms(centred, targets)
-                check_finite_terms(terms, epoch, self.name)
-                loss = sum(terms.values())
-                loss.backward()
-                return loss
+        def objective():
+            optimiser.zero_grad(set_to_none=True)
+            terms = self._loss_terms(everything)
+            check_finite_terms(terms, epoch, self.name)
+            loss = sum(terms.values())
+            loss.backward()
+            return loss
 
-            optimiser.step(objective)
-            with torch.no_grad():
-                terms = self._loss_terms(centred, targets)
-                targets.copy_(torch.where(self.network_.encoder(centred) >= 0, 1.0, -1.0))
-            return terms
+        optimiser.step(objective)
+        with torch.no_grad():
+            terms = self._loss_terms(everything)
+            self.targets_.copy_(torch.where(self.network_.encoder(self.centred_) >= 0, 1.0, -1.0))
+        return terms
 
-        self._train_epochs(settings["iterations"], run_epoch, [self.network_], callback)
-
-    def _loss_terms(self, x: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The objective's terms, weights applied, for the network on ``x`` with codes ``targets``."""
+    def _loss_terms(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The objective's terms, weights applied, for the network on the training items ``rows``
+        with their current codes B."""
         weight_decay, binary, independence, balance = self.lambdas
+        x, targets = self.centred_[rows], self.targets_[rows]
         m = len(x)
         codes, reconstruction = self.network_(x)
         identity = torch.eye(self.n_bits, device=x.device)

@@ -39,7 +39,8 @@ Free choices and defaults (hyper-parameters of :class:`WSIH`):
 - Presets: ``"paper"`` = 180 web epochs with batches of 8192 (near full batch on COCO's 8,000 web
   images), 50 target epochs with batches of 128; ``"quick"`` = 40 web epochs, 10 target epochs,
   same batch sizes. ``web_epochs``, ``web_batch_size``, ``epochs`` and ``batch_size`` given
-  explicitly override the preset.
+  explicitly override the preset. The web epochs come first in ``history_`` and the training
+  callback's epoch count, then the target epochs.
 """
 
 from __future__ import annotations
@@ -51,12 +52,8 @@ from torch import nn
 from hashbench._validation import check_positive_int
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
-from hashbench.methods._torch import TorchHasher, encode_in_batches, minibatches, run_batches
+from hashbench.methods._torch import TorchHasher, Update, encode_in_batches
 
-PRESETS = {
-    "paper": {"web_epochs": 180, "web_batch_size": 8192, "epochs": 50, "batch_size": 128},
-    "quick": {"web_epochs": 40, "web_batch_size": 8192, "epochs": 10, "batch_size": 128},
-}
 RELEASE_WIDTHS = {"block1": 4096, "block2": 2048, "block3": 1024, "decoder": 1024}
 RELEASE_FEATURE_WIDTH = 4096
 
@@ -120,6 +117,10 @@ class WSIH(TorchHasher):
         "Cui, Zhu, Li, Zhang, Guan. Webly Supervised Image Hashing with Lightweight Semantic Transfer Network. "
         "ACM MM 2022"
     )
+    presets = {
+        "paper": {"web_epochs": 180, "web_batch_size": 8192, "epochs": 50, "batch_size": 128},
+        "quick": {"web_epochs": 40, "web_batch_size": 8192, "epochs": 10, "batch_size": 128},
+    }
 
     def __init__(
         self,
@@ -155,25 +156,60 @@ class WSIH(TorchHasher):
         scale = n_features / RELEASE_FEATURE_WIDTH if self.width_scale is None else self.width_scale
         return {name: max(round(width * scale), 2 * self.n_bits) for name, width in RELEASE_WIDTHS.items()}
 
-    def _fit(self, train: Split, callback) -> None:
-        web = self._web_split(train)
-        settings = {k: check_positive_int(v, k) for k, v in self._preset_values(PRESETS).items()}
-        generator = self._start_training()
-        web_features, web_labels = self._tensor(web.features), self._tensor(web.labels)
-        features = self._tensor(train.features)
-        widths = self.layer_widths(features.shape[1])
-        self.network_ = PrototypeNetwork(features.shape[1], self.n_bits, web_labels.shape[1], widths).to(self.device_)
+    def _resolve_settings(self, train: Split) -> dict:
+        settings = super()._resolve_settings(train)
+        for key in ("web_epochs", "web_batch_size"):
+            check_positive_int(settings[key], key)
+        self._check_web_split(train)
+        return settings
+
+    def _build(self, train: Split) -> None:
+        n_features, n_classes = train.features.shape[1], train.web.labels.shape[1]
+        widths = self.layer_widths(n_features)
+        self.network_ = PrototypeNetwork(n_features, self.n_bits, n_classes, widths).to(self.device_)
         self.decoder_ = nn.Sequential(
-            nn.Linear(self.n_bits, widths["decoder"]), nn.ReLU(), nn.Linear(widths["decoder"], features.shape[1])
+            nn.Linear(self.n_bits, widths["decoder"]), nn.ReLU(), nn.Linear(widths["decoder"], n_features)
         ).to(self.device_)
         self.networks_ = {"hashing_network": self.network_, "decoder": self.decoder_}
 
-        self._train_on_web(web_features, web_labels, settings, generator)
-        self.network_.eval()
-        self.network_.set_prototypes(web_features, web_labels)
-        self._train_on_target(features, settings, generator, callback)
+    def _updates(self) -> list[Update]:
+        """Stage 1 trains the prototype network; stage 2 blocks 3, the code layer and the decoder
+        (a fresh Adam, made when stage 2 starts)."""
+        return [Update(torch.optim.Adam(self.network_.parameters(), lr=self.settings_["lr"]), self._objective)]
 
-    def _web_split(self, train: Split) -> Split:
+    def _n_epochs(self) -> int:
+        return self.settings_["web_epochs"] + self.settings_["epochs"]
+
+    def _epoch(self, epoch: int) -> dict:
+        web_epochs = self.settings_["web_epochs"]
+        self.web_stage_ = epoch <= web_epochs
+        if self.web_stage_:
+            return self._batch_epoch(len(self._train.web), self.settings_["web_batch_size"], self._batch_step, epoch)
+        if epoch == web_epochs + 1:
+            self._start_target_stage()
+        # frozen blocks stay in eval mode: only the trained modules train
+        self.network_.train()
+        self.network_.block1.eval()
+        self.network_.block2.eval()
+        return super()._epoch(epoch)
+
+    def _start_target_stage(self) -> None:
+        network = self.network_
+        network.eval()
+        network.set_prototypes(self._train_tensor("web", "features"), self._train_tensor("web", "labels"))
+        for parameter in (p for block in (network.block1, network.block2) for p in block.parameters()):
+            parameter.requires_grad_(False)
+        trained = [network.block3, network.code, self.decoder_]
+        optimiser = torch.optim.Adam([p for module in trained for p in module.parameters()], lr=self.settings_["lr"])
+        self.updates_ = [Update(optimiser, self._objective)]
+
+    def _loss_terms(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        rows = rows.to(self.device_)
+        if self.web_stage_:
+            return self._web_loss_terms(self._train_tensor("web", "features")[rows], self._train_tensor("web", "labels")[rows])
+        return self._target_loss_terms(self._train_tensor("features")[rows])
+
+    def _check_web_split(self, train: Split) -> None:
         web = train.web
         if web is None:
             raise InvalidInputError(
@@ -190,37 +226,6 @@ class WSIH(TorchHasher):
             )
         if len(web) < 2:
             raise InvalidInputError(f"WSIH needs at least 2 rows in the `web` split, got {len(web)}")
-        return web
-
-    def _train_on_web(self, features, labels, settings, generator) -> None:
-        optimiser = torch.optim.Adam(self.network_.parameters(), lr=self.lr)
-
-        def loss_terms(rows):
-            return self._web_loss_terms(features[rows], labels[rows])
-
-        def run_epoch(epoch):
-            batches = minibatches(len(features), settings["web_batch_size"], generator)
-            return run_batches(batches, loss_terms, [(optimiser, total)], epoch=epoch, method=self.name)
-
-        self._train_epochs(settings["web_epochs"], run_epoch, [self.network_], callback=None)
-
-    def _train_on_target(self, features, settings, generator, callback) -> None:
-        network = self.network_
-        frozen = [network.block1, network.block2]
-        for parameter in (p for block in frozen for p in block.parameters()):
-            parameter.requires_grad_(False)
-        trained = [network.block3, network.code, self.decoder_]
-        optimiser = torch.optim.Adam([p for module in trained for p in module.parameters()], lr=self.lr)
-
-        def loss_terms(rows):
-            return self._target_loss_terms(features[rows])
-
-        def run_epoch(epoch):
-            batches = minibatches(len(features), settings["batch_size"], generator)
-            return run_batches(batches, loss_terms, [(optimiser, total)], epoch=epoch, method=self.name)
-
-        # frozen blocks stay in eval mode: only the trained modules are switched to training mode
-        self._train_epochs(settings["epochs"], run_epoch, trained, callback)
 
     def _web_loss_terms(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Stage 1 terms as they enter the loss (weights applied); prefixed ``web_``."""
@@ -248,8 +253,3 @@ class WSIH(TorchHasher):
         self.network_.eval()
         features = self._tensor(split.features)
         return encode_in_batches(lambda rows: self.network_(features[rows]), len(features))
-
-
-def total(terms: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The loss: terms carry their weights already."""
-    return sum(terms.values())

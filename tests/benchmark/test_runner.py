@@ -11,7 +11,7 @@ import pytest
 
 from hashbench import evaluate, load_dataset
 from hashbench.benchmark import store
-from hashbench.benchmark.config import Cell, load_config
+from hashbench.benchmark.config import Cell
 from hashbench.benchmark.runner import CellTimeout, rescore, run_cells, run_config, time_limit
 from hashbench.codes import BinaryCodes
 from tests.benchmark.toy_methods import write_config, write_toy_dataset

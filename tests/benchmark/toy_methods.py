@@ -39,7 +39,6 @@ class ToyProjection(Hasher):
             self.projection_ = centred.T @ (centred @ self.projection_)
             self.projection_ /= np.linalg.norm(self.projection_, axis=0)
             if callback is not None:
-                self.is_fitted_ = True
                 callback(epoch, self)
 
     def _encode(self, split):

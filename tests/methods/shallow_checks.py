@@ -1,16 +1,11 @@
-"""Checks every shallow hasher must pass, shared by their test modules, and small data makers."""
+"""Small data makers and checks shared by the tests of the shallow hashers (the contracts of every
+method are checked once for all by ``hashbench.check_method``, tests/test_checks.py)."""
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
-import pytest
-from sklearn.base import clone
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
-import hashbench as hb
 from hashbench.datasets.base import Split
 
 
@@ -41,48 +36,9 @@ def signs(method, split) -> np.ndarray:
     return method.encode(split).to_signs()
 
 
-def check_registered(cls, name: str) -> None:
-    assert hb.list_methods()[name] is cls
-    method = hb.create_method(name, n_bits=8, seed=3)
-    assert isinstance(method, cls) and method.n_bits == 8 and method.seed == 3
-    assert cls.input_kind == "features"
-    # the module docstring cites the paper (its year) and lists the free choices with defaults
-    year = cls.citation.split()[-1] if "(" not in cls.citation else cls.citation.split("(")[0].split()[-1]
-    docstring = sys.modules[cls.__module__].__doc__
-    assert year.isdigit() and year in docstring and "Free choices and defaults" in docstring
-
-
-def check_sklearn_conventions(cls) -> None:
-    """Usable in a Pipeline on a plain matrix, clonable, get_params reflects __init__."""
-    features = clustered(120).features
-    codes = Pipeline([("scale", StandardScaler()), ("hash", cls(n_bits=16))]).fit(features).transform(features)
-    assert codes.shape == (120, 16) and set(np.unique(codes)) <= {-1, 1}
-    method = cls(n_bits=12, seed=5)
-    copy = clone(method)
-    assert copy is not method and copy.get_params() == method.get_params()
-    copy.fit(features)
-    assert not hasattr(method, "is_fitted_")  # fitting the clone leaves the original untouched
-    np.testing.assert_array_equal(copy.fit_transform(features), clone(method).fit(features).transform(features))
-
-
-def check_bad_input(cls, split: Split) -> None:
-    """NaN/inf features, a single training row, a width change and encode-before-fit are errors."""
-    with pytest.raises(hb.NotFittedError):
-        cls(n_bits=4).encode(split)
-    broken = split.features.copy()
-    broken[3, 1] = np.nan
-    with pytest.raises(hb.InvalidInputError, match="NaN or inf"):
-        cls(n_bits=4).fit(Split(features=broken, aux=split.aux, name="train"))
-    with pytest.raises(hb.InvalidInputError, match="at least 2 training rows"):
-        cls(n_bits=4).fit(split.subset([0]))
-    fitted = cls(n_bits=4).fit(split)
-    narrower = Split(features=split.features[:, :-1], aux=split.aux, name="query")
-    with pytest.raises(hb.InvalidInputError, match="fitted on"):
-        fitted.encode(narrower)
-
-
 def check_determinism(cls, split: Split, *, random: bool) -> None:
-    """Same seed -> same codes; for a randomised method another seed -> other codes."""
+    """Same seed -> same codes; another seed -> other codes for a randomised method, the same
+    codes for a deterministic one."""
     first = signs(cls(n_bits=16, seed=1).fit(split), split)
     again = signs(cls(n_bits=16, seed=1).fit(split), split)
     np.testing.assert_array_equal(first, again)

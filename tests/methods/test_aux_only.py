@@ -5,20 +5,7 @@ import hashbench as hb
 from hashbench.datasets.base import Split
 from hashbench.methods.aux_only import AuxOnly
 from hashbench.methods.itq import ITQ
-from tests.methods.shallow_checks import check_bad_input, check_determinism, check_registered, clustered, signs
-
-
-def test_registered_and_reads_aux():
-    check_registered(AuxOnly, "aux-only")
-    assert AuxOnly.uses_aux
-
-
-def test_bad_input():
-    check_bad_input(AuxOnly, clustered(60))
-
-
-def test_determinism_per_seed():
-    check_determinism(AuxOnly, clustered(150, aux_dim=20, n_clusters=30), random=True)
+from tests.methods.shallow_checks import clustered, signs
 
 
 def test_equals_itq_on_the_aux_matrix_and_ignores_features():

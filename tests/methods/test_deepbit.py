@@ -71,7 +71,7 @@ def test_codes_threshold_at_the_stored_training_mean(threshold, one_thread):
 
 
 def test_loss_decreases_on_a_small_problem(one_thread):
-    method = DeepBit(n_bits=8, epochs=8, rotation_epochs=0, batch_size=32, learning_rate=0.05).fit(image_split(96))
+    method = DeepBit(n_bits=8, epochs=8, rotation_epochs=0, batch_size=32, lr=0.05).fit(image_split(96))
     totals = [h["quantization"] + h["even_distribution"] for h in method.history_]
     assert totals[-1] < 0.9 * totals[0]
 

@@ -5,27 +5,10 @@ import hashbench as hb
 from hashbench.methods.itq import ITQ
 from tests.methods.shallow_checks import (
     centred_gaussian,
-    check_bad_input,
-    check_determinism,
-    check_registered,
-    check_sklearn_conventions,
     clustered,
     mean_imbalance,
     signs,
 )
-
-
-def test_registered_and_sklearn_conventions():
-    check_registered(ITQ, "itq")
-    check_sklearn_conventions(ITQ)
-
-
-def test_bad_input():
-    check_bad_input(ITQ, clustered(60))
-
-
-def test_determinism_per_seed():
-    check_determinism(ITQ, clustered(150), random=True)
 
 
 def test_quantisation_loss_never_increases():

@@ -5,25 +5,12 @@ import hashbench as hb
 from hashbench.datasets.base import Split
 from hashbench.methods.itq import ITQ
 from hashbench.methods.itq_aux import ITQAux
-from tests.methods.shallow_checks import check_bad_input, check_determinism, check_registered, clustered, signs
+from tests.methods.shallow_checks import clustered, signs
 
 
 def normalised(matrix):
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return matrix / np.where(norms == 0, 1, norms)
-
-
-def test_registered_and_reads_aux():
-    check_registered(ITQAux, "itq-aux")
-    assert ITQAux.uses_aux
-
-
-def test_bad_input():
-    check_bad_input(ITQAux, clustered(60))
-
-
-def test_determinism_per_seed():
-    check_determinism(ITQAux, clustered(150), random=True)
 
 
 def test_equals_itq_on_the_concatenation_of_normalised_blocks():

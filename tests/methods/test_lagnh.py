@@ -46,29 +46,23 @@ def test_registered_and_codes_have_the_asked_shape(train):
     assert set(model.n_parameters()) == {"generator", "discriminator"}
 
 
-@pytest.mark.parametrize("variant", ["paper", "released"])
-def test_same_seed_same_codes_other_seed_other_codes(train, variant):
-    first = signs(fitted(train, variant=variant, seed=3), train)
-    assert np.array_equal(first, signs(fitted(train, variant=variant, seed=3), train))
-    assert not np.array_equal(first, signs(fitted(train, variant=variant, seed=4), train))
-
-
 def test_preset_fills_unset_values_and_explicit_values_win(train):
     model = fitted(train, lambda3=0.5)
     quick = PRESETS["quick"]
-    assert (model.lambda1_, model.lambda3_, model.epochs_, model.batch_size_) == (quick["lambda1"], 0.5, 1, 64)
-    default = LAGNH()
-    default._resolve_settings(n_train=10_000)
-    assert (default.epochs_, default.batch_size_, default.hidden_, default.lambda3_) == (300, 1024, 1024, 1.0)
-    nus = LAGNH(preset="nuswide")
-    nus._resolve_settings(n_train=10_000)
-    assert (nus.batch_size_, nus.hidden_, nus.lambda3_) == (2048, 2048, 0.1)
+    settings = model.settings_
+    assert (settings["lambda1"], settings["lambda3"], settings["epochs"], settings["batch_size"]) == (quick["lambda1"], 0.5, 1, 64)
+    n_train = range(10_000)  # only its length is read
+    default = LAGNH()._resolve_settings(n_train)
+    assert default == LAGNH(preset="coco")._resolve_settings(n_train) | {"preset": "paper"}
+    assert (default["epochs"], default["batch_size"], default["hidden"], default["lambda3"]) == (300, 1024, 1024, 1.0)
+    nus = LAGNH(preset="nuswide")._resolve_settings(n_train)
+    assert (nus["batch_size"], nus["hidden"], nus["lambda3"]) == (2048, 2048, 0.1)
 
 
 def test_variants_resolve_their_own_defaults(train, published):
     paper, released = published, fitted(train, variant="released")
-    assert (paper.mu_, paper.sigma_, paper.dropout_, paper.generator_steps_) == (1.0, "median", 0.0, 1)
-    assert (released.mu_, released.sigma_, released.dropout_, released.generator_steps_) == (0.0, 1.0, 0.5, 5)
+    resolved = [tuple(m.settings_[k] for k in ("mu", "sigma", "dropout", "generator_steps")) for m in (paper, released)]
+    assert resolved == [(1.0, "median", 0.0, 1), (0.0, 1.0, 0.5, 5)]
     assert released.rules_.graph_norm == "row" and paper.rules_.graph_norm == "symmetric"
 
 

@@ -4,27 +4,10 @@ from hashbench.codes import hamming_distances
 from hashbench.methods.lsh import LSH
 from tests.methods.shallow_checks import (
     centred_gaussian,
-    check_bad_input,
-    check_determinism,
-    check_registered,
-    check_sklearn_conventions,
     clustered,
     mean_imbalance,
     signs,
 )
-
-
-def test_registered_and_sklearn_conventions():
-    check_registered(LSH, "lsh")
-    check_sklearn_conventions(LSH)
-
-
-def test_bad_input():
-    check_bad_input(LSH, clustered(60))
-
-
-def test_determinism_per_seed():
-    check_determinism(LSH, clustered(100), random=True)
 
 
 def test_hamming_distance_estimates_angle_between_centred_points():

@@ -5,24 +5,12 @@ import hashbench as hb
 from hashbench.methods._linear import EXACT_PCA_MAX_DIM
 from hashbench.methods.pcah import PCAH
 from tests.methods.shallow_checks import (
-    centred_gaussian,
-    check_bad_input,
     check_determinism,
-    check_registered,
-    check_sklearn_conventions,
+    centred_gaussian,
     clustered,
     mean_imbalance,
     signs,
 )
-
-
-def test_registered_and_sklearn_conventions():
-    check_registered(PCAH, "pcah")
-    check_sklearn_conventions(PCAH)
-
-
-def test_bad_input():
-    check_bad_input(PCAH, clustered(60))
 
 
 def test_deterministic_and_seed_free():

@@ -6,27 +6,10 @@ from hashbench.methods.lsh import LSH
 from hashbench.methods.sgh import SGH, similarity_factors
 from tests.methods.shallow_checks import (
     centred_gaussian,
-    check_bad_input,
-    check_determinism,
-    check_registered,
-    check_sklearn_conventions,
     clustered,
     mean_imbalance,
     signs,
 )
-
-
-def test_registered_and_sklearn_conventions():
-    check_registered(SGH, "sgh")
-    check_sklearn_conventions(SGH)
-
-
-def test_bad_input():
-    check_bad_input(SGH, clustered(60))
-
-
-def test_determinism_per_seed():
-    check_determinism(SGH, clustered(150), random=True)
 
 
 def test_feature_transformation_approximates_the_gaussian_similarity():

@@ -2,24 +2,12 @@ import numpy as np
 
 from hashbench.methods.sh import SH, smallest_modes
 from tests.methods.shallow_checks import (
-    centred_gaussian,
-    check_bad_input,
     check_determinism,
-    check_registered,
-    check_sklearn_conventions,
+    centred_gaussian,
     clustered,
     mean_imbalance,
     signs,
 )
-
-
-def test_registered_and_sklearn_conventions():
-    check_registered(SH, "sh")
-    check_sklearn_conventions(SH)
-
-
-def test_bad_input():
-    check_bad_input(SH, clustered(60))
 
 
 def test_deterministic_and_seed_free():

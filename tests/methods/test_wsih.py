@@ -10,12 +10,6 @@ from tests.methods.feature_deep_checks import (  # noqa: F401  (shared checks ru
     feature_split,
     one_thread,
     parameter_gradients,
-    test_callback_sees_each_epoch_with_an_encodable_model,
-    test_codes_have_the_asked_shape,
-    test_explicit_settings_override_the_preset_and_unknown_presets_are_named,
-    test_non_positive_epochs_are_rejected_by_name,
-    test_parameter_counts_are_reported_per_network,
-    test_same_seed_same_codes_other_seed_other_codes,
 )
 
 SMALL = dict(n_bits=8, web_epochs=3, web_batch_size=60, epochs=3, batch_size=40, lr=1e-3)

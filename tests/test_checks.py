@@ -1,0 +1,134 @@
+"""The conformance suite: every registered method passes it, and it catches what it promises to."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hashbench as hb
+from hashbench.checks import conformance_dataset, random_codes_map
+
+ROOT = Path(__file__).parents[1]
+DOC = ROOT / "docs" / "adding-a-method.md"
+CONSTANT_PLUGIN = Path(__file__).parent / "plugins" / "constant_codes.py"
+
+#: methods that fail a check today, with what was seen; the deep-baseline fixes remove them
+KNOWN_FAILURES = {
+    "tbh": "healthy_codes: at the quick preset every bit is constant (the twin-bottleneck graph averages codes)",
+    "sadh": "feature_scale: the regression step diverges on features x 1e3",
+    "lagnh": "healthy_codes: the few Adam steps of the quick preset on 600 items leave constant bits "
+    "(the paper preset passes: see test_lagnh_passes_at_the_paper_preset)",
+}
+
+
+def registered_methods() -> list:
+    return [
+        pytest.param(name, marks=[pytest.mark.xfail(reason=KNOWN_FAILURES[name], strict=True)] if name in KNOWN_FAILURES else [])
+        for name in sorted(hb.list_methods())
+    ]
+
+
+def documented_plugin(tmp_path, class_name: str) -> Path:
+    """The code block of docs/adding-a-method.md that defines ``class_name``, as a plugin file."""
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    (code,) = [block for block in blocks if f"class {class_name}(" in block]
+    path = tmp_path / f"{class_name.lower()}.py"
+    path.write_text(code)
+    return path
+
+
+@pytest.mark.parametrize("name", registered_methods())
+def test_every_registered_method_passes(name):
+    assert hb.check_method(name) == []
+
+
+@pytest.mark.slow
+def test_lagnh_passes_at_the_paper_preset():
+    assert hb.check_method("lagnh", preset="paper", time_budget_s=1200) == []
+
+
+@pytest.mark.parametrize("class_name, name", [("RandomProjection", "random-projection"), ("TinyAutoencoder", "tiny-autoencoder")])
+def test_documented_plugins_pass(tmp_path, class_name, name):
+    hb.load_plugin(documented_plugin(tmp_path, class_name))
+    assert hb.check_method(name) == []
+
+
+def test_constant_codes_fail_naming_constant_bits_and_random_level_map():
+    hb.load_plugin(CONSTANT_PLUGIN)
+    failures = hb.check_method("constant-codes")
+    assert [f.split(":")[0] for f in failures] == ["healthy_codes", "beats_random"]
+    assert "constant_bits=1.00" in failures[0] and "distinct_fraction" in failures[0]
+
+
+def test_each_contract_is_caught(monkeypatch):
+    """A method breaking one contract at a time fails exactly that check."""
+    from hashbench.methods.lsh import LSH
+
+    class Unregistered(LSH):  # no `name` of its own, so the registry lists LSH under "lsh"
+        pass
+
+    assert any(f.startswith("registered:") for f in hb.check_method(Unregistered))
+
+    class SlowLSH(LSH):
+        pass
+
+    assert [f.split(":")[0] for f in hb.check_method(SlowLSH, time_budget_s=0.0)] == ["registered", "budget"]
+
+
+def test_random_codes_floor_is_the_mean_label_overlap_rate():
+    # random codes rank at random: AP@k then estimates the fraction of relevant database items
+    dataset = conformance_dataset()
+    relevant = (dataset.query.labels @ dataset.database.labels.T > 0).mean()
+    assert random_codes_map(dataset.query.labels, dataset.database.labels, 16) == pytest.approx(relevant, abs=0.04)
+
+
+def test_conformance_data_is_multi_label_with_sparse_aux_and_a_web_split():
+    dataset = conformance_dataset()
+    assert (len(dataset.train), len(dataset.query), len(dataset.database), len(dataset.train.web)) == (600, 100, 1200, 200)
+    assert 1.0 < dataset.train.labels.sum(axis=1).mean() < 2.0
+    assert 2.0 < dataset.train.aux.sum(axis=1).mean() < 4.0
+    assert (dataset.train.features >= 0).all() and (dataset.train.features == 0).mean() > 0.1
+    assert conformance_dataset() is dataset  # built once per process
+
+
+def test_unknown_method_and_unknown_parameter_are_named():
+    with pytest.raises(hb.InvalidInputError, match="unknown method 'itqq'.*'itq'"):
+        hb.check_method("itqq")
+    with pytest.raises(hb.InvalidInputError, match="no hyper-parameter n_iterations"):
+        hb.check_method("itq", n_iterations=3)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "hashbench.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_cli_check_exit_codes_and_failures_one_per_line():
+    passing = run_cli("check", "lsh")
+    assert passing.returncode == 0 and "lsh: all checks passed" in passing.stdout
+    failing = run_cli("--plugin", str(CONSTANT_PLUGIN), "check", "constant-codes", "--param", "seed=3")
+    assert failing.returncode == 1
+    assert [line.split(":")[0] for line in failing.stdout.splitlines()[:-1]] == ["FAIL healthy_codes", "FAIL beats_random"]
+
+
+def test_cli_check_errors_are_one_line(tmp_path):
+    unknown = run_cli("check", "itqq")
+    assert unknown.returncode == 2 and unknown.stderr.strip().startswith("hashbench: error: unknown method 'itqq'")
+    broken = tmp_path / "broken.py"
+    broken.write_text("import numpy\nraise RuntimeError('half-written plugin')\n")
+    result = run_cli("--plugin", str(broken), "check", "anything")
+    assert result.returncode == 2 and "broken.py" in result.stderr and "RuntimeError: half-written plugin" in result.stderr
+    assert "Traceback" not in result.stderr
+    bad_param = run_cli("check", "itq", "--param", "n_iter")
+    assert bad_param.returncode == 2 and "KEY=VALUE" in bad_param.stderr
+
+
+def test_param_values_are_python_literals_or_strings():
+    from hashbench.cli import parse_param
+
+    assert parse_param("n_iter=20") == ("n_iter", 20)
+    assert parse_param("lambdas=(1.0, 2.0)") == ("lambdas", (1.0, 2.0))
+    assert parse_param("preset=quick") == ("preset", "quick")
+    assert np.isclose(parse_param("lr=1e-3")[1], 1e-3)
