@@ -390,7 +390,7 @@ def describe_schedule(method: str, preset, epochs) -> str | None:
     preset = None if pd.isna(preset) else preset
     epochs = None if pd.isna(epochs) else int(epochs)
     try:
-        presets = getattr(method_class(method), "presets", {})
+        presets = method_class(method).presets
     except UnknownNameError:  # a plugin not loaded here
         presets = {}
     paper_epochs = presets.get("paper", {}).get("epochs")
