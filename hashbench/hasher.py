@@ -108,6 +108,11 @@ class Hasher(BaseEstimator):
     def fit_transform(self, X, y=None) -> np.ndarray:
         return self.fit(X).transform(X)
 
+    @property
+    def method_name(self) -> str:
+        """The registered ``name``, or the class name of a subclass that is not registered."""
+        return getattr(self, "name", type(self).__name__)
+
     # --- hooks for subclasses --------------------------------------------------------------------
     def _fit(self, train: Split, callback) -> None:
         raise NotImplementedError

@@ -72,10 +72,3 @@ def test_entry_point_plugins_are_discovered(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "_discovered", False)
     assert "entry-point-hasher" in hb.list_methods()
     sys.modules.pop("ep_plugin_pkg", None)
-
-
-def test_builtin_methods_carry_their_capabilities():
-    for name, cls in hb.list_methods().items():
-        assert cls.name == name
-        assert cls.input_kind in ("features", "images")
-        assert isinstance(cls.uses_aux, bool)

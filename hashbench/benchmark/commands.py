@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hashbench._cli_options import list_option
 from hashbench.benchmark.config import EXECUTORS, PROTOCOLS, canonical_json
 
 
@@ -16,11 +17,11 @@ def add_commands(subparsers) -> None:
         "Filters narrow the matrix.",
     )
     run.add_argument("config", type=Path, help="matrix file, e.g. configs/quick.toml")
-    run.add_argument("--experiments", nargs="+", metavar="NAME", help="only these experiments")
-    run.add_argument("--methods", nargs="+", metavar="NAME", help="only these methods (names or labels)")
-    run.add_argument("--datasets", nargs="+", metavar="NAME", help="only these datasets")
-    run.add_argument("--bits", nargs="+", type=int, metavar="N", help="only these code lengths")
-    run.add_argument("--seeds", nargs="+", type=int, metavar="S", help="only these seeds")
+    run.add_argument("--experiments", nargs="+", action=list_option(), metavar="NAME", help="only these experiments")
+    run.add_argument("--methods", nargs="+", action=list_option(), metavar="NAME", help="only these methods (names or labels)")
+    run.add_argument("--datasets", nargs="+", action=list_option(), metavar="NAME", help="only these datasets")
+    run.add_argument("--bits", nargs="+", action=list_option(int), metavar="N", help="only these code lengths (16 32 or 16,32)")
+    run.add_argument("--seeds", nargs="+", action=list_option(int), metavar="S", help="only these seeds")
     run.add_argument("--force", action="store_true", help="recompute finished cells")
     run.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
     run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")

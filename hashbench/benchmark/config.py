@@ -115,62 +115,66 @@ class Cell:
         """
         return _short_hash({"experiment": self.experiment, "label": self.label, "computation": self.computation_id})
 
-    @property
-    def computation_id(self) -> str:
-        """Short hash of what the cell computes (not its experiment or label): cells of several
-        experiments with the same computation_id give the same codes, so they are run once."""
-        return _short_hash(
-            {
-                "method": self.method,
-                "params": self.params,
-                "dataset": self.dataset,
-                "dataset_options": self.dataset_options,
-                "n_bits": self.n_bits,
-                "seed": self.seed,
-                "device": self.device,
-                "record_epochs": list(self.record_epochs),
-            }
-        )
-
-    @property
-    def method_seed(self) -> int:
-        """The seed handed to the method: derived from the matrix seed and the cell's axes."""
-        digest = _short_hash(
-            {
-                "seed": self.seed,
-                "method": self.method,
-                "params": self.params,
-                "dataset": self.dataset,
-                "dataset_options": self.dataset_options,
-                "n_bits": self.n_bits,
-            },
-            length=8,
-        )
-        return int(digest, 16) % 2**31
-
-    def spec(self) -> dict:
-        """The JSON-able description stored in the cell's record."""
+    def axes(self) -> dict:
+        """What the cell computes, the fields its codes depend on (JSON-able); experiment, label,
+        protocol, top-k and time limit are not among them."""
         return {
-            "experiment": self.experiment,
-            "role": self.role,
-            "label": self.label,
             "method": self.method,
             "params": self.params,
             "dataset": self.dataset,
             "dataset_options": self.dataset_options,
             "n_bits": self.n_bits,
             "seed": self.seed,
+            "device": self.device,
+            "record_epochs": list(self.record_epochs),
+        }
+
+    @property
+    def computation_id(self) -> str:
+        """Short hash of what the cell computes (not its experiment or label): cells of several
+        experiments with the same computation_id give the same codes, so they are run once."""
+        return _short_hash(self.axes())
+
+    @property
+    def method_seed(self) -> int:
+        """The seed handed to the method: derived from the matrix seed and the cell's axes (but
+        not the device or the epochs recorded, so that those leave the codes unchanged)."""
+        axes = self.axes()
+        digest = _short_hash({key: axes[key] for key in SEED_AXES}, length=8)
+        return int(digest, 16) % 2**31
+
+    def spec(self) -> dict:
+        """The JSON-able description stored in the cell's record (``Cell.from_spec`` reads it back)."""
+        return {
+            "experiment": self.experiment,
+            "role": self.role,
+            "label": self.label,
+            **self.axes(),
             "method_seed": self.method_seed,
             "protocol": self.protocol,
             "topk": self.topk,
-            "device": self.device,
             "timeout_s": self.timeout_s,
-            "record_epochs": list(self.record_epochs),
         }
+
+    @classmethod
+    def from_spec(cls, spec: dict, **changes) -> Cell:
+        """The cell a record's ``spec`` describes (records also store ``dataset_source``), with
+        ``changes`` applied (e.g. another protocol)."""
+        fields = {key: spec[key] for key in (*CELL_KEYS, "dataset_source") if key in spec}
+        fields["record_epochs"] = tuple(fields.get("record_epochs", ()))
+        return cls(**{**fields, **changes})
 
     def describe(self) -> str:
         params = f" {canonical_json(self.params)}" if self.params else ""
         return f"{self.experiment}/{self.label}{params} on {self.dataset} at {self.n_bits} bits, seed {self.seed}"
+
+
+SEED_AXES = ("method", "params", "dataset", "dataset_options", "n_bits", "seed")
+#: the fields of a spec that are Cell fields
+CELL_KEYS = (
+    "experiment", "role", "label", "method", "params", "dataset", "dataset_options", "n_bits", "seed", "protocol",
+    "topk", "device", "timeout_s", "record_epochs",
+)  # fmt: skip
 
 
 def canonical_json(value) -> str:
@@ -416,7 +420,7 @@ def parse_methods(entries, common_params: dict, where: str) -> tuple[MethodSpec,
     entries = as_list(entries, "methods", where)
     if not entries:
         raise InvalidInputError(f"{where}: methods is empty")
-    specs = []
+    specs, accepted_anywhere = [], set()
     for entry in entries:
         if isinstance(entry, str):
             entry = {"method": entry}
@@ -442,6 +446,11 @@ def parse_methods(entries, common_params: dict, where: str) -> tuple[MethodSpec,
         if not isinstance(label, str) or not label:
             raise InvalidInputError(f"{where}: label of {name!r} must be a non-empty string, got {label!r}")
         specs.append(MethodSpec(name, label, {**shared, **params}, dataset_params))
+        accepted_anywhere.update(tunable)
+    for key in common_params:
+        if key not in accepted_anywhere:
+            message = unknown_name_message("common_params key", key, accepted_anywhere)
+            raise UnknownNameError(f"{where}: no method of this experiment accepts it: {message}")
     return tuple(specs)
 
 

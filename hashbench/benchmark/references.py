@@ -21,14 +21,13 @@ prepared COCO features on another machine), the rows read "—" and the caption 
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
 import numpy as np
 
 from hashbench.benchmark import store
-from hashbench.benchmark.config import canonical_json
+from hashbench.benchmark.config import Cell, canonical_json
 from hashbench.benchmark.metrics import Convention
 from hashbench.errors import HashbenchError
 
@@ -43,20 +42,14 @@ class Unavailable(Exception):
 
 
 def report_dataset(spec: dict):
-    """The dataset a record's spec names; raises Unavailable when it cannot be loaded.
-    The latest dataset is kept, since reports go through records dataset by dataset."""
-    source = spec.get("dataset_source")
-    if not source:
+    """The dataset a record's spec names (loaded once per process, as the runner does); raises
+    Unavailable when it cannot be loaded here."""
+    from hashbench.benchmark.runner import load_cell_dataset
+
+    if not spec.get("dataset_source"):
         raise Unavailable("its records do not name the dataset's source")
-    return _load_dataset(source, canonical_json(spec.get("dataset_options", {})))
-
-
-@functools.lru_cache(maxsize=1)
-def _load_dataset(source: str, options: str):
-    from hashbench import load_dataset
-
     try:
-        return load_dataset(source, **json.loads(options))
+        return load_cell_dataset(Cell.from_spec(spec))
     except HashbenchError as error:  # missing files, unknown names: the dataset is not here
         raise Unavailable(f"the dataset could not be loaded here ({error})") from None
 

@@ -475,11 +475,7 @@ def rescore(results_dir, *, protocol: str | None = None, topk: int | None = None
 
 def rescore_record(record: dict, path: Path, protocol: str, topk: int) -> dict:
     spec = record["spec"]
-    cell = Cell(
-        experiment=spec["experiment"], label=spec["label"], method=spec["method"], params=spec["params"],
-        dataset=spec["dataset"], n_bits=spec["n_bits"], seed=spec["seed"], protocol=protocol, topk=topk,
-        dataset_source=spec["dataset_source"], dataset_options=spec.get("dataset_options", {}),
-    )  # fmt: skip
+    cell = Cell.from_spec(spec, protocol=protocol, topk=topk)
     codes = {}
     for split in ("query", "database"):
         codes_file = store.codes_path(path, split)

@@ -108,7 +108,7 @@ class TorchHasher(Hasher):
         with self._fitting(train):
             self._build(train)
             self.updates_ = self._updates()
-            for epoch in tqdm(range(1, self._n_epochs() + 1), desc=self.name, unit="epoch", leave=False, disable=None):
+            for epoch in tqdm(range(1, self._n_epochs() + 1), desc=self.method_name, unit="epoch", leave=False, disable=None):
                 self._run_epoch(epoch, callback)
             self._ready_to_encode(train)
 
@@ -126,7 +126,7 @@ class TorchHasher(Hasher):
         for module in self.networks_.values():
             module.train()
         terms = {key: float(value) for key, value in self._epoch(epoch).items()}
-        check_finite_losses(terms, epoch, self.name)
+        check_finite_losses(terms, epoch, self.method_name)
         self.history_.append({"epoch": epoch, **terms})
         if callback is not None:
             self._ready_to_encode(self._train)
@@ -151,22 +151,20 @@ class TorchHasher(Hasher):
         return self.settings_["epochs"]
 
     def _epoch(self, epoch: int) -> dict[str, torch.Tensor]:
-        return self._batch_epoch(len(self._train), self.settings_["batch_size"], self._batch_step, epoch)
+        return self._batch_epoch(len(self._train), self.settings_["batch_size"], epoch)
 
-    def _batch_epoch(
-        self, n: int, batch_size: int, step: Callable[[torch.Tensor, int], dict[str, torch.Tensor]], epoch: int
-    ) -> dict[str, torch.Tensor]:
-        """``step(rows, epoch)`` over shuffled mini-batches of ``range(n)``; the mean of each term."""
+    def _batch_epoch(self, n: int, batch_size: int, epoch: int) -> dict[str, torch.Tensor]:
+        """``_batch_step`` over shuffled mini-batches of ``range(n)``; the mean of each term."""
         sums, n_batches = {}, 0
         for rows in minibatches(n, batch_size, self.generator_):
-            for key, value in step(rows, epoch).items():
+            for key, value in self._batch_step(rows, epoch).items():
                 sums[key] = sums.get(key, 0.0) + value.detach()
             n_batches += 1
         return {key: value / n_batches for key, value in sums.items()}
 
     def _batch_step(self, rows: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
         terms = self._loss_terms(rows)
-        check_finite_terms(terms, epoch, self.name)
+        check_finite_terms(terms, epoch, self.method_name)
         for update in self.updates_:
             update.step(terms)
         return terms

@@ -273,10 +273,10 @@ class LAGNH(TorchHasher):
             if step == 0:
                 prior = torch.randn(len(x), self.n_bits, generator=self.generator_).to(self.device_)
                 critic_terms = {"discriminator": discriminator_loss(critic, prior, out.z.detach())}
-                check_finite_terms(critic_terms, epoch, self.name)
+                check_finite_terms(critic_terms, epoch, self.method_name)
                 critic_update.step(critic_terms)
             terms = self.generator_losses(out, x, y)
-            check_finite_terms(terms, epoch, self.name)
+            check_finite_terms(terms, epoch, self.method_name)
             generator_update.step(terms)
             for term, value in terms.items():
                 sums[term] = sums[term] + value.detach() / n_steps

@@ -124,7 +124,7 @@ class UHBDNN(TorchHasher):
         def objective():
             optimiser.zero_grad(set_to_none=True)
             terms = self._loss_terms(everything)
-            check_finite_terms(terms, epoch, self.name)
+            check_finite_terms(terms, epoch, self.method_name)
             loss = sum(terms.values())
             loss.backward()
             return loss

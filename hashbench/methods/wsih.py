@@ -184,7 +184,7 @@ class WSIH(TorchHasher):
         web_epochs = self.settings_["web_epochs"]
         self.web_stage_ = epoch <= web_epochs
         if self.web_stage_:
-            return self._batch_epoch(len(self._train.web), self.settings_["web_batch_size"], self._batch_step, epoch)
+            return self._batch_epoch(len(self._train.web), self.settings_["web_batch_size"], epoch)
         if epoch == web_epochs + 1:
             self._start_target_stage()
         # frozen blocks stay in eval mode: only the trained modules train

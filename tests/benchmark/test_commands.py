@@ -26,6 +26,11 @@ methods = ["lsh", {{ method = "toy-projection", params = {{ fail_at_bits = 16 }}
     assert main(["run", config, "--out", str(out), "--dry-run", "--bits", "16"]) == 0
     states = [line.split()[1] for line in capsys.readouterr().out.splitlines()[1:-1]]
     assert sorted(states) == ["done", "failed"]
+    listings = []
+    for bits in (["8,16"], ["8", "16"], ["8", "16,"]):  # list options take commas, spaces or both
+        assert main(["run", config, "--out", str(out), "--dry-run", "--bits", *bits]) == 0
+        listings.append(capsys.readouterr().out)
+    assert listings[0] == listings[1] == listings[2] and listings[0].splitlines()[-1] == "4 cells"
     assert main(["rescore", str(out), "--topk", "5", "--quiet"]) == 0
     assert {r["spec"]["topk"] for r in store.load_records(out) if r["status"] == "done"} == {5}
     assert {json.loads(p.read_text())["metrics"]["topk"] for p in out.rglob("*.json") if "lsh" in str(p)} == {5}

@@ -213,3 +213,22 @@ def test_shipped_configs():
     assert [(c.n_bits, c.params["epochs"], c.record_epochs[-1]) for c in figure3] == [(32, 1000, 1000)]
     figure4 = paper.cells(experiments=["figure4"], datasets=["mosaic"])
     assert len(figure4) == 27 and {len(c.params) for c in figure4} == {1}
+
+
+def test_common_params_that_no_method_accepts_are_an_error_with_a_suggestion(tmp_path):
+    base = '[defaults]\ndatasets = ["mosaic"]\n[[experiment]]\nname = "x"\nmethods = ["lsh", "tbh"]\n'
+    with pytest.raises(UnknownNameError, match="experiment 'x'.*no method of this experiment accepts.*'presett'. Did you mean 'preset'"):
+        matrix_of(tmp_path, base + 'common_params = { presett = "quick" }\n')
+    cells = matrix_of(tmp_path, base + 'common_params = { preset = "quick" }\n').cells()
+    assert {c.method: c.params for c in cells} == {"lsh": {}, "tbh": {"preset": "quick"}}  # given where accepted
+
+
+def test_a_cell_round_trips_through_its_record_spec(toy_npz):
+    cell = Cell(experiment="e", label="l", method="lsh", params={"a": 1}, dataset="toy", n_bits=8, seed=2,
+                protocol="deephash", topk=50, device="cpu", timeout_s=9.0, record_epochs=(1, 3), dataset_source=toy_npz)
+    spec = {**cell.spec(), "dataset_source": toy_npz}
+    again = Cell.from_spec(spec)
+    assert again == cell and again.id == cell.id and again.method_seed == cell.method_seed
+    rescored = Cell.from_spec(spec, protocol="official")
+    assert rescored.protocol == "official" and rescored.computation_id == cell.computation_id
+    assert set(cell.axes()) <= set(spec)

@@ -43,6 +43,7 @@ def test_processes_executor_matches_local(cells, local_records, tmp_path):
     assert_same_outcomes(cells, local_records, (tmp_path, records))
 
 
+@pytest.mark.slow  # starts a local Ray cluster
 def test_ray_executor_matches_local(cells, local_records, tmp_path, monkeypatch):
     pytest.importorskip("ray")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

@@ -7,7 +7,15 @@ from hashbench import evaluate, load_dataset
 from hashbench.benchmark import references
 from hashbench.benchmark.references import References, Unavailable
 from hashbench.datasets.base import HashingDataset, Split
+from tests.benchmark.report_fixtures import make_record
 from tests.benchmark.toy_methods import write_toy_dataset
+
+
+def record_on(dataset: str, source: str) -> dict:
+    """A record of a cell on ``dataset``, loaded from ``source``, as the runner writes it."""
+    record = make_record("itq", dataset=dataset)
+    record["spec"]["dataset_source"] = source
+    return record
 
 
 def signs_dataset(rng, n_bits=8, n_query=40, n_database=300, classes=5):
@@ -63,7 +71,7 @@ def test_random_codes_are_reproducible_per_seed_and_length(tmp_path):
 
 def test_references_are_cached_under_what_they_depend_on(tmp_path, monkeypatch):
     toy = write_toy_dataset(tmp_path / "toy.npz")
-    records = [{"spec": {"dataset": "toy", "dataset_source": toy, "dataset_options": {}}}]
+    records = [record_on("toy", toy)]
     refs = References(tmp_path / "results", records)
     raw = refs.raw_features("toy", "official", 100)
     floor = refs.random_codes("toy", 16, [0, 1], "official", 100)
@@ -83,8 +91,7 @@ def test_references_are_cached_under_what_they_depend_on(tmp_path, monkeypatch):
 
 
 def test_references_say_why_they_cannot_be_computed(tmp_path):
-    records = [{"spec": {"dataset": "old"}},
-               {"spec": {"dataset": "gone", "dataset_source": str(tmp_path / "gone.npz"), "dataset_options": {}}}]
+    records = [make_record("itq", dataset="old"), record_on("gone", str(tmp_path / "gone.npz"))]
     refs = References(tmp_path, records)
     with pytest.raises(Unavailable, match="do not name the dataset's source"):
         refs.raw_features("old", "official", 10)

@@ -1,23 +1,26 @@
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from hashbench.benchmark import timing
 
 
-def test_stopwatch_leaves_out_paused_stretches():
+def test_stopwatch_leaves_out_paused_stretches(monkeypatch):
+    now = [100.0]  # a clock the test advances by hand, so the machine's load cannot move the result
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
     watch = timing.Stopwatch("cpu")
     with watch.running():
-        time.sleep(0.05)
+        now[0] += 0.05
         with watch.paused():
-            time.sleep(0.2)
-        time.sleep(0.05)
-    assert 0.09 <= watch.seconds < 0.19
+            now[0] += 0.2
+        now[0] += 0.05
+    assert watch.seconds == pytest.approx(0.1)
     with watch.running():
-        time.sleep(0.02)
-        assert watch.elapsed() >= watch.seconds + 0.02
-    assert watch.seconds >= 0.11
+        now[0] += 0.02
+        assert watch.elapsed() == pytest.approx(0.12)
+    assert watch.seconds == pytest.approx(0.12)
 
 
 def test_clock_synchronizes_cuda_only_for_cuda_work(monkeypatch):
