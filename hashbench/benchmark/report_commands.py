@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hashbench._cli_options import list_option
 from hashbench._validation import check_choice
 from hashbench.benchmark import figures, html_report, tables
 from hashbench.benchmark.metrics import PROTOCOLS
@@ -94,8 +95,8 @@ def add_commands(subparsers) -> None:
                            help=f"matrix file (default {DEFAULT_CONFIG})")
     reproduce.add_argument("--out", type=Path, default=DEFAULT_REPRODUCE_OUT,
                            help=f"results folder (default {DEFAULT_REPRODUCE_OUT})")
-    reproduce.add_argument("--datasets", nargs="+", help="only these datasets")
-    reproduce.add_argument("--bits", nargs="+", type=int, help="only these code lengths")
+    reproduce.add_argument("--datasets", nargs="+", action=list_option(), help="only these datasets")
+    reproduce.add_argument("--bits", nargs="+", action=list_option(int), help="only these code lengths (16 32 or 16,32)")
     reproduce.add_argument("--executor", help="override the config's executor: local, processes, ray, slurm")
     reproduce.add_argument("--force", action="store_true", help="recompute finished cells")
     reproduce.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -110,7 +111,7 @@ def add_protocol_argument(parser) -> None:
 
 
 def add_highlight_argument(parser) -> None:
-    parser.add_argument("--highlight", nargs="+", metavar="NAME",
+    parser.add_argument("--highlight", nargs="+", action=list_option(), metavar="NAME",
                         help="methods (or line names) to draw thicker and on top (default: lagnh, the paper's method)")
 
 

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -125,7 +127,7 @@ def test_reproduce_runs_the_experiments_of_the_targets_role_and_writes_its_table
     out = tiny_matrix / "results"
     common = ["--plugin", str(tiny_matrix / "plugin.py"), "reproduce"]
     options = ["--config", str(tiny_matrix / "matrix.toml"), "--out", str(out), "--quiet"]
-    assert main([*common, "table3", *options, "--bits", "16"]) == 0
+    assert main([*common, "table3", *options, "--bits", "16", "--datasets", "tiny"]) == 0
     table = (out / "report" / "table3.md").read_text()
     assert "| tiny 16 bits | paper (MS-COCO) 16 bits |" in table
     rows = table_rows(table)
@@ -166,10 +168,11 @@ def test_report_html_health_and_ranges_on_a_real_run(tiny_matrix, capsys):
     out = tiny_matrix / "results"
     common = ["--plugin", str(tiny_matrix / "plugin.py")]
     assert main([*common, "run", str(tiny_matrix / "matrix.toml"), "--out", str(out), "--quiet"]) == 0
-    assert main([*common, "report", str(out), "--html", "--health", "--ranges", "--highlight", "lsh"]) == 0
+    assert main([*common, "report", str(out), "--html", "--health", "--ranges", "--highlight", "lsh,tiny-projection"]) == 0
     report = out / "report"
     table = (report / "table3.md").read_text()
     assert "tiny 16 bits constant_bits" in table and "tiny 16 bits distinct_fraction" in table
+    assert re.search(r"\| LSH \| [^|]*\(n=2\) \[0\.\d{4}, [01]\.\d{4}\]", table)  # the tie range after the MAP
     page = (report / "index.html").read_text()
     for name in ("figure2", "cost_accuracy"):
         assert (report / "figures" / f"{name}.png").is_file() and f'id="{name}"' in page
