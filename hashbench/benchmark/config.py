@@ -18,8 +18,13 @@ A matrix file has optional ``[defaults]`` and one or more ``[[experiment]]`` tab
 
     [[experiment]]
     name = "table3"
+    role = "main"                  # what reports use the cells for (default "main"; see ROLES)
     methods = ["lsh", "itq", { method = "lagnh", label = "no-att", params = { attention = false } },
                { method = "lagnh", params = { lambda1 = [0.1, 1, 10] } }]
+
+An experiment's ``role`` tells the reports what its cells are for, whatever the experiment is
+called: ``main`` (the comparison of Tables 3 and 4 and Figure 2), ``timing`` (Table 4 only),
+``ablation`` (Table 5's variants), ``epochs`` (Figure 3) or ``sensitivity`` (Figure 4).
 
 Every ``[defaults]`` key may be overridden inside an experiment. ``methods = "all"`` means every
 registered method, plugins included. In ``params`` a list value is a grid axis (one cell per
@@ -68,7 +73,9 @@ SETTINGS_DEFAULTS = {
     "common_params": {},
     "executor_options": {},
 }
-EXPERIMENT_KEYS = ("name", "description", "methods")
+EXPERIMENT_KEYS = ("name", "description", "methods", "role")
+ROLES = ("main", "timing", "ablation", "epochs", "sensitivity")
+DEFAULT_ROLE = "main"
 METHOD_KEYS = ("method", "label", "params", "dataset_params")
 DATASET_KEYS = ("name", "label", "optional")
 TOP_LEVEL_KEYS = ("defaults", "experiment", "description")
@@ -97,6 +104,7 @@ class Cell:
     dataset_source: str = ""
     dataset_options: dict = field(default_factory=dict)
     dataset_optional: bool = False
+    role: str = DEFAULT_ROLE  # what reports use the cell for; not part of its identity
 
     @property
     def id(self) -> str:
@@ -139,6 +147,7 @@ class Cell:
         """The JSON-able description stored in the cell's record (``Cell.from_spec`` reads it back)."""
         return {
             "experiment": self.experiment,
+            "role": self.role,
             "label": self.label,
             **self.axes(),
             "method_seed": self.method_seed,
@@ -163,8 +172,8 @@ class Cell:
 SEED_AXES = ("method", "params", "dataset", "dataset_options", "n_bits", "seed")
 #: the fields of a spec that are Cell fields
 CELL_KEYS = (
-    "experiment", "label", "method", "params", "dataset", "dataset_options", "n_bits", "seed", "protocol", "topk",
-    "device", "timeout_s", "record_epochs",
+    "experiment", "role", "label", "method", "params", "dataset", "dataset_options", "n_bits", "seed", "protocol",
+    "topk", "device", "timeout_s", "record_epochs",
 )  # fmt: skip
 
 
@@ -198,6 +207,7 @@ class Experiment:
     methods: tuple[MethodSpec, ...]
     settings: dict  # every key of SETTINGS_DEFAULTS, resolved
     description: str = ""
+    role: str = DEFAULT_ROLE
 
     def cells(self) -> list[Cell]:
         s = self.settings
@@ -224,6 +234,7 @@ class Experiment:
                                     dataset_source=dataset.source,
                                     dataset_options=dataset.options,
                                     dataset_optional=dataset.optional,
+                                    role=self.role,
                                 )
                             )
         return cells
@@ -321,7 +332,8 @@ def parse_experiment(table, defaults: dict, base_dir: Path, index: int) -> Exper
     raw = {**SETTINGS_DEFAULTS, **defaults, **{k: v for k, v in table.items() if k in SETTINGS_DEFAULTS}}
     settings = parse_settings(raw, base_dir, where)
     methods = parse_methods(table["methods"], settings["common_params"], where)
-    return Experiment(name, methods, settings, str(table.get("description", "")))
+    role = check_choice(table.get("role", DEFAULT_ROLE), ROLES, f"role of {where}")
+    return Experiment(name, methods, settings, str(table.get("description", "")), role)
 
 
 def parse_settings(raw: dict, base_dir: Path, where: str) -> dict:

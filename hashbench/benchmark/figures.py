@@ -2,6 +2,11 @@
 
 - Figure 2: precision of the top k retrieved items (P@k) against k; one panel per dataset and
   code length, one line per method (and hyper-parameter setting); records as for Table 3.
+- Cost-accuracy (``cost_accuracy``): MAP@k against training seconds (log axis) per dataset and
+  code length, one marker per method (records as for Table 3), and the Pareto front: the methods
+  that no other method beats on both accuracy and training time, joined by a staircase (as
+  ann-benchmarks draws its recall / queries-per-second fronts). Training time is the device's
+  of each record, so a front across devices compares devices too; the CSV names them.
 - Figure 3: MAP against training epochs at 32 bits, from the ``epochs`` entries that the epoch
   callback records; one panel per dataset, one line per method; a dotted line marks the paper's
   300 epochs when the recorded epochs span it.
@@ -12,11 +17,13 @@
   Lambdas a cell did not set take the values of its LAGNH preset (the paper's choice for MS-COCO,
   or for NUS-WIDE with ``preset = "nuswide"``). Dotted lines mark the paper's choice.
 
-Figures 3 and 4 use the cells of the ``figure3`` / ``figure4`` experiments when the results hold
-any, and otherwise every cell that fits.
+Figures 3 and 4 use the cells of experiments with role ``epochs`` / ``sensitivity`` when the
+results hold any, and otherwise every cell that fits (for Figure 4: LAGNH cells outside ablations).
 
 Lines are means over seeds; the CSV beside each figure lists mean, std and the number of seeds
-for every plotted point. Figures are drawn with matplotlib's object API (Agg canvas), so no
+for every plotted point. With many methods, lines differ by colour (tab10) and, past ten, by line
+style and marker as well; the paper's method (LAGNH), or the lines named by ``highlight``, are
+drawn thicker and on top. Figures are drawn with matplotlib's object API (Agg canvas), so no
 display or global backend is needed.
 """
 
@@ -32,21 +39,30 @@ from matplotlib.figure import Figure
 
 from hashbench.benchmark.paper import (
     FALLBACK_PAPER_DATASET,
+    PAPER_METHOD,
     paper_dataset,
     paper_hyperparameters,
     paper_numbers,
     paper_training_epochs,
 )
 from hashbench.benchmark.tables import (
+    ABLATION_ROLE,
     comparison_records,
     dataset_order,
     merge_dataset_settings,
     method_rows,
     unique_seeds,
-    variant_order,
 )
 
 FIGURE_BITS = 32
+TITLES = {
+    "figure2": "Figure 2: top-k precision",
+    "figure3": "Figure 3: MAP against training epochs",
+    "figure4": "Figure 4: LAGNH parameter sensitivity",
+    "cost_accuracy": "Cost and accuracy: MAP against training time",
+}
+LINE_STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 LAMBDAS = ("lambda1", "lambda2", "lambda3")
 PANEL_SIZE = (4.0, 3.0)  # inches per panel
 
@@ -81,7 +97,7 @@ def figure2_data(results: pd.DataFrame, records: dict[str, dict]) -> pd.DataFram
 def figure3_data(results: pd.DataFrame, records: dict[str, dict]) -> pd.DataFrame:
     """MAP after each recorded training epoch at 32 bits per dataset and method (Figure 3)."""
     frame = _done(unique_seeds(results[results["n_bits"] == FIGURE_BITS]))
-    frame = _prefer_experiment(frame[[bool(records[path].get("epochs")) for path in frame["record"]]], "figure3")
+    frame = _prefer_role(frame[[bool(records[path].get("epochs")) for path in frame["record"]]], "epochs")
     frame = merge_dataset_settings(frame)
     names = {(r.method, r.params): r.name for r in method_rows(frame)}
     labels = frame["label"].where(frame["label"] != frame["method"], "")
@@ -104,17 +120,16 @@ def _unset_lambdas(group: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({name: [c[name] for c in per_cell] for name in LAMBDAS}, index=group.index)
 
 
-def _prefer_experiment(frame: pd.DataFrame, experiment: str) -> pd.DataFrame:
-    """The rows of ``experiment`` when there are any (the cells made for this figure), else all."""
-    chosen = frame[frame["experiment"] == experiment]
+def _prefer_role(frame: pd.DataFrame, role: str) -> pd.DataFrame:
+    """The rows of experiments with ``role`` when there are any (the cells made for this figure), else all."""
+    chosen = frame[frame["role"] == role]
     return chosen if not chosen.empty else frame
 
 
 def figure4_data(results: pd.DataFrame) -> pd.DataFrame:
     """LAGNH's MAP at 32 bits against each lambda with the other two at their centre values."""
     frame = results[(results["method"] == "lagnh") & (results["n_bits"] == FIGURE_BITS)]
-    frame = frame[~frame["label"].isin([v for v in variant_order() if v != "recons-Sa"])]
-    frame = _done(unique_seeds(_prefer_experiment(frame, "figure4")))
+    frame = _done(unique_seeds(_prefer_role(frame[frame["role"] != ABLATION_ROLE], "sensitivity")))
     parts = []
     for dataset, group in frame.groupby("dataset"):
         unset = _unset_lambdas(group)
@@ -141,6 +156,43 @@ def figure4_data(results: pd.DataFrame) -> pd.DataFrame:
     return data[["parameter", "dataset", "value", "map", "std", "n_seeds"]]
 
 
+def cost_accuracy_data(results: pd.DataFrame, protocol: str = "official") -> pd.DataFrame:
+    """Mean MAP and training seconds per dataset, code length and method (and device), with the
+    Pareto front flagged (what the cost-accuracy figure plots)."""
+    frame = _done(comparison_records(results))
+    frame = frame[frame[f"map_{protocol}"].notna() & (frame["fit_s"] > 0)]  # a log axis cannot show 0 s
+    frame = frame.assign(device_name=frame["device_name"].fillna(""))
+    if frame.empty:
+        return pd.DataFrame()
+    by_device = frame["device_name"].nunique() > 1
+    rows = method_rows(frame, by_device=by_device)
+    names = {(r.method, r.params, r.device if by_device else ""): r.name + (f" [{r.device}]" if by_device else "")
+             for r in rows}  # fmt: skip
+    keys = ["dataset", "n_bits", "method", "params", "device_name"]
+    summary = frame.groupby(keys).agg(fit_s=("fit_s", "mean"), map=(f"map_{protocol}", "mean"),
+                                      std=(f"map_{protocol}", "std"), n_seeds=("seed", "count")).reset_index()
+    summary["line"] = [names[(m, p, d if by_device else "")] for m, p, d in
+                       zip(summary["method"], summary["params"], summary["device_name"])]  # fmt: skip
+    summary["pareto"] = False
+    for _, panel in summary.groupby(["dataset", "n_bits"]):
+        summary.loc[pareto_front(panel["fit_s"], panel["map"]), "pareto"] = True
+    order = list(dict.fromkeys(names.values()))
+    summary["line"] = pd.Categorical(summary["line"], categories=order, ordered=True)
+    summary = summary.sort_values(["dataset", "n_bits", "line"], kind="stable")
+    columns = ["dataset", "n_bits", "method", "line", "device_name", "fit_s", "map", "std", "n_seeds", "pareto"]
+    return summary[columns].rename(columns={"device_name": "device"}).reset_index(drop=True)
+
+
+def pareto_front(seconds: pd.Series, accuracy: pd.Series) -> list:
+    """Index labels of the points that no other point beats on both (fewer seconds, higher accuracy)."""
+    front, best = [], -np.inf
+    for label in sorted(seconds.index, key=lambda i: (seconds[i], -accuracy[i])):
+        if accuracy[label] > best:
+            front.append(label)
+            best = accuracy[label]
+    return front
+
+
 def _tidy(parts: list[pd.DataFrame], *, x: str, value: str, keys: list[str], order=None) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame()
@@ -163,18 +215,31 @@ def _dataset_title(dataset: str) -> str:
     return dataset if counterpart.same_data else f"{dataset} (paper: {counterpart.name})"
 
 
-def line_colours(lines: pd.Series) -> dict[str, tuple]:
-    """One colour per line, the same in every panel (tab10, or tab20 for more than ten lines);
-    a categorical ``lines`` gives its categories' order (the tables' row order)."""
+def line_styles(data: pd.DataFrame, highlight=None) -> dict[str, dict]:
+    """matplotlib keywords per line, the same in every panel: colours cycle through tab10, and each
+    further ten lines take the next line style and marker, so 40 lines stay apart. Lines of the
+    methods (or with the names) in ``highlight`` (default: the paper's method) are thicker and on
+    top. A categorical ``line`` column gives its categories' order (the tables' row order)."""
+    lines = data["line"]
     lines = list(lines.cat.categories if isinstance(lines.dtype, pd.CategoricalDtype) else dict.fromkeys(lines))
-    palette = colormaps["tab10" if len(lines) <= 10 else "tab20"]
-    return {line: palette(i % palette.N) for i, line in enumerate(lines)}
+    methods = dict(zip(data["line"], data["method"])) if "method" in data else {}
+    wanted = {h.lower() for h in ([PAPER_METHOD] if highlight is None else highlight)}
+    palette = colormaps["tab10"]
+    styles = {}
+    for i, line in enumerate(lines):
+        bold = str(line).lower() in wanted or str(methods.get(line, "")).lower() in wanted
+        styles[line] = dict(color=palette(i % 10), linestyle=LINE_STYLES[i // 10 % len(LINE_STYLES)],
+                            marker=MARKERS[i // 10 % len(MARKERS)] if i >= 10 else "o",
+                            linewidth=2.8 if bold else 1.3, zorder=10 if bold else 2, alpha=1.0 if bold else 0.85)
+    return styles
 
 
-def _draw_lines(axes, data: pd.DataFrame, x: str, y: str, colours: dict, *, markers: bool) -> None:
+def _draw_lines(axes, data: pd.DataFrame, x: str, y: str, styles: dict, *, markers: bool) -> None:
     for line, points in data.groupby("line", sort=False, observed=True):
-        axes.plot(points[x], points[y], marker="o" if markers else None, markersize=3, linewidth=1.2,
-                  label=line, color=colours[line])
+        style = styles[line]
+        if not markers and style["marker"] == "o":  # circles on every rank would hide the curves
+            style = {**style, "marker": None}
+        axes.plot(points[x], points[y], markersize=3.5, markevery=max(1, len(points) // 8), label=line, **style)
     axes.grid(True, alpha=0.3)
 
 
@@ -188,43 +253,72 @@ def _shared_legend(figure: Figure, axes_grid: np.ndarray, order) -> None:
     figure.legend([handles[label] for label in labels], labels, loc="outside right center", fontsize="small")
 
 
-def draw_figure2(data: pd.DataFrame) -> Figure:
+def draw_figure2(data: pd.DataFrame, highlight=None) -> Figure:
     datasets = dataset_order(data["dataset"].unique())
     bits = sorted(data["n_bits"].unique())
     figure, axes_grid = _panels(len(datasets), len(bits))
-    colours = line_colours(data["line"])
+    styles = line_styles(data, highlight)
     for row, dataset in enumerate(datasets):
         for col, n_bits in enumerate(bits):
             axes = axes_grid[row, col]
             panel = data[(data["dataset"] == dataset) & (data["n_bits"] == n_bits)]
-            _draw_lines(axes, panel, "k", "precision", colours, markers=False)
+            _draw_lines(axes, panel, "k", "precision", styles, markers=False)
             axes.set(title=f"{_dataset_title(dataset)}, {n_bits} bits", xlabel="k (items retrieved)",
                      ylabel="precision@k")
-    _shared_legend(figure, axes_grid, list(colours))
-    figure.suptitle("Figure 2: top-k precision")
+    _shared_legend(figure, axes_grid, list(styles))
+    figure.suptitle(TITLES["figure2"])
     return figure
 
 
-def draw_figure3(data: pd.DataFrame) -> Figure:
+def draw_cost_accuracy(data: pd.DataFrame, highlight=None) -> Figure:
+    datasets = dataset_order(data["dataset"].unique())
+    bits = sorted(data["n_bits"].unique())
+    figure, axes_grid = _panels(len(datasets), len(bits))
+    styles = line_styles(data, highlight)
+    for row, dataset in enumerate(datasets):
+        for col, n_bits in enumerate(bits):
+            axes = axes_grid[row, col]
+            panel = data[(data["dataset"] == dataset) & (data["n_bits"] == n_bits)]
+            front = panel[panel["pareto"]].sort_values("fit_s")
+            # the staircase runs on to the slowest method, so everything below and right of it is beaten
+            seconds = [*front["fit_s"], panel["fit_s"].max()]
+            axes.step(seconds, [*front["map"], front["map"].iloc[-1]], where="post", color="grey", linestyle="--",
+                      linewidth=1, zorder=1, label="Pareto front")
+            for line, point in panel.groupby("line", sort=False, observed=True):
+                style = styles[line]
+                axes.plot(point["fit_s"], point["map"], linestyle="none", marker=style["marker"], color=style["color"],
+                          markersize=9 if style["zorder"] > 2 else 6, zorder=style["zorder"] + 1, label=line,
+                          markeredgecolor="black", markeredgewidth=0.4)  # fmt: skip
+            axes.set_xscale("log")
+            axes.grid(True, which="both", alpha=0.3)
+            axes.set(title=f"{_dataset_title(dataset)}, {n_bits} bits", xlabel="training seconds (log)",
+                     ylabel="MAP")
+    _shared_legend(figure, axes_grid, list(styles))
+    figure.suptitle(TITLES["cost_accuracy"])
+    return figure
+
+
+def draw_figure3(data: pd.DataFrame, highlight=None) -> Figure:
     datasets = dataset_order(data["dataset"].unique())
     figure, axes_grid = _panels(1, len(datasets))
-    colours = line_colours(data["line"])
+    styles = line_styles(data, highlight)
     for col, dataset in enumerate(datasets):
         axes = axes_grid[0, col]
         panel = data[data["dataset"] == dataset]
-        _draw_lines(axes, panel, "epoch", "map", colours, markers=True)
+        _draw_lines(axes, panel, "epoch", "map", styles, markers=True)
         if panel["epoch"].min() <= paper_training_epochs() <= panel["epoch"].max():  # else it squashes the curve
             axes.axvline(paper_training_epochs(), color="grey", linestyle=":", label="paper's epochs")
         axes.set(title=f"{_dataset_title(dataset)}, {FIGURE_BITS} bits", xlabel="training epochs", ylabel="MAP")
-    _shared_legend(figure, axes_grid, list(colours))
-    figure.suptitle("Figure 3: MAP against training epochs")
+    _shared_legend(figure, axes_grid, list(styles))
+    figure.suptitle(TITLES["figure3"])
     return figure
 
 
-def draw_figure4(data: pd.DataFrame) -> Figure:
+def draw_figure4(data: pd.DataFrame, highlight=None) -> Figure:
     parameters = [p for p in LAMBDAS if p in set(data["parameter"])]
     figure, axes_grid = _panels(1, len(parameters))
-    colours = line_colours(pd.Series(dataset_order(data["dataset"].unique())))
+    datasets = dataset_order(data["dataset"].unique())
+    colours = {d: style["color"] for d, style in line_styles(pd.DataFrame({"line": datasets})).items()}
     for col, parameter in enumerate(parameters):
         axes = axes_grid[0, col]
         panel = data[data["parameter"] == parameter]
@@ -238,20 +332,21 @@ def draw_figure4(data: pd.DataFrame) -> Figure:
         axes.grid(True, alpha=0.3)
         axes.set(title=f"MAP vs {parameter}, {FIGURE_BITS} bits", xlabel=parameter, ylabel="MAP")
     _shared_legend(figure, axes_grid, list(colours))
-    figure.suptitle("Figure 4: LAGNH parameter sensitivity")
+    figure.suptitle(TITLES["figure4"])
     return figure
 
 
 # ----------------------------------------------------------------------------- entry points
-FIGURES = ("figure2", "figure3", "figure4")
+FIGURES = ("figure2", "figure3", "figure4", "cost_accuracy")
 SKIP_REASONS = {
     "figure2": "no finished cell with a precision curve",
+    "cost_accuracy": "no finished cell with a MAP and a training time",
     "figure3": f"no finished {FIGURE_BITS}-bit cell with per-epoch MAP (set record_epochs)",
     "figure4": f"no LAGNH cells at {FIGURE_BITS} bits where a lambda takes two or more values",
 }
 
 
-def figure_data(name: str, results: pd.DataFrame, records: dict[str, dict]) -> pd.DataFrame:
+def figure_data(name: str, results: pd.DataFrame, records: dict[str, dict], protocol: str = "official") -> pd.DataFrame:
     """The tidy data figure ``name`` plots (empty when the results hold nothing for it)."""
     if results.empty:
         return pd.DataFrame()
@@ -259,20 +354,24 @@ def figure_data(name: str, results: pd.DataFrame, records: dict[str, dict]) -> p
         return figure2_data(results, records)
     if name == "figure3":
         return figure3_data(results, records)
+    if name == "cost_accuracy":
+        return cost_accuracy_data(results, protocol)
     return figure4_data(results)
 
 
-DRAW = {"figure2": draw_figure2, "figure3": draw_figure3, "figure4": draw_figure4}
+DRAW = {"figure2": draw_figure2, "figure3": draw_figure3, "figure4": draw_figure4, "cost_accuracy": draw_cost_accuracy}
 
 
-def write_figure(name: str, results: pd.DataFrame, records: list[dict], out_dir) -> list[Path] | str:
-    """Write ``name``.png, .pdf and .csv under ``out_dir``; return their paths, or why it was skipped."""
-    data = figure_data(name, results, {r["path"]: r for r in records})
+def write_figure(name: str, results: pd.DataFrame, records: list[dict], out_dir, *, highlight=None,
+                 protocol: str = "official") -> list[Path] | str:
+    """Write ``name``.png, .pdf and .csv under ``out_dir``; return their paths, or why it was skipped.
+    ``highlight``: methods or line names to draw thicker and on top (default: the paper's method)."""
+    data = figure_data(name, results, {r["path"]: r for r in records}, protocol)
     if data.empty:
         return SKIP_REASONS[name]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figure = DRAW[name](data)
+    figure = DRAW[name](data, highlight)
     paths = [out_dir / f"{name}.{suffix}" for suffix in ("png", "pdf", "csv")]
     figure.savefig(paths[0], dpi=150)
     figure.savefig(paths[1])

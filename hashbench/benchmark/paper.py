@@ -20,6 +20,8 @@ from importlib import resources
 
 #: The paper dataset an unrecognised dataset of ours is shown beside.
 FALLBACK_PAPER_DATASET = "coco"
+#: The method the paper proposes (drawn on top in figures).
+PAPER_METHOD = "lagnh"
 
 
 @cache

@@ -16,7 +16,8 @@ What one cell does (``execute_cell``, the same in every executor):
 4. warm-up: encode the first two query items untimed, so one-time costs of a first call (lazy
    initialisation, CUDA kernel selection, allocator growth) are not charged to encoding; then time
    the query and database encodings separately, then the evaluation;
-5. save the codes, then the record (status ``done``, ``failed`` with the error, or ``timeout``).
+5. save the codes and the per-query AP, then the record (status ``done``, ``failed`` with the
+   error, or ``timeout``).
 
 Errors of the method are recorded and the matrix goes on. Running out of memory and failures of
 the infrastructure (a worker that died, a dataset that could not be loaded) are recorded as
@@ -242,8 +243,14 @@ def needs_rescore(record: dict, cell: Cell) -> bool:
 
 def finished_record(record: dict, path: Path, cell: Cell) -> dict:
     """A finished record as the cell wants it: rescored from its codes if the cell asks for
-    another protocol or top-k."""
-    return rescore_record(record, path, cell.protocol, cell.topk) if needs_rescore(record, cell) else record
+    another protocol or top-k, and relabelled if its experiment's role changed (a role is not part
+    of what a cell computes, so changing it in the config must not recompute the cell)."""
+    if needs_rescore(record, cell):
+        record = rescore_record(record, path, cell.protocol, cell.topk)
+    if record["spec"].get("role") != cell.role:
+        record = {**record, "spec": {**record["spec"], "role": cell.role}}
+        store.write_json_atomic(path, record)
+    return record
 
 
 def finished_twins(cells: list[Cell], out_dir: Path) -> dict[str, tuple[dict, Path]]:
@@ -270,7 +277,11 @@ def copy_twin(record: dict, path: Path, cell: Cell, out_dir: Path) -> dict:
         source = store.codes_path(path, split)
         if source.is_file():
             store.link_atomic(source, store.codes_path(target, split))
-    spec = {**record["spec"], "experiment": cell.experiment, "label": cell.label, "timeout_s": cell.timeout_s}
+    protocol, topk = record["spec"]["protocol"], record["spec"]["topk"]
+    if store.query_ap_path(path, protocol, topk).is_file():
+        store.link_atomic(store.query_ap_path(path, protocol, topk), store.query_ap_path(target, protocol, topk))
+    spec = {**record["spec"], "experiment": cell.experiment, "role": cell.role, "label": cell.label,
+            "timeout_s": cell.timeout_s}
     copy = {**record, "id": cell.id, "spec": spec, "reused_from": str(path)}
     store.write_json_atomic(target, copy)
     return copy
@@ -309,10 +320,11 @@ def execute_cell(task: CellTask) -> dict:
         reset_peak_memory(cell.device)
         try:
             with time_limit(cell.timeout_s):
-                outcome, codes = measure_cell(cell, dataset)
+                outcome, codes, ap = measure_cell(cell, dataset)
             task.record_path.parent.mkdir(parents=True, exist_ok=True)
             for split, split_codes in codes.items():
                 split_codes.save(store.codes_path(task.record_path, split))
+            store.save_query_ap(task.record_path, ap, cell.protocol, cell.topk)
             record.update(outcome)
         except CellTimeout:
             record.update(status="timeout", error=f"the cell ran longer than timeout_s={cell.timeout_s}")
@@ -344,8 +356,8 @@ def new_record(cell: Cell, *, started: str) -> dict:
     }
 
 
-def measure_cell(cell: Cell, dataset) -> tuple[dict, dict]:
-    """Fit, encode and evaluate one cell; returns the record's fields and the codes."""
+def measure_cell(cell: Cell, dataset) -> tuple[dict, dict, np.ndarray]:
+    """Fit, encode and evaluate one cell; returns the record's fields, the codes and the per-query AP."""
     hasher = build_method(cell)
     warm_up_device(cell.device)
     fit_clock = Stopwatch(cell.device)
@@ -379,7 +391,7 @@ def measure_cell(cell: Cell, dataset) -> tuple[dict, dict]:
         "epochs": epochs,
         "timings": timings,
     }
-    return outcome, codes
+    return outcome, codes, scores.ap
 
 
 def build_method(cell: Cell):
@@ -473,6 +485,7 @@ def rescore_record(record: dict, path: Path, protocol: str, topk: int) -> dict:
     clock = Stopwatch("cpu")
     with clock.running():
         scores = score(cell, codes["query"], codes["database"], load_cell_dataset(cell))
+    store.save_query_ap(path, scores.ap, protocol, topk)
     updated = {
         **record,
         "spec": {**spec, "protocol": protocol, "topk": topk},

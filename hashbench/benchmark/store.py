@@ -1,7 +1,9 @@
 """The result store: one JSON record per cell, its codes beside it, and the tidy results table.
 
 Layout under a results folder: ``<dataset>/<method>/<cell id>.json`` plus
-``<cell id>.query.codes.npz`` and ``<cell id>.database.codes.npz`` (``BinaryCodes.save``).
+``<cell id>.query.codes.npz`` and ``<cell id>.database.codes.npz`` (``BinaryCodes.save``), and
+the per-query AP behind the record's MAP, ``<cell id>.ap.<protocol>.top<k>.npy`` (float64, one
+value per query, NaN for a query the protocol skips), which the reports' significance tests read.
 Every file is written to a temporary name in the same folder and renamed into place, and a
 record is written only after its codes, so a record on disk is always complete and so are the
 codes it points to, whenever the writing process is killed.
@@ -14,16 +16,18 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from hashbench.benchmark.config import Cell, canonical_json
+from hashbench.benchmark.config import DEFAULT_ROLE, Cell, canonical_json
 from hashbench.errors import InvalidInputError
+from hashbench.health import STAT_KEYS
 
 SCHEMA = 1
 RESULT_COLUMNS = [
-    "experiment", "label", "method", "params", "dataset", "n_bits", "seed", "protocol", "topk", "device",
-    "status", "error", "map", "map_official", "map_deephash", "map_tie_aware", "precision_radius2",
-    "map_pessimistic", "map_optimistic", "normalise", "ties", "no_relevant",
+    "experiment", "role", "label", "method", "params", "dataset", "n_bits", "seed", "protocol", "topk", "device",
+    "status", "error", "map", "map_official", "map_deephash", "map_tie_aware", "map_pessimistic", "map_optimistic",
+    "normalise", "ties", "no_relevant", "precision_radius2", *STAT_KEYS,
     "fit_s", "encode_query_s", "encode_database_s", "evaluate_s", "peak_rss_mb", "cuda_max_allocated_mb",
     "device_name", "git_commit", "record",
 ]  # fmt: skip
@@ -37,6 +41,35 @@ def codes_path(record_file, split: str) -> Path:
     """Where the ``split`` ("query" or "database") codes of the record at ``record_file`` live."""
     record_file = Path(record_file)
     return record_file.with_name(f"{record_file.stem}.{split}.codes.npz")
+
+
+def query_ap_path(record_file, protocol: str, topk: int | None) -> Path:
+    """Where the per-query AP@``topk`` under ``protocol`` of the record at ``record_file`` lives."""
+    record_file = Path(record_file)
+    return record_file.with_name(f"{record_file.stem}.ap.{protocol}.top{topk or 'all'}.npy")
+
+
+def save_query_ap(record_file, ap, protocol: str, topk: int | None) -> Path:
+    """Write a record's per-query AP atomically beside it; return the path."""
+    path = query_ap_path(record_file, protocol, topk)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, np.asarray(ap, dtype=np.float64))
+    tmp.replace(path)
+    return path
+
+
+def load_query_ap(record_file, protocol: str, topk: int | None) -> np.ndarray | None:
+    """The per-query AP saved beside a record, or None when there is none or it is older than the
+    record's database codes (the cell was computed again after the AP was saved)."""
+    path = query_ap_path(record_file, protocol, topk)
+    codes = codes_path(record_file, "database")
+    try:
+        if codes.is_file() and codes.stat().st_mtime > path.stat().st_mtime:
+            return None
+        return np.load(path)
+    except FileNotFoundError:
+        return None
 
 
 def safe_name(name: str) -> str:
@@ -119,13 +152,15 @@ def result_row(record: dict) -> dict:
     timings = record.get("timings") or {}
     memory = record.get("memory") or {}
     environment = record.get("environment") or {}
+    stats = record.get("code_stats") or {}
     row = {key: spec.get(key) for key in ("experiment", "label", "method", "dataset", "n_bits", "seed", "protocol", "topk", "device")}
     row.update(
+        role=spec.get("role", DEFAULT_ROLE),  # records made before roles existed count as main
         params=canonical_json(spec.get("params", {})),
         status=record["status"],
         error=record.get("error"),
         map=metrics.get("map"),
-        map_pessimistic=map_range[0],
+        map_pessimistic=map_range[0],  # the tie range of ``map``: its convention's worst and best tie orders
         map_optimistic=map_range[1],
         normalise=metrics.get("normalise"),
         ties=metrics.get("ties"),
@@ -134,6 +169,7 @@ def result_row(record: dict) -> dict:
         map_deephash=maps.get("deephash"),
         map_tie_aware=maps.get("tie_aware"),
         precision_radius2=metrics.get("precision_radius2"),
+        **{key: stats.get(key) for key in STAT_KEYS},
         fit_s=timings.get("fit"),
         encode_query_s=timings.get("encode_query"),
         encode_database_s=timings.get("encode_database"),

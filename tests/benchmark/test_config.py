@@ -175,15 +175,38 @@ def test_cell_spec_is_json_ready():
     assert set(spec) >= {"experiment", "label", "method", "params", "dataset", "n_bits", "seed", "protocol", "topk", "device"}
 
 
+def test_role_defaults_to_main_and_is_validated(tmp_path, toy_npz):
+    matrix = matrix_of(tmp_path, f"""
+[defaults]
+datasets = ["{toy_npz}"]
+[[experiment]]
+name = "any-name"
+methods = ["lsh"]
+[[experiment]]
+name = "sweep"
+role = "sensitivity"
+methods = ["lsh"]
+""")
+    assert [c.spec()["role"] for c in matrix.cells()] == ["main", "sensitivity"]
+    with pytest.raises(UnknownNameError, match="unknown role of experiment 'x' 'mian'. Did you mean 'main'"):
+        parse_config({"experiment": [{"name": "x", "role": "mian", "methods": ["lsh"]}]})
+
+
 def test_shipped_configs():
     quick = load_config("configs/quick.toml")
     cells = quick.cells()
     assert {c.method for c in cells} == set(list_methods())
     assert {c.n_bits for c in cells} == {16, 32} and {c.dataset for c in cells} == {"mosaic"}
     paper = load_config("configs/paper.toml")
-    assert {e.name for e in paper.experiments} == {"table3", "table4", "table5", "figure2", "figure3", "figure4"}
-    table3 = {c.method for c in paper.cells(experiments=["table3"])}
-    assert table3 >= {"lsh", "sklsh", "sh", "pcah", "itq", "sgh", "uh-bdnn", "deepbit", "ssdh", "sadh", "tbh", "lagnh"}
+    roles = {e.name: e.role for e in paper.experiments}
+    assert roles == {"table3": "main", "table3-deep": "main", "table4": "timing", "table5": "ablation",
+                     "figure3": "epochs", "figure4": "sensitivity"}  # fmt: skip
+    main = paper.cells(experiments=["table3", "table3-deep"], datasets=["mosaic"])
+    assert {c.method for c in main} >= {"lsh", "sklsh", "sh", "pcah", "itq", "sgh", "uh-bdnn", "deepbit", "ssdh", "sadh",
+                                        "tbh", "lagnh"}  # fmt: skip
+    seeds = {m: sorted({c.seed for c in main if c.method == m}) for m in ("itq", "lagnh", "deepbit")}
+    assert seeds == {"itq": [0, 1, 2], "lagnh": [0, 1, 2], "deepbit": [0]}
+    assert {c.role for c in main} == {"main"} and {c.spec()["role"] for c in main} == {"main"}
     variants = {c.label for c in paper.cells(experiments=["table5"])}
     assert variants == {"no-aux", "no-att", "only-Sv", "only-Sa", "recons-ZtZ", "recons-feat", "recons-S", "recons-Sv", "recons-Sa"}
     figure3 = paper.cells(experiments=["figure3"], datasets=["mosaic"])

@@ -99,3 +99,39 @@ def test_figures_are_skipped_when_results_hold_nothing_for_them(tmp_path):
     assert draw("figure3", results_dir, tmp_path / "out") == figures.SKIP_REASONS["figure3"]
     assert draw("figure4", results_dir, tmp_path / "out") == figures.SKIP_REASONS["figure4"]
     assert not (tmp_path / "out").exists()
+
+
+def test_cost_accuracy_points_and_pareto_front(results_dir):
+    data = plotted("cost_accuracy", results_dir)
+    panel = data[data["n_bits"] == 32].set_index("line")
+    assert list(panel.index) == ["LSH", "ITQ", "LAGNH", "my-plugin"]
+    assert panel.loc["ITQ", "fit_s"] == pytest.approx(2.0) and panel.loc["ITQ", "map"] == pytest.approx(0.72)
+    assert panel.loc["ITQ", "n_seeds"] == 3 and panel.loc["LAGNH", "n_seeds"] == 1  # the figure2 duplicate counts once
+    # ITQ, LSH and the plugin train in 2 s: ITQ is the best of them; LAGNH costs more and scores more
+    assert panel["pareto"].to_dict() == {"LSH": False, "ITQ": True, "LAGNH": True, "my-plugin": False}
+    assert set(data["device"]) == {"cpu"}
+
+
+def test_pareto_front_keeps_the_points_nothing_beats_on_both_axes():
+    seconds = pd.Series([1.0, 2.0, 2.0, 10.0, 5.0], index=list("abcde"))
+    accuracy = pd.Series([0.5, 0.4, 0.6, 0.9, 0.6])
+    accuracy.index = seconds.index
+    assert figures.pareto_front(seconds, accuracy) == ["a", "c", "d"]  # e ties c's accuracy at more cost
+
+
+def test_many_lines_get_distinct_styles_and_the_highlight_is_on_top():
+    lines = [f"method-{i}" for i in range(16)] + ["LAGNH"]
+    data = pd.DataFrame({"line": lines, "method": lines[:-1] + ["lagnh"]})
+    styles = figures.line_styles(data)
+    assert len({(s["color"], s["linestyle"], s["marker"]) for s in styles.values()}) == len(lines)
+    assert styles["LAGNH"]["linewidth"] > styles["method-0"]["linewidth"]
+    assert styles["LAGNH"]["zorder"] > max(s["zorder"] for name, s in styles.items() if name != "LAGNH")
+    chosen = figures.line_styles(data, highlight=["method-3"])
+    assert chosen["method-3"]["linewidth"] > chosen["LAGNH"]["linewidth"]
+
+
+def test_highlight_reaches_the_drawn_figure(results_dir, tmp_path):
+    data = plotted("figure2", results_dir)
+    figure = figures.draw_figure2(data, highlight=["itq"])
+    widths = {line.get_label(): line.get_linewidth() for line in figure.axes[0].get_lines()}
+    assert widths["ITQ"] > widths["LAGNH"]

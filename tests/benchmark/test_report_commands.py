@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -55,9 +57,9 @@ def test_report_on_an_empty_or_missing_folder_is_a_clear_error(tmp_path, capsys)
 
 def test_plot_writes_the_figures_it_has_material_for(tmp_path, capsys):
     results_dir = write_records(comparison_records() + epoch_records(), tmp_path / "results")
-    assert main(["plot", str(results_dir), "--out", str(tmp_path / "figs")]) == 0
+    assert main(["plot", str(results_dir), "--out", str(tmp_path / "figs"), "--highlight", "itq"]) == 0
     names = sorted(p.name for p in (tmp_path / "figs").iterdir())
-    assert names == [f"{f}.{s}" for f in ("figure2", "figure3") for s in ("csv", "pdf", "png")]
+    assert names == [f"{f}.{s}" for f in ("cost_accuracy", "figure2", "figure3") for s in ("csv", "pdf", "png")]
     assert "figure4: skipped" in capsys.readouterr().out
 
 
@@ -88,11 +90,15 @@ seeds = [0, 1]
 topk = 10
 
 [[experiment]]
-name = "table3"
+name = "compare"
+role = "main"
 methods = ["tiny-projection", "lsh"]
 
 [[experiment]]
-name = "figure2"
+name = "times"
+role = "timing"
+bits = [32]
+seeds = [0]
 methods = ["tiny-projection"]
 '''
 
@@ -113,27 +119,64 @@ def tiny_matrix(tmp_path):
     return tmp_path
 
 
-def test_reproduce_runs_one_experiment_and_writes_its_table(tiny_matrix, capsys):
+def table_rows(markdown: str) -> dict[str, str]:
+    return {line.split(" | ")[0].strip("| "): line for line in markdown.splitlines() if line.startswith("| ")}
+
+
+def test_reproduce_runs_the_experiments_of_the_targets_role_and_writes_its_table(tiny_matrix, capsys):
     out = tiny_matrix / "results"
     common = ["--plugin", str(tiny_matrix / "plugin.py"), "reproduce"]
     options = ["--config", str(tiny_matrix / "matrix.toml"), "--out", str(out), "--quiet"]
-    assert main([*common, "table3", *options, "--bits", "16"]) == 0
+    assert main([*common, "table3", *options, "--bits", "16", "--datasets", "tiny"]) == 0
     table = (out / "report" / "table3.md").read_text()
     assert "| tiny 16 bits | paper (MS-COCO) 16 bits |" in table
-    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    rows = table_rows(table)
     assert "(n=2)" in rows["LSH"] and "(n=2)" in rows["tiny-projection"]
+    # the reference rows, computed from the dataset the records name
+    assert rows["random codes"].count("(n=2)") == 1 and rows["raw features"].split(" | ")[1][0] in "01"
+    assert (out / "reference" / "cache.json").is_file()
     assert "wrote" in capsys.readouterr().out
     records = sorted(out.rglob("*.json"))
-    assert len(records) == 4  # 2 methods x 1 code length x 2 seeds
+    records = [r for r in records if r.parent.name != "reference"]
+    assert len(records) == 4  # 2 methods x 1 code length x 2 seeds, of the "main" experiment only
+    assert len(list(out.rglob("*.ap.official.top10.npy"))) == 4  # per-query AP beside every record
 
     assert main([*common, "figure2", *options]) == 0
     curves = pd.read_csv(out / "figures" / "figure2.csv")
-    assert set(curves["line"]) == {"tiny-projection"} and set(curves["n_bits"]) == {8, 16}
+    assert set(curves["line"]) == {"LSH", "tiny-projection"} and set(curves["n_bits"]) == {8, 16}
     assert (out / "figures" / "figure2.png").is_file()
-    assert len(list(out.rglob("*.json"))) == 8  # the figure2 cells have records of their own
 
-    # a second run reuses the finished cells and still builds Table 3 from the table3 cells only
+    # a second run reuses the finished cells and still builds Table 3 from the main cells only
     written = {path: path.stat().st_mtime_ns for path in records}
     assert main([*common, "table3", *options, "--bits", "16"]) == 0
     assert {path: path.stat().st_mtime_ns for path in records} == written
     assert (out / "report" / "table3.md").read_text() == table
+
+    # Table 4 runs the timing experiment only
+    assert main([*common, "table4", *options]) == 0
+    assert [row for row in table_rows((out / "report" / "table4.md").read_text()) if row != "method"] == \
+        ["UH-BDNN", "DeepBit", "SSDH", "SADH", "TBH", "LAGNH", "tiny-projection"]
+
+
+def test_reproduce_without_an_experiment_of_the_role_is_a_clear_error(tiny_matrix, capsys):
+    options = ["--config", str(tiny_matrix / "matrix.toml"), "--out", str(tiny_matrix / "r"), "--quiet"]
+    assert main(["reproduce", "table5", *options]) == 2
+    assert "no experiment with role ablation, which table5 needs" in capsys.readouterr().err
+
+
+def test_report_html_health_and_ranges_on_a_real_run(tiny_matrix, capsys):
+    out = tiny_matrix / "results"
+    common = ["--plugin", str(tiny_matrix / "plugin.py")]
+    assert main([*common, "run", str(tiny_matrix / "matrix.toml"), "--out", str(out), "--quiet"]) == 0
+    assert main([*common, "report", str(out), "--html", "--health", "--ranges", "--highlight", "lsh,tiny-projection"]) == 0
+    report = out / "report"
+    table = (report / "table3.md").read_text()
+    assert "tiny 16 bits constant_bits" in table and "tiny 16 bits distinct_fraction" in table
+    assert re.search(r"\| LSH \| [^|]*\(n=2\) \[0\.\d{4}, [01]\.\d{4}\]", table)  # the tie range after the MAP
+    page = (report / "index.html").read_text()
+    for name in ("figure2", "cost_accuracy"):
+        assert (report / "figures" / f"{name}.png").is_file() and f'id="{name}"' in page
+    assert page.count('<table class="sortable"') == 2  # Tables 3 and 4; no Table 5 and no failed cells here
+    assert "No cell failed or timed out." in page
+    assert "random codes" in page and "Provenance" in page
+    assert f"wrote {report / 'index.html'}" in capsys.readouterr().out

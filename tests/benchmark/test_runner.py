@@ -53,6 +53,7 @@ def test_records_schema_codes_and_metrics(tmp_path, toy_npz):
         assert (len(query), len(database), query.n_bits) == (30, 200, cell.n_bits)
         expected = evaluate(query, database, dataset.query.labels, dataset.database.labels, topk=1000)
         assert record["metrics"]["map"] == pytest.approx(expected.map)
+        np.testing.assert_allclose(store.load_query_ap(path, "official", 1000), expected.ap)
     epochs = records[0]["epochs"]
     assert [e["epoch"] for e in epochs] == [1, 3]
     assert epochs[-1]["map"] == pytest.approx(records[0]["metrics"]["map"])
@@ -109,9 +110,18 @@ def test_changed_topk_rescores_from_codes_without_retraining(tmp_path, toy_npz):
     top10 = run_cells([toy_cell(toy_npz, topk=10)], tmp_path, quiet=True)[0]
     assert top10["started"] == first["started"] and top10["spec"]["topk"] == 10
     assert top10["metrics"]["map"] != first["metrics"]["map"]
+    path = store.record_path(tmp_path, cell)
+    assert np.nanmean(store.load_query_ap(path, "official", 10)) == pytest.approx(top10["metrics"]["map"])
     rescored = rescore(tmp_path, topk=1000, quiet=True)
     assert [r["metrics"]["map"] for r in rescored] == pytest.approx([first["metrics"]["map"]])
     assert store.load_records(tmp_path)[0]["spec"]["topk"] == 1000
+
+
+def test_a_changed_role_relabels_the_record_without_recomputing(tmp_path, toy_npz):
+    first = run_cells([toy_cell(toy_npz)], tmp_path, quiet=True)[0]
+    again = run_cells([toy_cell(toy_npz, role="ablation")], tmp_path, quiet=True)[0]
+    assert (first["spec"]["role"], again["spec"]["role"]) == ("main", "ablation")
+    assert again["started"] == first["started"] and store.load_records(tmp_path)[0]["spec"]["role"] == "ablation"
 
 
 def test_cells_that_compute_the_same_thing_run_once(tmp_path, toy_npz):
@@ -124,11 +134,15 @@ name = "table"
 methods = ["toy-projection"]
 [[experiment]]
 name = "figure"
+role = "epochs"
 methods = [{{ method = "toy-projection", label = "same" }}, {{ method = "toy-projection", params = {{ n_epochs = 2 }} }}]
 """)
     records = run_config(config, tmp_path / "out", quiet=True)
     assert [(r["spec"]["experiment"], r["spec"]["label"]) for r in records] == [("table", "toy-projection"), ("figure", "same"), ("figure", "toy-projection")]
     assert "reused_from" not in records[0] and records[1]["reused_from"].endswith(f"{records[0]['id']}.json")
+    assert [r["spec"]["role"] for r in records] == ["main", "epochs", "epochs"]  # a shared cell keeps its own role
+    paths = {r["id"]: r["path"] for r in store.load_records(tmp_path / "out")}
+    np.testing.assert_array_equal(*(store.load_query_ap(paths[r["id"]], "official", 1000) for r in records[:2]))
     assert records[1]["metrics"] == records[0]["metrics"] and records[1]["started"] == records[0]["started"]
     assert "reused_from" not in records[2]
     later = run_config(config, tmp_path / "later", quiet=True, experiments=["figure"])

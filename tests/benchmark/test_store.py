@@ -1,4 +1,5 @@
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -55,6 +56,7 @@ def test_load_results_columns(tmp_path):
     assert (row["fit_s"], row["encode_query_s"], row["encode_database_s"], row["evaluate_s"]) == (1.5, 0.1, 0.2, 0.3)
     assert (row["precision_radius2"], row["peak_rss_mb"], row["device_name"], row["git_commit"]) == (0.6, 100.0, "cpu x", "abc")
     assert row["record"] == str(tmp_path / "1.json") and row["param_lambda1"] == 0.1
+    assert row["role"] == "main" and pd.isna(row["constant_bits"])  # written before roles and code_stats
     failed = table.set_index("label").loc["c"]
     assert failed["status"] == "failed" and failed["error"] == "ValueError: x" and pd.isna(failed["map"])
 
@@ -76,3 +78,17 @@ def test_link_atomic(tmp_path):
     store.link_atomic(source, tmp_path / "b.npz")
     store.link_atomic(source, tmp_path / "b.npz")  # again over an existing file
     assert (tmp_path / "b.npz").read_bytes() == b"codes"
+
+
+def test_per_query_ap_beside_a_record_and_stale_when_the_codes_are_newer(tmp_path):
+    path = tmp_path / "toy" / "itq" / "a.json"
+    path.parent.mkdir(parents=True)
+    assert store.load_query_ap(path, "official", 1000) is None
+    saved = store.save_query_ap(path, [0.5, float("nan")], "official", 1000)
+    assert saved.name == "a.ap.official.top1000.npy" and store.query_ap_path(path, "deephash", None).name == "a.ap.deephash.topall.npy"
+    assert store.load_query_ap(path, "official", 1000).tolist()[0] == 0.5
+    assert store.load_query_ap(path, "official", 10) is None  # another top-k is another file
+    codes = store.codes_path(path, "database")
+    codes.write_bytes(b"recomputed codes")
+    os.utime(codes, ns=(saved.stat().st_mtime_ns + 10**9,) * 2)
+    assert store.load_query_ap(path, "official", 1000) is None
