@@ -21,7 +21,8 @@ def add_commands(subparsers) -> None:
     run.add_argument("--methods", nargs="+", action=list_option(), metavar="NAME", help="only these methods (names or labels)")
     run.add_argument("--datasets", nargs="+", action=list_option(), metavar="NAME", help="only these datasets")
     run.add_argument("--bits", nargs="+", action=list_option(int), metavar="N", help="only these code lengths (16 32 or 16,32)")
-    run.add_argument("--seeds", nargs="+", action=list_option(int), metavar="S", help="only these seeds")
+    run.add_argument("--seeds", nargs="+", action=list_option(int), metavar="S",
+                     help="run these seeds instead of the config's (e.g. --seeds 0 1 for a spread)")
     run.add_argument("--force", action="store_true", help="recompute finished cells")
     run.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
     run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
@@ -46,7 +47,9 @@ def cmd_run(args) -> None:
     from hashbench.benchmark.runner import run_config
 
     matrix = load_config(args.config)
-    filters = dict(experiments=args.experiments, methods=args.methods, datasets=args.datasets, bits=args.bits, seeds=args.seeds)
+    if args.seeds is not None:
+        matrix = matrix.with_seeds(args.seeds)
+    filters = dict(experiments=args.experiments, methods=args.methods, datasets=args.datasets, bits=args.bits)
     if args.dry_run:
         print_cells(matrix.cells(**filters), args.out)
         return

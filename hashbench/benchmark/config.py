@@ -51,7 +51,7 @@ import hashlib
 import itertools
 import json
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hashbench._validation import check_choice, unknown_name_message
@@ -259,6 +259,12 @@ class Matrix:
             if experiment.name == name:
                 return experiment
         raise UnknownNameError(unknown_name_message("experiment", name, [e.name for e in self.experiments]))
+
+    def with_seeds(self, seeds) -> Matrix:
+        """The same matrix with every experiment run at ``seeds`` instead of its own."""
+        seeds = [check_int(seed, "a seed", minimum=0) for seed in seeds]
+        experiments = tuple(replace(e, settings={**e.settings, "seeds": seeds}) for e in self.experiments)
+        return replace(self, experiments=experiments)
 
     def cells(self, experiments=None, methods=None, datasets=None, bits=None, seeds=None) -> list[Cell]:
         """Cells of the chosen experiments whose method (name or label), dataset, bits and seed

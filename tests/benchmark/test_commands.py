@@ -31,6 +31,8 @@ methods = ["lsh", {{ method = "toy-projection", params = {{ fail_at_bits = 16 }}
         assert main(["run", config, "--out", str(out), "--dry-run", "--bits", *bits]) == 0
         listings.append(capsys.readouterr().out)
     assert listings[0] == listings[1] == listings[2] and listings[0].splitlines()[-1] == "4 cells"
+    assert main(["run", config, "--out", str(out), "--dry-run", "--seeds", "0,1,2"]) == 0  # replaces the config's seeds
+    assert capsys.readouterr().out.splitlines()[-1] == "12 cells"
     assert main(["rescore", str(out), "--topk", "5", "--quiet"]) == 0
     assert {r["spec"]["topk"] for r in store.load_records(out) if r["status"] == "done"} == {5}
     assert {json.loads(p.read_text())["metrics"]["topk"] for p in out.rglob("*.json") if "lsh" in str(p)} == {5}
