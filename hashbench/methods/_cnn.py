@@ -1,5 +1,6 @@
-"""What the image-based deep methods (DeepBit, SSDH, SADH) share: a CNN that is fine-tuned with a
-code layer on top, or, with ``frozen_backbone=True``, the code layer alone on precomputed features.
+"""What the image-based deep methods (DeepBit, SSDH, SADH, GreedyHash, Bi-half, CIBHash) share: a
+CNN that is fine-tuned with a code layer on top, or, with ``frozen_backbone=True``, the code layer
+alone on precomputed features.
 
 Image mode builds the network from ``split.images.backbone()`` (the CNN that produced the split's
 features: the small mosaic CNN or VGG16 up to fc7) followed by a new linear code layer, the
@@ -8,7 +9,8 @@ papers' replacement of fc8, and trains both. Frozen mode trains only the code la
 
 Presets name the training lengths: ``preset="paper"`` (the default) uses each paper's or release's
 values, ``preset="quick"`` a scaled-down schedule; an explicit argument overrides its preset value.
-Every image method trains with SGD (momentum 0.9) at ``lr`` with ``weight_decay``.
+A release that trains longer at some code lengths says so in ``paper_epochs_by_bits``.
+Image methods train with SGD (momentum 0.9) at ``lr`` with ``weight_decay`` unless they say otherwise.
 """
 
 from __future__ import annotations
@@ -35,23 +37,53 @@ def load_images(split: Split, indices, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(pixels, device=device).float().div_(255.0)
 
 
-class CodeNetwork(nn.Module):
-    """``backbone`` (None in frozen mode) followed by the linear code layer and an activation.
+def standardisation(features: torch.Tensor, *, centre: bool) -> tuple[torch.Tensor, float]:
+    """``(shift, scale)`` that standardise ``features`` as ``(x - shift) * scale``: the mean row
+    (zeros unless ``centre``) and one scalar that brings the shifted features to unit
+    root-mean-square value."""
+    features = features.double()
+    shift = features.mean(dim=0) if centre else torch.zeros(features.shape[1], dtype=torch.float64, device=features.device)
+    rms = float((features - shift).square().mean().sqrt())
+    if not rms > 0:
+        raise InvalidInputError("the training features are all equal; they carry nothing to hash")
+    return shift.float(), 1.0 / rms
 
-    ``forward`` returns the code-layer activations; ``features`` the backbone's outputs.
+
+class CodeNetwork(nn.Module):
+    """``backbone`` (None in frozen mode) followed by the code layer and an activation.
+
+    The code layer is linear, or with ``hidden_width`` a ReLU layer of that width and then a linear
+    one; its inputs are the backbone's features standardised as ``(features - input_shift) *
+    input_scale`` (by default as they are). ``forward`` returns the code-layer activations;
+    ``features`` the backbone's outputs.
     """
 
-    def __init__(self, backbone: nn.Module | None, n_features: int, n_bits: int, activation: nn.Module):
+    def __init__(
+        self,
+        backbone: nn.Module | None,
+        n_features: int,
+        n_bits: int,
+        activation: nn.Module,
+        *,
+        hidden_width: int | None = None,
+        input_shift: torch.Tensor | None = None,
+        input_scale: float = 1.0,
+    ):
         super().__init__()
         self.backbone = backbone
-        self.code_layer = nn.Linear(n_features, n_bits)
+        if hidden_width is None:
+            self.code_layer = nn.Linear(n_features, n_bits)
+        else:
+            self.code_layer = nn.Sequential(nn.Linear(n_features, hidden_width), nn.ReLU(), nn.Linear(hidden_width, n_bits))
         self.activation = activation
+        self.register_buffer("input_shift", torch.zeros(n_features) if input_shift is None else input_shift.clone())
+        self.register_buffer("input_scale", torch.tensor(float(input_scale)))
 
     def features(self, inputs: torch.Tensor) -> torch.Tensor:
         return inputs if self.backbone is None else self.backbone(inputs)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.code_layer(self.features(inputs)))
+        return self.activation(self.code_layer((self.features(inputs) - self.input_shift) * self.input_scale))
 
 
 class CNNHasher(TorchHasher):
@@ -62,6 +94,9 @@ class CNNHasher(TorchHasher):
     input_kind = "images"
     #: binarise at the mean activation (a ``threshold`` hyper-parameter says which) or at 0
     thresholds_at_mean: ClassVar[bool] = True
+    #: {n_bits: epochs}: where the paper preset trains longer than its ``epochs`` (as a release does
+    #: for short codes); an explicit ``epochs`` wins
+    paper_epochs_by_bits: ClassVar[dict[int, int]] = {}
 
     # --- inputs ----------------------------------------------------------------------------------
     def _reads(self) -> str:
@@ -88,17 +123,20 @@ class CNNHasher(TorchHasher):
         settings = super()._resolve_settings(train)
         if self.thresholds_at_mean:
             check_choice(self.threshold, THRESHOLDS, "threshold")
+        if self.preset == "paper" and self.epochs is None and self.n_bits in self.paper_epochs_by_bits:
+            settings["epochs"] = self.paper_epochs_by_bits[self.n_bits]
         return settings
 
     # --- network ---------------------------------------------------------------------------------
-    def _build_network(self, train: Split, activation: nn.Module) -> CodeNetwork:
-        """The trainable network on ``device_``, kept as ``network_`` (its parts in ``networks_``)."""
+    def _build_network(self, train: Split, activation: nn.Module, **code_layer) -> CodeNetwork:
+        """The trainable network on ``device_``, kept as ``network_`` (its parts in ``networks_``);
+        ``code_layer``: :class:`CodeNetwork`'s ``hidden_width``, ``input_shift`` and ``input_scale``."""
         if self.frozen_backbone:
             backbone, n_features = None, train.features.shape[1]
         else:
             backbone = train.images.backbone()
             n_features = self._feature_width(backbone, train)
-        self.network_ = CodeNetwork(backbone, n_features, self.n_bits, activation).to(self.device_)
+        self.network_ = CodeNetwork(backbone, n_features, self.n_bits, activation, **code_layer).to(self.device_)
         self.networks_ = {"code_layer": self.network_.code_layer}
         if backbone is not None:
             self.networks_["backbone"] = backbone
@@ -140,6 +178,14 @@ class CNNHasher(TorchHasher):
             return encode_in_batches(
                 lambda idx: backbone(load_images(train, idx, self.device_)), len(train), ENCODE_BATCH
             )
+
+    def _pretrained_tensor(self) -> torch.Tensor:
+        """:meth:`_pretrained_features` of the split being fitted, on ``device_``, computed once per
+        fit and not kept after it."""
+        key = ("pretrained features",)
+        if key not in self._train_tensors:
+            self._train_tensors[key] = self._tensor(self._pretrained_features(self._train))
+        return self._train_tensors[key]
 
     def _ready_to_encode(self, train: Split) -> None:
         """Store the binarisation threshold: the mean code-layer activation on the training items

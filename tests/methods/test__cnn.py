@@ -1,11 +1,15 @@
-"""What the image-based deep hashers (DeepBit, SSDH, SADH) share beyond every method's contracts:
-image and frozen modes, their inputs, presets, errors."""
+"""What the image-based deep hashers (DeepBit, SSDH, SADH, GreedyHash, Bi-half) share beyond every
+method's contracts: image and frozen modes, their inputs, presets, errors."""
 
 import numpy as np
 import pytest
+import torch
 
 import hashbench as hb
+from hashbench.methods._cnn import standardisation
+from hashbench.methods.bihalf import BiHalf
 from hashbench.methods.deepbit import DeepBit
+from hashbench.methods.greedyhash import GreedyHash
 from hashbench.methods.sadh import SADH
 from hashbench.methods.ssdh import SSDH
 from tests.methods.image_checks import NaNBackbone, TinyBackbone, image_split, one_thread  # noqa: F401
@@ -14,14 +18,17 @@ SMALL = {
     DeepBit: {"epochs": 2, "rotation_epochs": 1, "batch_size": 32},
     SSDH: {"epochs": 2, "batch_size": 32, "alpha": 0.5},  # the 4-class images leave few pairs beyond 2 sigma
     SADH: {"outer_iterations": 2, "epochs": 1, "batch_size": 32, "n_anchors": 24, "admm_iterations": 20},
+    GreedyHash: {"epochs": 2, "batch_size": 32},
+    BiHalf: {"epochs": 2, "batch_size": 32, "lr_step_epochs": 1},
 }
-FIRST_TERM = {DeepBit: "quantization", SSDH: "pairwise", SADH: "regression"}
+FIRST_TERM = {DeepBit: "quantization", SSDH: "pairwise", SADH: "regression", GreedyHash: "similarity", BiHalf: "similarity"}
 METHODS = pytest.mark.parametrize("cls", list(SMALL), ids=lambda cls: cls.name)
 MODES = pytest.mark.parametrize("frozen", [False, True], ids=["images", "frozen"])
 
 
 def small(cls, **overrides):
-    return cls(**{"n_bits": 8, **SMALL[cls], **overrides})
+    """Image mode unless ``frozen_backbone`` is given (GreedyHash and Bi-half default to frozen)."""
+    return cls(**{"n_bits": 8, "frozen_backbone": False, **SMALL[cls], **overrides})
 
 
 @METHODS
@@ -74,7 +81,8 @@ def test_image_mode_works_without_stored_features(cls, one_thread):
 def test_presets_set_schedules_and_explicit_arguments_win(cls):
     quick = cls.presets["quick"]
     assert set(quick) == set(cls.presets["paper"])
-    assert all(quick[k] <= cls.presets["paper"][k] for k in quick if k != "batch_size")
+    # quick schedules are shorter; they may take larger steps
+    assert all(quick[k] <= cls.presets["paper"][k] for k in quick if k not in ("batch_size", "lr"))
     explicit = {**{k: v for k, v in SMALL[cls].items() if k not in quick}, "n_bits": 8, "epochs": 1}
     method = cls(preset="quick", **explicit).fit(image_split(32))
     assert {k: method.settings_[k] for k in quick} == {**quick, "epochs": 1}
@@ -98,3 +106,22 @@ def test_epoch_callback_sees_an_encodable_model(cls, one_thread):
     method.fit(train, callback=lambda epoch, hasher: seen.append((epoch, hasher.encode(train).n_bits)))
     assert [epoch for epoch, _ in seen] == list(range(1, len(method.history_) + 1))
     assert all(bits == 8 for _, bits in seen)
+
+
+def test_paper_preset_trains_longer_where_the_release_does_and_explicit_epochs_win():
+    split = image_split(32)
+    assert GreedyHash(n_bits=16)._resolve_settings(split)["epochs"] == 300
+    assert GreedyHash(n_bits=32)._resolve_settings(split)["epochs"] == 60
+    assert GreedyHash(n_bits=16, epochs=5)._resolve_settings(split)["epochs"] == 5
+    assert GreedyHash(n_bits=16, preset="quick")._resolve_settings(split)["epochs"] == 10
+
+
+def test_standardisation_centres_and_brings_features_to_unit_rms():
+    features = torch.tensor([[1.0, 2.0], [3.0, 6.0]])
+    shift, scale = standardisation(features, centre=True)
+    torch.testing.assert_close(shift, torch.tensor([2.0, 4.0]))
+    assert ((features - shift) * scale).square().mean().item() == pytest.approx(1.0)
+    shift, scale = standardisation(features, centre=False)
+    assert shift.abs().sum() == 0 and scale == pytest.approx(1 / np.sqrt(12.5))
+    with pytest.raises(hb.InvalidInputError, match="all equal"):
+        standardisation(torch.ones(3, 2), centre=True)
