@@ -24,13 +24,21 @@ KNOWN_FAILURES = {
 }
 
 
+#: methods whose four quick fits take minutes on 2 cores: checked by `pytest -m slow` (and `hashbench check`)
+SLOW_CHECKS = {"tbh", "lagnh", "greedyhash", "bihalf", "cibhash"}
+
+
 def builtin_methods() -> list:
     """Every method hashbench registers itself (plugins the tests load are checked on their own)."""
-    return [
-        pytest.param(name, marks=[pytest.mark.xfail(reason=KNOWN_FAILURES[name], strict=True)] if name in KNOWN_FAILURES else [])
-        for name, cls in hb.list_methods().items()
-        if cls.__module__.startswith("hashbench.methods.")
-    ]
+    params = []
+    for name, cls in hb.list_methods().items():
+        if not cls.__module__.startswith("hashbench.methods."):
+            continue
+        marks = [pytest.mark.slow] if name in SLOW_CHECKS else []
+        if name in KNOWN_FAILURES:
+            marks.append(pytest.mark.xfail(reason=KNOWN_FAILURES[name], strict=True))
+        params.append(pytest.param(name, marks=marks))
+    return params
 
 
 def documented_plugin(tmp_path, class_name: str) -> Path:
