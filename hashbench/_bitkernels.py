@@ -71,6 +71,22 @@ def _histogram(key, partial, out):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
+def _place(j, d, relevant, next_slot, hits_so_far, order, rank_relevant, rank_recall, weight):
+    """Put item ``j`` at the next free rank of distance ``d``'s block; return the precision at
+    that rank if the item is relevant, else 0 (see ``_stable_top_k``)."""
+    slot = next_slot[d]
+    next_slot[d] = slot + 1
+    if order.shape[0]:
+        order[slot] = j
+    if not relevant:
+        return 0.0
+    hits_so_far[d] += 1
+    rank_relevant[slot] += 1
+    rank_recall[slot] += weight
+    return hits_so_far[d] / (slot + 1)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
 def _stable_top_k(key, shift, n_at_distance, k, next_slot, hits_so_far, order, rank_relevant, rank_recall, weight):
     """Visit the database items at ranks 1..k, ranked by distance ``key >> shift`` with ties in
     database order, given the items at each distance; ``order[slot]`` receives the database index
@@ -84,8 +100,9 @@ def _stable_top_k(key, shift, n_at_distance, k, next_slot, hits_so_far, order, r
     large k than listing the ranking and reading it back.
 
     Each distance's block of ranks starts where the shorter distances' end; the scan in database
-    order drops items into their blocks (only the last block can overflow rank k). It skips 16
-    items at a time while none is near enough, and stops once k items are placed.
+    order drops items into their blocks (only the last block can overflow rank k). Below the whole
+    database it skips 16 items at a time while none is near enough, and stops once k items are
+    placed.
     """
     ranked = 0
     threshold = 0  # the largest distance that reaches into the top k
@@ -95,11 +112,17 @@ def _stable_top_k(key, shift, n_at_distance, k, next_slot, hits_so_far, order, r
         threshold = d
         if ranked >= k:
             break
-    bound = ((threshold + 1) << shift) - 1  # the largest key in the top k
     relevant_bit = (1 << shift) - 1
-    keep_order = order.shape[0] > 0
-    total, found, placed = 0.0, 0, 0
+    total, found = 0.0, 0
     n = key.shape[0]
+    if k == n:  # every item is ranked: nothing to test or skip
+        for j in range(n):
+            relevant = key[j] & relevant_bit
+            total += _place(j, key[j] >> shift, relevant, next_slot, hits_so_far, order, rank_relevant, rank_recall, weight)
+            found += relevant
+        return total, found
+    bound = ((threshold + 1) << shift) - 1  # the largest key in the top k
+    placed = 0
     for block in range(0, n, 16):
         stop = min(block + 16, n)
         if stop - block == 16:
@@ -109,22 +132,13 @@ def _stable_top_k(key, shift, n_at_distance, k, next_slot, hits_so_far, order, r
             if not candidates:
                 continue
         for j in range(block, stop):
-            if key[j] > bound:
-                continue
             d = key[j] >> shift
-            slot = next_slot[d]
-            if slot >= k:
+            if key[j] > bound or next_slot[d] >= k:
                 continue
-            next_slot[d] = slot + 1
+            relevant = key[j] & relevant_bit
+            total += _place(j, d, relevant, next_slot, hits_so_far, order, rank_relevant, rank_recall, weight)
+            found += relevant
             placed += 1
-            if keep_order:
-                order[slot] = j
-            if key[j] & relevant_bit:
-                hits_so_far[d] += 1
-                total += hits_so_far[d] / (slot + 1)
-                rank_relevant[slot] += 1
-                rank_recall[slot] += weight
-                found += 1
         if placed == k:
             break
     return total, found
