@@ -71,31 +71,59 @@ def _histogram(key, partial, out):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _stable_top_k(key, shift, n_at_distance, k, next_slot, remaining, order):
-    """Fill ``order[:k]`` with the database indices at ranks 1..k, ranked by distance
-    ``key >> shift`` with ties in database order, given the items at each distance.
+def _place(j, d, relevant, next_slot, hits_so_far, order, rank_relevant, rank_recall, weight):
+    """Put item ``j`` at the next free rank of distance ``d``'s block; return the precision at
+    that rank if the item is relevant, else 0 (see ``_stable_top_k``)."""
+    slot = next_slot[d]
+    next_slot[d] = slot + 1
+    if order.shape[0]:
+        order[slot] = j
+    if not relevant:
+        return 0.0
+    hits_so_far[d] += 1
+    rank_relevant[slot] += 1
+    rank_recall[slot] += weight
+    return hits_so_far[d] / (slot + 1)
 
-    Each distance's block of ranks starts where the shorter distances' end; a scan in database
-    order drops items into their blocks. It skips 16 items at a time while none can still be
-    placed, and stops as soon as every block is full.
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _stable_top_k(key, shift, n_at_distance, k, next_slot, hits_so_far, order, rank_relevant, rank_recall, weight):
+    """Visit the database items at ranks 1..k, ranked by distance ``key >> shift`` with ties in
+    database order, given the items at each distance; ``order[slot]`` receives the database index
+    at rank slot + 1 unless ``order`` is empty.
+
+    With ``shift = 1`` the low bit of ``key`` marks a relevant item and the visit scores the
+    ranking: ``hits_so_far[d]`` starts as the relevant items at distances below d (it then counts
+    those ranked before the next item at d), ``rank_relevant[slot]`` and ``rank_recall[slot]``
+    gain 1 and ``weight`` per relevant item, and the sum of precisions at the relevant ranks and
+    the number of relevant items are returned. Scoring on the way, in one scan, costs far less at
+    large k than listing the ranking and reading it back.
+
+    Each distance's block of ranks starts where the shorter distances' end; the scan in database
+    order drops items into their blocks (only the last block can overflow rank k). Below the whole
+    database it skips 16 items at a time while none is near enough, and stops once k items are
+    placed.
     """
     ranked = 0
     threshold = 0  # the largest distance that reaches into the top k
     for d in range(n_at_distance.shape[0]):
         next_slot[d] = ranked
-        remaining[d] = min(n_at_distance[d], k - ranked)
         ranked += n_at_distance[d]
         threshold = d
         if ranked >= k:
             break
-    limit = threshold  # the largest distance whose block is not full yet
-    while limit >= 0 and remaining[limit] == 0:
-        limit -= 1
-    bound = ((limit + 1) << shift) - 1  # the largest key that may still be placed
+    relevant_bit = (1 << shift) - 1
+    total, found = 0.0, 0
     n = key.shape[0]
+    if k == n:  # every item is ranked: nothing to test or skip
+        for j in range(n):
+            relevant = key[j] & relevant_bit
+            total += _place(j, key[j] >> shift, relevant, next_slot, hits_so_far, order, rank_relevant, rank_recall, weight)
+            found += relevant
+        return total, found
+    bound = ((threshold + 1) << shift) - 1  # the largest key in the top k
+    placed = 0
     for block in range(0, n, 16):
-        if limit < 0:
-            break
         stop = min(block + 16, n)
         if stop - block == 16:
             candidates = 0  # a vectorised count: no branch per item
@@ -104,18 +132,16 @@ def _stable_top_k(key, shift, n_at_distance, k, next_slot, remaining, order):
             if not candidates:
                 continue
         for j in range(block, stop):
-            if key[j] > bound:
-                continue
             d = key[j] >> shift
-            if remaining[d] == 0:
+            if key[j] > bound or next_slot[d] >= k:
                 continue
-            remaining[d] -= 1
-            order[next_slot[d]] = j
-            next_slot[d] += 1
-            if d == limit and remaining[d] == 0:
-                while limit >= 0 and remaining[limit] == 0:
-                    limit -= 1
-                bound = ((limit + 1) << shift) - 1
+            relevant = key[j] & relevant_bit
+            total += _place(j, d, relevant, next_slot, hits_so_far, order, rank_relevant, rank_recall, weight)
+            found += relevant
+            placed += 1
+        if placed == k:
+            break
+    return total, found
 
 
 @numba.njit(nogil=True, cache=True)
@@ -126,12 +152,12 @@ def nearest_k(query_words, db_words_t, k, distances, indices):
     distance = np.empty(n_db, np.int32)
     counts = np.empty(64 * query_words.shape[1] + 1, np.int64)
     partial = np.empty((4, counts.shape[0]), np.int64)
-    next_slot, remaining = np.empty_like(counts), np.empty_like(counts)
+    next_slot, unused = np.empty_like(counts), np.empty(0, np.int64)
     order = np.empty(k, np.int64)
     for i in range(query_words.shape[0]):
         _distances_to_all(query_words, i, db_words_t, distance)
         _histogram(distance, partial, counts)
-        _stable_top_k(distance, 0, counts, k, next_slot, remaining, order)
+        _stable_top_k(distance, 0, counts, k, next_slot, unused, order, unused, unused, 0.0)
         for slot in range(k):
             indices[i, slot] = order[slot]
             distances[i, slot] = distance[order[slot]]
@@ -155,8 +181,8 @@ def score_stable_top_k(
     key = np.empty(n_db, np.int32)  # 2 * distance + relevant
     partial_hist = np.empty((4, hist.shape[1]), np.int64)
     n_at_distance = np.empty(n_groups, np.int64)
-    next_slot, remaining = np.empty_like(n_at_distance), np.empty_like(n_at_distance)
-    order = np.empty(k, np.int64)
+    next_slot, hits_so_far = np.empty_like(n_at_distance), np.empty_like(n_at_distance)
+    no_order = np.empty(0, np.int64)
     for i in range(query_words.shape[0]):
         _distances_to_all(query_words, i, db_words_t, key)
         for j in range(n_db):
@@ -170,16 +196,9 @@ def score_stable_top_k(
         n_relevant = 0
         for d in range(n_groups):
             n_at_distance[d] = hist[i, 2 * d] + hist[i, 2 * d + 1]
+            hits_so_far[d] = n_relevant
             n_relevant += hist[i, 2 * d + 1]
-
-        _stable_top_k(key, 1, n_at_distance, k, next_slot, remaining, order)
         weight = 1.0 / n_relevant if n_relevant else 0.0
-        total, found = 0.0, 0
-        for slot in range(k):
-            if key[order[slot]] & 1:
-                found += 1
-                total += found / (slot + 1)
-                rank_relevant[slot] += 1
-                rank_recall[slot] += weight
-        precision_sum[i] = total
-        hits[i] = found
+        precision_sum[i], hits[i] = _stable_top_k(
+            key, 1, n_at_distance, k, next_slot, hits_so_far, no_order, rank_relevant, rank_recall, weight
+        )
