@@ -18,7 +18,6 @@ CONSTANT_PLUGIN = Path(__file__).parent / "plugins" / "constant_codes.py"
 #: methods that fail a check today, with what was seen; the deep-baseline fixes remove them
 KNOWN_FAILURES = {
     "tbh": "healthy_codes: at the quick preset every bit is constant (the twin-bottleneck graph averages codes)",
-    "sadh": "feature_scale: the regression step diverges on features x 1e3",
     "lagnh": "healthy_codes: the few Adam steps of the quick preset on 600 items leave constant bits "
     "(the paper preset passes: see test_lagnh_passes_at_the_paper_preset)",
 }

@@ -3,8 +3,10 @@ image and frozen modes, their inputs, presets, errors."""
 
 import numpy as np
 import pytest
+import torch
 
 import hashbench as hb
+from hashbench.datasets.base import Split
 from hashbench.methods.deepbit import DeepBit
 from hashbench.methods.sadh import SADH
 from hashbench.methods.ssdh import SSDH
@@ -45,7 +47,7 @@ def test_image_mode_fine_tunes_the_backbone_and_frozen_mode_trains_the_code_laye
     assert tuned.n_parameters() == {"code_layer": 16 * 8 + 8, "backbone": backbone_size}
     assert frozen.n_parameters() == {"code_layer": 16 * 8 + 8}
     start = TinyBackbone().state_dict()
-    changed = [not np.allclose(start[k], v.detach().numpy()) for k, v in tuned.network_.backbone.state_dict().items()]
+    changed = [not np.array_equal(start[k], v.detach().numpy()) for k, v in tuned.network_.backbone.state_dict().items()]
     assert any(changed)
 
 
@@ -98,3 +100,33 @@ def test_epoch_callback_sees_an_encodable_model(cls, one_thread):
     method.fit(train, callback=lambda epoch, hasher: seen.append((epoch, hasher.encode(train).n_bits)))
     assert [epoch for epoch, _ in seen] == list(range(1, len(method.history_) + 1))
     assert all(bits == 8 for _, bits in seen)
+
+
+@METHODS
+@pytest.mark.parametrize("scale", [2.0**-10, 2.0**10])
+def test_frozen_codes_do_not_depend_on_the_feature_scale(cls, scale, one_thread):
+    # the code layer reads centred features of unit RMS norm; a power-of-two scale keeps them bitwise equal
+    train, query = image_split(96, images=False), image_split(40, seed=1, images=False)
+    codes = small(cls, frozen_backbone=True).fit(train).encode(query)
+    scaled = [Split(s.features * np.float32(scale), s.labels, name=s.name) for s in (train, query)]
+    assert small(cls, frozen_backbone=True).fit(scaled[0]).encode(scaled[1]) == codes
+
+
+def test_code_layer_reads_centred_features_of_unit_rms_norm(one_thread):
+    train = image_split(96, images=False)
+    method = small(SADH, frozen_backbone=True).fit(train)
+    network = method.network_
+    centred = (torch.as_tensor(train.features) - network.input_mean) * network.input_scale
+    assert float(centred.pow(2).sum(dim=1).mean()) == pytest.approx(1.0, rel=1e-4)
+    assert float(centred.mean(dim=0).abs().max()) < 1e-5
+
+
+@METHODS
+def test_backbone_trains_at_its_own_rate(cls, one_thread):
+    method = small(cls, lr=0.3, backbone_lr=0.002).fit(image_split(64))
+    groups = method.updates_[0].optimiser.param_groups
+    initial = [g.get("initial_lr", g["lr"]) for g in groups]
+    assert initial == [0.3, 0.002]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in method.network_.backbone.parameters()}
+    with pytest.raises(hb.InvalidInputError, match="backbone_lr"):
+        small(cls, backbone_lr=0).fit(image_split(32))
