@@ -17,8 +17,8 @@ CONSTANT_PLUGIN = Path(__file__).parent / "plugins" / "constant_codes.py"
 
 #: methods that fail a check today, with what was seen; the deep-baseline fixes remove them
 KNOWN_FAILURES = {
-    "tbh": "healthy_codes: at the quick preset every bit is constant (the twin-bottleneck graph averages codes)",
-    "sadh": "feature_scale: the regression step diverges on features x 1e3",
+    "tbh": "healthy_codes: the 400 steps of the quick preset leave cluster-like codes (about 5% distinct on the "
+    "check's data; 21% after 3,000 steps, see test_tbh_passes_with_a_longer_schedule)",
     "lagnh": "healthy_codes: the few Adam steps of the quick preset on 600 items leave constant bits "
     "(the paper preset passes: see test_lagnh_passes_at_the_paper_preset)",
 }
@@ -58,6 +58,11 @@ def test_every_builtin_method_passes(name):
 @pytest.mark.slow
 def test_lagnh_passes_at_the_paper_preset():
     assert hb.check_method("lagnh", preset="paper", time_budget_s=1200) == []
+
+
+@pytest.mark.slow
+def test_tbh_passes_with_a_longer_schedule():
+    assert hb.check_method("tbh", steps=4000, time_budget_s=3600) == []
 
 
 @pytest.mark.parametrize("class_name, name", [("RandomProjection", "random-projection"), ("TinyAutoencoder", "tiny-autoencoder")])

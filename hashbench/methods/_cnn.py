@@ -1,16 +1,35 @@
-"""What the image-based deep methods (DeepBit, SSDH, SADH, GreedyHash, Bi-half, CIBHash) share: a
-CNN that is fine-tuned with a code layer on top, or, with ``frozen_backbone=True``, the code layer
-alone on precomputed features.
+"""What the image-based deep methods (DeepBit, SSDH, SADH) share: a CNN that is fine-tuned with a
+code layer on top, or, with ``frozen_backbone=True``, the code layer alone on precomputed features.
 
 Image mode builds the network from ``split.images.backbone()`` (the CNN that produced the split's
 features: the small mosaic CNN or VGG16 up to fc7) followed by a new linear code layer, the
 papers' replacement of fc8, and trains both. Frozen mode trains only the code layer on
 ``split.features``, which equal the backbone's outputs, so it needs no images and is much faster.
 
+The code layer reads the backbone's features centred and scaled: ``(x - m) s``, with ``m`` the
+mean of the pretrained features over the training items and ``s`` one scalar that gives the
+centred rows unit root mean square norm (both fixed when training starts). This is a
+reparametrisation of the papers' fc8, which acts on raw fc7 (``W (x - m) s + b`` is an affine map
+of ``x`` like any other), chosen for the optimiser: the releases' SGD step (1e-3) on raw features
+means a different thing on every feature scale (features of norm ~200 made it diverge, features of
+norm ~0.03 leave the layer at its initialisation), and the mean of non-negative CNN features is one
+direction of far larger curvature than the rest, which limits the step while the informative
+directions hardly move. On the centred, scaled inputs the regression-type losses have a gradient
+whose Lipschitz constant with respect to the code layer is at most 1 (``E ||x - m||^2 s^2 = 1``),
+so one ``lr`` is stable and equally fast on features of any scale and offset: the code layer's
+``lr`` is a step on that scale. In image mode the backbone trains at its own ``backbone_lr`` (the
+usual fine-tuning step).
+
+The code layer starts from N(0, 1) weights and zero biases: on the normalised input each unit's
+initial pre-activation has unit variance and the hyperplanes pass through the features' mean. The
+releases drew N(0, 0.01^2) (SSDH: 0.001^2) weights for raw fc7; on the normalised input that is a
+start next to the zero codes, where SSDH's pairwise loss is flat: from there its bits grew along
+the same few directions (on the conformance data: 11% distinct codes and MAP@100 0.66, against
+39% and 0.90 from the unit-variance start, with a lower final loss).
+
 Presets name the training lengths: ``preset="paper"`` (the default) uses each paper's or release's
 values, ``preset="quick"`` a scaled-down schedule; an explicit argument overrides its preset value.
-A release that trains longer at some code lengths says so in ``paper_epochs_by_bits``.
-Image methods train with SGD (momentum 0.9) at ``lr`` with ``weight_decay`` unless they say otherwise.
+Every image method trains with SGD (momentum 0.9) with ``weight_decay``.
 """
 
 from __future__ import annotations
@@ -25,9 +44,10 @@ from torch import nn
 from hashbench._validation import check_choice
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
-from hashbench.methods._torch import TorchHasher, Update, encode_in_batches
+from hashbench.methods._torch import TorchHasher, Update, check_positive_number, encode_in_batches
 
-THRESHOLDS = ("mean", "bit-mean")
+#: thresholds computed from the training outputs; a number is a fixed threshold
+MEAN_THRESHOLDS = ("mean", "bit-mean")
 ENCODE_BATCH = 256
 
 
@@ -37,25 +57,14 @@ def load_images(split: Split, indices, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(pixels, device=device).float().div_(255.0)
 
 
-def standardisation(features: torch.Tensor, *, centre: bool) -> tuple[torch.Tensor, float]:
-    """``(shift, scale)`` that standardise ``features`` as ``(x - shift) * scale``: the mean row
-    (zeros unless ``centre``) and one scalar that brings the shifted features to unit
-    root-mean-square value."""
-    features = features.double()
-    shift = features.mean(dim=0) if centre else torch.zeros(features.shape[1], dtype=torch.float64, device=features.device)
-    rms = float((features - shift).square().mean().sqrt())
-    if not rms > 0:
-        raise InvalidInputError("the training features are all equal; they carry nothing to hash")
-    return shift.float(), 1.0 / rms
-
-
 class CodeNetwork(nn.Module):
     """``backbone`` (None in frozen mode) followed by the code layer and an activation.
 
-    The code layer is linear, or with ``hidden_width`` a ReLU layer of that width and then a linear
-    one; its inputs are the backbone's features standardised as ``(features - input_shift) *
-    input_scale`` (by default as they are). ``forward`` returns the code-layer activations;
-    ``features`` the backbone's outputs.
+    The code layer reads ``(features - input_shift) * input_scale``. It is linear, starting from
+    N(0, 1) weights and zero biases (``unit_start``, see the module docstring) or from torch's
+    default initialisation, or with ``hidden_width`` a ReLU layer of that width and then a linear
+    one (torch's default initialisation).
+    ``forward`` returns the code-layer activations; ``features`` the backbone's outputs.
     """
 
     def __init__(
@@ -64,36 +73,76 @@ class CodeNetwork(nn.Module):
         n_features: int,
         n_bits: int,
         activation: nn.Module,
+        input_shift: np.ndarray | None = None,
+        input_scale: float = 1.0,
         *,
         hidden_width: int | None = None,
-        input_shift: torch.Tensor | None = None,
-        input_scale: float = 1.0,
+        unit_start: bool = True,
     ):
         super().__init__()
         self.backbone = backbone
         if hidden_width is None:
             self.code_layer = nn.Linear(n_features, n_bits)
+            if unit_start:
+                nn.init.normal_(self.code_layer.weight)
+                nn.init.zeros_(self.code_layer.bias)
         else:
             self.code_layer = nn.Sequential(nn.Linear(n_features, hidden_width), nn.ReLU(), nn.Linear(hidden_width, n_bits))
         self.activation = activation
-        self.register_buffer("input_shift", torch.zeros(n_features) if input_shift is None else input_shift.clone())
+        shift = torch.zeros(n_features) if input_shift is None else torch.as_tensor(input_shift, dtype=torch.float32)
+        self.register_buffer("input_shift", shift)
         self.register_buffer("input_scale", torch.tensor(float(input_scale)))
 
     def features(self, inputs: torch.Tensor) -> torch.Tensor:
         return inputs if self.backbone is None else self.backbone(inputs)
 
+    def pre_activations(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.code_layer((self.features(inputs) - self.input_shift) * self.input_scale)
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.code_layer((self.features(inputs) - self.input_shift) * self.input_scale))
+        return self.activation(self.pre_activations(inputs))
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
+def input_statistics(features: np.ndarray) -> tuple[np.ndarray, float]:
+    """The mean row ``m`` and the scalar ``1 / sqrt(mean_i ||x_i - m||^2)`` that gives the centred
+    rows unit root mean square norm."""
+    features = np.asarray(features, dtype=np.float64)
+    mean = features.mean(axis=0)
+    mean_square = float(np.mean(np.sum(np.square(features - mean), axis=1)))
+    if not np.isfinite(mean_square) or mean_square <= 0:
+        raise InvalidInputError(
+            f"the training features do not vary (mean squared distance to their mean: {mean_square}); "
+            "they are all equal or not finite"
+        )
+    return mean.astype(np.float32), 1.0 / np.sqrt(mean_square)
+
+
+def standardisation(features: torch.Tensor, *, centre: bool) -> tuple[torch.Tensor, float]:
+    """``(shift, scale)`` that standardise ``features`` entry-wise as ``(x - shift) * scale``: the
+    mean row (zeros unless ``centre``) and one scalar that brings the shifted features to unit
+    root-mean-square value."""
+    features = features.double()
+    shift = features.mean(dim=0) if centre else torch.zeros(features.shape[1], dtype=torch.float64, device=features.device)
+    rms = float((features - shift).square().mean().sqrt())
+    if not rms > 0:
+        raise InvalidInputError("the training features are all equal; they carry nothing to hash")
+    return shift.float().cpu(), 1.0 / rms
 
 
 class CNNHasher(TorchHasher):
     """Base of the image methods; subclasses store ``frozen_backbone``, ``preset``, ``lr``,
-    ``weight_decay`` and the preset-able hyper-parameters named in ``presets`` (None = take the
-    preset's value), and build ``network_`` with :meth:`_build_network` in ``_build``."""
+    ``backbone_lr``, ``weight_decay`` and the preset-able hyper-parameters named in ``presets``
+    (None = take the preset's value), and build ``network_`` with :meth:`_build_network` in
+    ``_build``."""
 
     input_kind = "images"
-    #: binarise at the mean activation (a ``threshold`` hyper-parameter says which) or at 0
-    thresholds_at_mean: ClassVar[bool] = True
+    #: binarise at a ``threshold`` hyper-parameter (a number, or a mean of the training outputs)
+    #: rather than at 0
+    thresholded: ClassVar[bool] = True
     #: {n_bits: epochs}: where the paper preset trains longer than its ``epochs`` (as a release does
     #: for short codes); an explicit ``epochs`` wins
     paper_epochs_by_bits: ClassVar[dict[int, int]] = {}
@@ -121,22 +170,31 @@ class CNNHasher(TorchHasher):
     # --- settings --------------------------------------------------------------------------------
     def _resolve_settings(self, train) -> dict:
         settings = super()._resolve_settings(train)
-        if self.thresholds_at_mean:
-            check_choice(self.threshold, THRESHOLDS, "threshold")
+        if self.thresholded and not is_number(self.threshold):
+            check_choice(self.threshold, MEAN_THRESHOLDS, "threshold (or a number)")
+        if settings.get("backbone_lr") is None:
+            settings["backbone_lr"] = settings["lr"]
+        check_positive_number(settings["backbone_lr"], "backbone_lr")
         if self.preset == "paper" and self.epochs is None and self.n_bits in self.paper_epochs_by_bits:
             settings["epochs"] = self.paper_epochs_by_bits[self.n_bits]
         return settings
 
     # --- network ---------------------------------------------------------------------------------
-    def _build_network(self, train: Split, activation: nn.Module, **code_layer) -> CodeNetwork:
-        """The trainable network on ``device_``, kept as ``network_`` (its parts in ``networks_``);
-        ``code_layer``: :class:`CodeNetwork`'s ``hidden_width``, ``input_shift`` and ``input_scale``."""
+    def _build_network(self, train: Split, activation: nn.Module, *, standardised=None, hidden_width=None) -> CodeNetwork:
+        """The trainable network on ``device_``, kept as ``network_`` (its parts in ``networks_``).
+        Its inputs are centred to unit RMS row norm and its linear code layer starts from unit
+        variance, unless a method gives its own ``standardised = (shift, scale)`` (the code layer
+        then starts from torch's default initialisation)."""
         if self.frozen_backbone:
             backbone, n_features = None, train.features.shape[1]
         else:
             backbone = train.images.backbone()
             n_features = self._feature_width(backbone, train)
-        self.network_ = CodeNetwork(backbone, n_features, self.n_bits, activation, **code_layer).to(self.device_)
+        shift, scale = input_statistics(self._pretrained_features()) if standardised is None else standardised
+        self.network_ = CodeNetwork(
+            backbone, n_features, self.n_bits, activation, shift, scale, hidden_width=hidden_width, unit_start=standardised is None
+        )
+        self.network_.to(self.device_)
         self.networks_ = {"code_layer": self.network_.code_layer}
         if backbone is not None:
             self.networks_["backbone"] = backbone
@@ -154,11 +212,20 @@ class CNNHasher(TorchHasher):
             return backbone.eval()(load_images(train, [0], torch.device("cpu"))).shape[1]
 
     def _updates(self) -> list[Update]:
-        """SGD with momentum 0.9 (the DeepBit release's Caffe solver), for all three methods."""
-        optimiser = torch.optim.SGD(
-            self.network_.parameters(), lr=self.settings_["lr"], momentum=0.9, weight_decay=self.weight_decay
-        )
+        """SGD with momentum 0.9 (the releases' Caffe solver), for all three methods: the code layer
+        at ``lr``, the backbone (image mode) at ``backbone_lr``."""
+        groups = [{"params": self.network_.code_layer.parameters(), "lr": self.settings_["lr"]}]
+        if self.network_.backbone is not None:
+            groups.append({"params": self.network_.backbone.parameters(), "lr": self.settings_["backbone_lr"]})
+        optimiser = torch.optim.SGD(groups, lr=self.settings_["lr"], momentum=0.9, weight_decay=self.weight_decay)
         return [Update(optimiser, self._objective)]
+
+    def _decay_after_half(self, epoch: int, epochs: int) -> None:
+        """The releases' step decay: every rate at a tenth of its initial value after the first
+        half of ``epochs`` (epoch counted from 1; a one-epoch schedule keeps its rate)."""
+        factor = 0.1 if epoch > max(1, epochs // 2) else 1.0
+        for group in self.updates_[0].optimiser.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
     # --- outputs ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -169,30 +236,34 @@ class CNNHasher(TorchHasher):
         forward = network.features if features else network
         return encode_in_batches(lambda idx: forward(inputs(idx)), len(split), ENCODE_BATCH)
 
-    def _pretrained_features(self, train: Split) -> np.ndarray:
-        """The pretrained CNN's features of the training items: stored ones, else computed."""
+    def _pretrained_features(self) -> np.ndarray:
+        """The pretrained CNN's features of the training items being fitted: the stored ones, else
+        computed once per fit."""
+        train = self._train
         if train.features is not None:
             return train.features
-        backbone = train.images.backbone().to(self.device_).eval()
-        with torch.no_grad():
-            return encode_in_batches(
-                lambda idx: backbone(load_images(train, idx, self.device_)), len(train), ENCODE_BATCH
-            )
+        if "pretrained" not in self._train_tensors:
+            backbone = train.images.backbone().to(self.device_).eval()
+            with torch.no_grad():
+                self._train_tensors["pretrained"] = encode_in_batches(
+                    lambda idx: backbone(load_images(train, idx, self.device_)), len(train), ENCODE_BATCH
+                )
+        return self._train_tensors["pretrained"]
 
     def _pretrained_tensor(self) -> torch.Tensor:
-        """:meth:`_pretrained_features` of the split being fitted, on ``device_``, computed once per
-        fit and not kept after it."""
-        key = ("pretrained features",)
-        if key not in self._train_tensors:
-            self._train_tensors[key] = self._tensor(self._pretrained_features(self._train))
-        return self._train_tensors[key]
+        """:meth:`_pretrained_features` on ``device_``, converted once per fit and not kept after it."""
+        if "pretrained tensor" not in self._train_tensors:
+            self._train_tensors["pretrained tensor"] = self._tensor(self._pretrained_features())
+        return self._train_tensors["pretrained tensor"]
 
     def _ready_to_encode(self, train: Split) -> None:
-        """Store the binarisation threshold: the mean code-layer activation on the training items
-        over all bits ("mean") or per bit ("bit-mean"); 0 for methods that take the sign."""
+        """Store the binarisation threshold: a fixed number, or the mean code-layer activation on
+        the training items over all bits ("mean") or per bit ("bit-mean"); 0 for methods that take
+        the sign."""
         super()._ready_to_encode(train)
-        if not self.thresholds_at_mean:
-            self.threshold_ = np.zeros(self.n_bits, dtype=np.float32)
+        if not self.thresholded or is_number(self.threshold):
+            value = self.threshold if self.thresholded else 0.0
+            self.threshold_ = np.full(self.n_bits, value, dtype=np.float32)
             return
         outputs = self._outputs(self.network_, train)
         if self.threshold == "mean":

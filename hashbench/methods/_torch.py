@@ -28,7 +28,7 @@ A method therefore writes ``presets``, ``_build`` and ``_loss_terms`` (and ``_en
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
@@ -114,8 +114,9 @@ class TorchHasher(Hasher):
 
     @contextmanager
     def _fitting(self, train):
-        """``_train`` (the split being fitted) and its tensors for the hooks, for the duration of
-        the block only: a fitted model keeps no training data it does not encode with."""
+        """``_train`` (the split being fitted) and ``_train_tensors`` (what is derived from it: its
+        arrays as tensors, and anything a method computes once per fit) for the hooks, for the
+        duration of the block only: a fitted model keeps no training data it does not encode with."""
         self._train, self._train_tensors = train, {}
         try:
             yield
@@ -155,8 +156,12 @@ class TorchHasher(Hasher):
 
     def _batch_epoch(self, n: int, batch_size: int, epoch: int) -> dict[str, torch.Tensor]:
         """``_batch_step`` over shuffled mini-batches of ``range(n)``; the mean of each term."""
+        return self._steps(minibatches(n, batch_size, self.generator_), epoch)
+
+    def _steps(self, batches: Iterable[torch.Tensor], epoch: int) -> dict[str, torch.Tensor]:
+        """``_batch_step`` for each batch of row indices; the mean of each term."""
         sums, n_batches = {}, 0
-        for rows in minibatches(n, batch_size, self.generator_):
+        for rows in batches:
             for key, value in self._batch_step(rows, epoch).items():
                 sums[key] = sums.get(key, 0.0) + value.detach()
             n_batches += 1
@@ -236,6 +241,19 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator, *, shuffle:
     for i, start in enumerate(starts):
         stop = starts[i + 1] if i + 1 < len(starts) else n
         yield order[start:stop]
+
+
+def endless_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Batches of ``min(batch_size, n)`` indices from an endless stream of shuffled passes over
+    ``range(n)``: a batch may span two passes, so every batch is full (as a repeated, shuffled
+    ``tf.data`` stream batches it)."""
+    size = min(batch_size, n)
+    pending = torch.empty(0, dtype=torch.long)
+    while True:
+        while len(pending) < size:
+            pending = torch.cat([pending, torch.randperm(n, generator=generator)])
+        yield pending[:size]
+        pending = pending[size:]
 
 
 @torch.no_grad()

@@ -80,6 +80,7 @@ class BiHalf(PairwiseCosineHasher):
         lr_step_epochs: int | None = None,
         lr: float = 1e-3,
         weight_decay: float = 5e-4,
+        backbone_lr: float | None = None,
         gamma: float = 6.0,
         centre: bool = True,
     ):
@@ -91,6 +92,7 @@ class BiHalf(PairwiseCosineHasher):
         self.lr_step_epochs = lr_step_epochs
         self.lr = lr
         self.weight_decay = weight_decay
+        self.backbone_lr = backbone_lr
         self.gamma = gamma
         self.centre = centre
 

@@ -160,7 +160,7 @@ def dropout_view(features: torch.Tensor, rate: float, generator: torch.Generator
 class CIBHash(CNNHasher):
     name = "cibhash"
     citation = "Qiu, Su, Ou, Yu, Chen. Unsupervised Hashing with Contrastive Information Bottleneck. IJCAI 2021"
-    thresholds_at_mean = False  # codes are sign(logit)
+    thresholded = False  # codes are sign(logit)
     presets = {"paper": {"epochs": 60, "batch_size": 64}, "quick": {"epochs": 15, "batch_size": 64}}
     paper_epochs_by_bits = {16: 80}
 
@@ -213,9 +213,7 @@ class CIBHash(CNNHasher):
 
     def _build(self, train: Split) -> None:
         shift, scale = standardisation(self._pretrained_tensor(), centre=False)
-        network = self._build_network(
-            train, nn.Identity(), hidden_width=self.hidden_width, input_shift=shift, input_scale=scale
-        )
+        network = self._build_network(train, nn.Identity(), hidden_width=self.hidden_width, standardised=(shift, scale))
         if network.backbone is not None:
             network.backbone.requires_grad_(False)
 

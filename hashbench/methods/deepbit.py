@@ -1,37 +1,47 @@
 """DeepBit: K. Lin, J. Lu, C.-S. Chen, J. Zhou, "Learning Compact Binary Descriptors with
 Unsupervised Deep Neural Networks", CVPR 2016.
 
-A pretrained CNN whose fc8 is replaced by an ``n_bits`` code layer with a ReLU (as in the authors'
-Caffe release; ``activation="sigmoid"`` bounds it to (0, 1) instead), trained in two stages:
+A pretrained CNN whose fc8 is replaced by an ``n_bits`` code layer with a sigmoid, so that its
+activations ``a`` lie in (0, 1) where the paper's bits ``b = [a > 0.5]`` do. Trained in two stages:
 
-- stage 1 (``epochs``): quantisation loss ``1/2 sum_k (b_k - a_k)^2`` between the activations
-  ``a`` and their bits ``b = [a > 0.5]``, plus the even-distribution loss ``1/2 sum_k (mu_k -
-  0.5)^2`` of each bit's mean ``mu_k`` over the mini-batch;
+- stage 1 (``epochs``): quantisation loss ``1/2 sum_k (b_k - a_k)^2``, mean over the mini-batch,
+  plus the even-distribution loss ``1/2 sum_k (mu_k - 0.5)^2`` of each bit's mean ``mu_k`` over
+  the mini-batch;
 - stage 2 (``rotation_epochs``): the same two losses on each image and on a rotated copy, plus
   ``rotation_weight`` times the rotation-invariance loss ``1/2 C(theta) ||a(x) - a(rot(x))||^2``
   with ``C(theta) = exp(-(theta / 5 deg)^2 / 2)``.
 
-Codes: activations thresholded at their mean over all bits and training items, computed after
-training and stored (the release's ``run_cifar10.m``).
+Codes: ``a > threshold``, by default the paper's ``b = [a > 0.5]``.
+
+What the code layer learns: the quantisation loss pushes each activation away from 0.5, hardest for
+the items nearest a bit's boundary, which moves every bit's hyperplane towards a low-density gap
+between groups of items; the even-distribution loss moves it until it splits the items in half.
+The codes at the end of training differ from those of the initial layer in a large share of the
+bits (tests/methods/test_deepbit.py shows both terms falling and the codes moving).
+
+The authors' release (kevinlin311tw/cvpr16-deepbit, see the project's release notes) differs:
+a ReLU after fc8, and one threshold for all bits at the mean of the ReLU'd outputs over the
+database; its hand-written loss layers, by our reading, send no gradient to fc8 in stage 1.
+``activation="relu", threshold="mean"`` gives the release's activation and binarisation (with
+the losses' exact gradients: the quantisation loss then drives some ReLU units below zero for
+every item, where they stay, so some bits end constant, as the release's did).
 
 Free choices (default):
 - ``preset="paper"``: the release's CIFAR-10 schedule in epochs of 50,000 images: stage 1 50,000
   iterations of 32 images = 32 ``epochs``, stage 2 5,000 iterations of 30 pairs = 3
   ``rotation_epochs``, ``batch_size=32``; ``preset="quick"``: 6 + 1 epochs of 64 images;
-- ``lr=1e-3`` (stage 1, divided by 10 halfway), stage 2 at a tenth of it; SGD,
-  momentum 0.9, ``weight_decay=5e-4`` (release solvers);
-- the code layer starts from torch's default initialisation (the release drew N(0, 0.01^2)
-  weights and zero biases, which left more constant bits in our trials);
-- ``rotation_weight=1e-3`` and rotation angles -10, -5, 0, 5, 10 degrees, one drawn per image and
-  step (release);
+- ``lr=0.5`` on the normalised code-layer input (see :mod:`hashbench.methods._cnn`; our choice,
+  as the release's 1e-3 acted on raw fc7), divided by 10 halfway through stage 1 and kept there in
+  stage 2 (the release's step decay); SGD, momentum 0.9, ``weight_decay=5e-4`` (release solvers);
+  ``backbone_lr=1e-3`` in image mode;
+- the code layer starts from unit-variance pre-activations and zero biases (see
+  :mod:`hashbench.methods._cnn`; the release drew N(0, 0.01^2) weights for raw fc7);
+- loss weights 1, 1 and ``rotation_weight=1e-3`` (release) and rotation angles -10, -5, 0, 5, 10
+  degrees, one drawn per image and step (release);
 - the even-distribution loss counts hard bits, which have no gradient; it passes its gradient to
-  the activations straight through (the release's layer spreads it evenly over all activations);
-- ``threshold="mean"`` (release; "bit-mean": the mean of each bit);
-- ``activation="relu"`` (release). With the exact gradients of the losses, the quantisation loss
-  drives some ReLU units below zero for every item, where they stay (constant bits); the
-  release's hand-written backward passes spread one scalar over all activations instead, so its
-  code layer stays close to its random start. ``"sigmoid"`` keeps every bit alive and balanced,
-  but nothing in the objective then keeps the codes close to the features' neighbourhoods;
+  the activations straight through (each activation gets ``(mu_k - 0.5) / batch``);
+- ``threshold=0.5`` (paper; "mean": the release's one threshold at the mean over bits and training
+  items; "bit-mean": the mean of each bit);
 - image mode fine-tunes every backbone layer (the paper fine-tunes the network; the release froze
   every VGG layer, which is what ``frozen_backbone=True`` does); frozen mode has no images to
   rotate, so it trains stage 1 only.
@@ -46,6 +56,8 @@ from torchvision.transforms.v2.functional import rotate
 from hashbench._validation import check_choice
 from hashbench.datasets.base import Split
 from hashbench.methods._cnn import CNNHasher
+
+LR = 0.5  # on centred features of unit RMS norm (see hashbench.methods._cnn)
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
 ROTATION_ANGLES = (-10.0, -5.0, 0.0, 5.0, 10.0)
@@ -96,11 +108,12 @@ class DeepBit(CNNHasher):
         epochs: int | None = None,
         rotation_epochs: int | None = None,
         batch_size: int | None = None,
-        lr: float = 1e-3,
+        lr: float = LR,
+        backbone_lr: float = 1e-3,
         weight_decay: float = 5e-4,
         rotation_weight: float = 1e-3,
-        activation: str = "relu",
-        threshold: str = "mean",
+        activation: str = "sigmoid",
+        threshold: float | str = 0.5,
     ):
         super().__init__(n_bits, seed=seed, device=device)
         self.frozen_backbone = frozen_backbone
@@ -109,6 +122,7 @@ class DeepBit(CNNHasher):
         self.rotation_epochs = rotation_epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.backbone_lr = backbone_lr
         self.weight_decay = weight_decay
         self.rotation_weight = rotation_weight
         self.activation = activation
@@ -124,10 +138,7 @@ class DeepBit(CNNHasher):
 
     def _epoch(self, epoch: int) -> dict:
         stage1 = self.settings_["epochs"]
-        # the release's step decay: a tenth of the rate from halfway through stage 1 on
-        decayed = epoch > max(1, stage1 // 2)
-        for group in self.updates_[0].optimiser.param_groups:
-            group["lr"] = self.settings_["lr"] / 10 if decayed else self.settings_["lr"]
+        self._decay_after_half(epoch, stage1)  # stage 2 stays at the decayed rate
         self.rotating_ = epoch > stage1
         return super()._epoch(epoch)
 

@@ -72,11 +72,11 @@ class PairwiseCosineHasher(CNNHasher):
     whose codes' pairwise cosines regress the pretrained features' over a batch's half pairs."""
 
     input_kind = "features"
-    thresholds_at_mean = False  # codes are sign(h)
+    thresholded = False  # codes are sign(h)
 
     def _build(self, train: Split) -> None:
         shift, scale = standardisation(self._pretrained_tensor(), centre=self.centre)
-        self._build_network(train, nn.Identity(), input_shift=shift, input_scale=scale)
+        self._build_network(train, nn.Identity(), standardised=(shift, scale))
 
     def _codes_and_targets(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The code layer's outputs ``h`` for ``rows`` and the (centred) pretrained features whose
@@ -106,6 +106,7 @@ class GreedyHash(PairwiseCosineHasher):
         batch_size: int | None = None,
         lr: float | None = None,
         weight_decay: float = 5e-4,
+        backbone_lr: float | None = None,
         alpha: float = 0.1,
         centre: bool = True,
     ):
@@ -116,6 +117,7 @@ class GreedyHash(PairwiseCosineHasher):
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
+        self.backbone_lr = backbone_lr
         self.alpha = alpha
         self.centre = centre
 

@@ -50,9 +50,14 @@ class ITQ(ProjectionHasher):
         check_positive_int(self.n_iter, "n_iter")
         data = self._inputs(train)
         check_bits_within_width(self, data.shape[1], self.input_description)
-        mean, components, _ = principal_components(data, self.n_bits, self.seed)
+        self._fit_rotation(data, self.n_bits, callback)
+
+    def _fit_rotation(self, data: np.ndarray, n_bits: int, callback, extra_projection: np.ndarray | None = None) -> None:
+        """ITQ's ``n_bits`` bits of ``data``; the columns of ``extra_projection`` (applied to the
+        centred data too) are appended to the projection after every iteration."""
+        mean, components, _ = principal_components(data, n_bits, self.seed)
         projected = project(data, mean, components).astype(np.float64)
-        rotation = random_rotation(self.n_bits, self._rng())
+        rotation = random_rotation(n_bits, self._rng())
         rotated = projected @ rotation
         self.mean_ = mean
         self.quantization_loss_ = np.empty(self.n_iter)
@@ -63,6 +68,8 @@ class ITQ(ProjectionHasher):
                 rotated = projected @ rotation
                 self.quantization_loss_[iteration] = np.square(codes - rotated).sum()
             self.projection_ = components @ rotation
+            if extra_projection is not None:
+                self.projection_ = np.hstack([self.projection_, extra_projection])
             if callback is not None:
                 callback(iteration + 1, self)
         self.rotation_ = rotation

@@ -14,10 +14,19 @@ Training alternates three modules, ``outer_iterations`` times:
 
 Codes: the network's outputs thresholded at their mean on the training items, stored.
 
+Feature scale: the anchor graph's bandwidth comes from the data, so the graph and the codes do not
+depend on the scale of the features; the code layer reads them centred and scaled to unit RMS norm
+(see :mod:`hashbench.methods._cnn`), where the regression's gradient has Lipschitz constant at
+most 1 in the code layer, so one step size trains features of any scale (the release's SGD step
+1e-3 on raw features diverged on features of norm ~200, and on any features times 1e3).
+
 Free choices (default):
 - ``outer_iterations=3``; ``preset="paper"``: ``epochs=10`` per round, ``batch_size=64``;
   ``preset="quick"``: 2 rounds of 3 epochs of 64 images (our schedules);
-- SGD, momentum 0.9, ``lr=1e-3``, ``weight_decay=5e-4``;
+- SGD, momentum 0.9, ``lr=0.5`` on the normalised input (our choice), a tenth of it in the second
+  half of each round (the release's decay at 35,400 of 70,800 iterations), ``weight_decay=5e-4``;
+  ``backbone_lr=1e-3`` in image mode; the code layer starts from unit-variance
+  pre-activations (see :mod:`hashbench.methods._cnn`);
 - anchor graph: ``n_anchors=300`` k-means centres (at most the number of items; one k-means run,
   seeded), each item linked to its ``anchor_neighbours=3`` nearest anchors with Gaussian weights
   of bandwidth the mean squared distance to them, rows normalised (the AGH convention);
@@ -43,6 +52,7 @@ from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
 from hashbench.methods._cnn import CNNHasher
 
+LR = 0.5  # on centred features of unit RMS norm (see hashbench.methods._cnn)
 ADMM_INNER_STEPS = 3
 RHO_START, RHO_GROWTH, RHO_MAX = 0.5, 1.03, 10.0
 
@@ -141,7 +151,8 @@ class SADH(CNNHasher):
         outer_iterations: int | None = None,
         epochs: int | None = None,
         batch_size: int | None = None,
-        lr: float = 1e-3,
+        lr: float = LR,
+        backbone_lr: float = 1e-3,
         weight_decay: float = 5e-4,
         n_anchors: int = 300,
         anchor_neighbours: int = 3,
@@ -156,6 +167,7 @@ class SADH(CNNHasher):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.backbone_lr = backbone_lr
         self.weight_decay = weight_decay
         self.n_anchors = n_anchors
         self.anchor_neighbours = anchor_neighbours
@@ -186,9 +198,11 @@ class SADH(CNNHasher):
         return self.settings_["outer_iterations"] * self.settings_["epochs"]
 
     def _epoch(self, epoch: int) -> dict:
-        if (epoch - 1) % self.settings_["epochs"] == 0:  # a new round: update the graph, then the codes
+        round_epoch = (epoch - 1) % self.settings_["epochs"] + 1
+        self._decay_after_half(round_epoch, self.settings_["epochs"])
+        if round_epoch == 1:  # a new round: update the graph, then the codes
             if epoch == 1 or self.frozen_backbone:
-                features = self._pretrained_features(self._train)
+                features = self._pretrained_features()
             else:
                 features = self._outputs(self.network_, self._train, features=True)
             self.codes_ = self._update_codes(features, self.codes_)

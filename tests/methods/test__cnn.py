@@ -8,6 +8,7 @@ import torch
 import hashbench as hb
 from hashbench.methods._cnn import standardisation
 from hashbench.methods.bihalf import BiHalf
+from hashbench.datasets.base import Split
 from hashbench.methods.deepbit import DeepBit
 from hashbench.methods.greedyhash import GreedyHash
 from hashbench.methods.sadh import SADH
@@ -52,7 +53,7 @@ def test_image_mode_fine_tunes_the_backbone_and_frozen_mode_trains_the_code_laye
     assert tuned.n_parameters() == {"code_layer": 16 * 8 + 8, "backbone": backbone_size}
     assert frozen.n_parameters() == {"code_layer": 16 * 8 + 8}
     start = TinyBackbone().state_dict()
-    changed = [not np.allclose(start[k], v.detach().numpy()) for k, v in tuned.network_.backbone.state_dict().items()]
+    changed = [not np.array_equal(start[k], v.detach().numpy()) for k, v in tuned.network_.backbone.state_dict().items()]
     assert any(changed)
 
 
@@ -125,3 +126,31 @@ def test_standardisation_centres_and_brings_features_to_unit_rms():
     assert shift.abs().sum() == 0 and scale == pytest.approx(1 / np.sqrt(12.5))
     with pytest.raises(hb.InvalidInputError, match="all equal"):
         standardisation(torch.ones(3, 2), centre=True)
+@METHODS
+@pytest.mark.parametrize("scale", [2.0**-10, 2.0**10])
+def test_frozen_codes_do_not_depend_on_the_feature_scale(cls, scale, one_thread):
+    # the code layer reads centred features of unit RMS norm; a power-of-two scale keeps them bitwise equal
+    train, query = image_split(96, images=False), image_split(40, seed=1, images=False)
+    codes = small(cls, frozen_backbone=True).fit(train).encode(query)
+    scaled = [Split(s.features * np.float32(scale), s.labels, name=s.name) for s in (train, query)]
+    assert small(cls, frozen_backbone=True).fit(scaled[0]).encode(scaled[1]) == codes
+
+
+def test_code_layer_reads_centred_features_of_unit_rms_norm(one_thread):
+    train = image_split(96, images=False)
+    method = small(SADH, frozen_backbone=True).fit(train)
+    network = method.network_
+    centred = (torch.as_tensor(train.features) - network.input_shift) * network.input_scale
+    assert float(centred.pow(2).sum(dim=1).mean()) == pytest.approx(1.0, rel=1e-4)
+    assert float(centred.mean(dim=0).abs().max()) < 1e-5
+
+
+@METHODS
+def test_backbone_trains_at_its_own_rate(cls, one_thread):
+    method = small(cls, lr=0.03, backbone_lr=0.002).fit(image_split(64))
+    groups = method.updates_[0].optimiser.param_groups
+    initial = [g.get("initial_lr", g["lr"]) for g in groups]
+    assert initial == [0.03, 0.002]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in method.network_.backbone.parameters()}
+    with pytest.raises(hb.InvalidInputError, match="backbone_lr"):
+        small(cls, backbone_lr=0).fit(image_split(32))

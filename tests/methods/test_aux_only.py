@@ -17,9 +17,18 @@ def test_equals_itq_on_the_aux_matrix_and_ignores_features():
     np.testing.assert_array_equal(signs(aux_only, shuffled), expected)
 
 
-def test_more_bits_than_aux_columns_is_an_error_naming_the_limit():
-    with pytest.raises(hb.InvalidInputError, match="at most 12 bits for 12-d aux"):
-        AuxOnly(n_bits=13).fit(clustered(100, aux_dim=12))
+def test_codes_longer_than_the_aux_add_random_projection_bits_to_itqs():
+    split = clustered(300, aux_dim=12)
+    short = signs(AuxOnly(n_bits=12, seed=4).fit(split), split)
+    long = AuxOnly(n_bits=40, seed=4).fit(split)
+    codes = signs(long, split)
+    np.testing.assert_array_equal(codes[:, :12], short)
+    # the other 28 bits: signs of random Gaussian projections of the centred aux
+    centred = split.aux - split.aux.mean(axis=0)
+    extra = long.projection_[:, 12:]
+    np.testing.assert_array_equal(codes[:, 12:], np.where(centred @ extra >= 0, 1, -1))
+    assert extra.shape == (12, 28) and abs(extra.std() - 1) < 0.2
+    assert hb.code_stats(long.encode(split))["constant_bits"] == 0
 
 
 def test_needs_aux():

@@ -40,7 +40,7 @@ def test_discrete_codes_are_binary_and_improve_on_their_start(graph):
 def test_regression_loss_decreases_and_each_round_records_its_code_objective(one_thread):
     train = noisy_clusters(200)
     method = SADH(
-        n_bits=8, frozen_backbone=True, outer_iterations=2, epochs=6, batch_size=32, n_anchors=30, lr=0.05
+        n_bits=8, frozen_backbone=True, outer_iterations=2, epochs=6, batch_size=32, n_anchors=30
     ).fit(train)
     losses = [h["regression"] for h in method.history_]
     assert losses[5] < 0.8 * losses[0]

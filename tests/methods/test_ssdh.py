@@ -68,7 +68,7 @@ def noisy_clusters(n=300, n_clusters=10, dim=32, seed=0) -> Split:
 
 def test_loss_decreases_and_codes_keep_the_structure(one_thread):
     train = noisy_clusters()
-    method = SSDH(n_bits=16, frozen_backbone=True, epochs=15, batch_size=64, lr=0.05).fit(train)
+    method = SSDH(n_bits=16, frozen_backbone=True, epochs=15, batch_size=64).fit(train)
     losses = [h["pairwise"] for h in method.history_]
     assert losses[-1] < 0.8 * losses[0]
     codes = method.encode(train)

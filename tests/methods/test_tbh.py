@@ -1,6 +1,9 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
+from hashbench.datasets.base import Split
+from hashbench.methods._torch import endless_batches
 from hashbench.methods.tbh import TBH, hamming_adjacency, stochastic_binary
 from tests.methods.feature_deep_checks import (  # noqa: F401  (shared checks run for TBH)
     check_nan_is_reported_with_epoch_and_term,
@@ -9,7 +12,7 @@ from tests.methods.feature_deep_checks import (  # noqa: F401  (shared checks ru
     parameter_gradients,
 )
 
-SMALL = dict(n_bits=8, epochs=3, batch_size=40, lr=1e-3, middle_width=32, continuous_width=16, discriminator_width=16)
+SMALL = dict(n_bits=8, steps=9, batch_size=40, lr=1e-3, middle_width=32, continuous_width=16, discriminator_width=16)
 
 
 @pytest.fixture
@@ -48,8 +51,52 @@ def test_each_loss_term_trains_its_own_side(make_method, one_thread):
             assert all(p.grad is None for p in method.autoencoder_.parameters()), term
 
 
+def test_steps_run_in_epochs_of_one_pass_with_full_batches(one_thread):
+    train, seen = feature_split(), []  # 120 items, batches of 40: 3 steps per epoch
+    method = TBH(**{**SMALL, "steps": 8})
+    counted = []
+    original = method._batch_step
+    method._batch_step = lambda rows, epoch: counted.append((epoch, len(rows))) or original(rows, epoch)
+    method.fit(train, callback=lambda epoch, hasher: seen.append(epoch))
+    assert seen == [1, 2, 3] and [h["epoch"] for h in method.history_] == [1, 2, 3]
+    assert [epoch for epoch, _ in counted] == [1, 1, 1, 2, 2, 2, 3, 3]  # 8 steps, the last epoch shorter
+    assert {size for _, size in counted} == {40}
+
+
+def test_endless_batches_are_full_and_cover_each_pass():
+    batches = endless_batches(10, 4, torch.Generator().manual_seed(0))
+    drawn = torch.cat([next(batches) for _ in range(5)])  # 20 indices = two passes over 10 items
+    assert sorted(drawn[:10].tolist()) == list(range(10)) and sorted(drawn[10:].tolist()) == list(range(10))
+    assert len(next(endless_batches(3, 4, torch.Generator()))) == 3
+
+
+def test_losses_have_the_release_reductions(one_thread):
+    train = feature_split()
+    method = TBH(**{**SMALL, "stochastic_neurons": False}).fit(train)
+    rows = torch.arange(40)
+    with method._fitting(train):
+        method.generator_ = torch.Generator().manual_seed(0)
+        terms = method._loss_terms(rows)
+        x = method._train_tensor("features")[rows]
+        bits, decoded, reconstruction = method.autoencoder_(x, torch.full((40, 8), 0.5))
+    # half the squared error summed over the batch and the features (tf.nn.l2_loss)
+    torch.testing.assert_close(terms["reconstruction"], 0.5 * ((reconstruction - x) ** 2).sum())
+    # the encoder's side of the critic's cross-entropy, mean over the batch, with the minus sign
+    logits = method.code_discriminator_(bits)
+    torch.testing.assert_close(terms["code_adversarial"], -F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits)))
+    total = terms["reconstruction"] + terms["code_adversarial"] + terms["continuous_adversarial"]
+    torch.testing.assert_close(method._autoencoder_loss(terms), total)
+
+
+def test_decoder_ends_in_a_relu_only_for_non_negative_features(one_thread):
+    train = feature_split()
+    assert isinstance(TBH(**SMALL).fit(train).autoencoder_.decoder[-1], torch.nn.ReLU)
+    signed = Split(train.features - train.features.mean(axis=0), train.labels, name="train")
+    assert isinstance(TBH(**SMALL).fit(signed).autoencoder_.decoder[-1], torch.nn.Identity)
+
+
 def test_reconstruction_decreases_on_a_small_problem(one_thread):
-    method = TBH(**{**SMALL, "epochs": 15}).fit(feature_split())
+    method = TBH(**{**SMALL, "steps": 45}).fit(feature_split())
     reconstruction = [h["reconstruction"] for h in method.history_]
     assert reconstruction[-1] < 0.75 * reconstruction[0]
 

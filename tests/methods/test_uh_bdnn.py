@@ -3,8 +3,10 @@ import pytest
 import torch
 
 import hashbench as hb
-from hashbench.methods.uh_bdnn import UHBDNN, default_hidden_sizes
+from hashbench.datasets.base import Split
+from hashbench.methods.uh_bdnn import BinaryDeepNetwork, UHBDNN, coordinate_descent_codes, default_hidden_sizes
 from tests.methods.feature_deep_checks import (  # noqa: F401  (shared checks run for UH-BDNN)
+    N_FEATURES,
     check_nan_is_reported_with_epoch_and_term,
     feature_split,
     one_thread,
@@ -14,9 +16,13 @@ from tests.methods.feature_deep_checks import (  # noqa: F401  (shared checks ru
 SMALL = dict(n_bits=8, epochs=3, lbfgs_iterations=10, hidden_sizes=(24, 12))
 
 
+def make_small(**overrides):
+    return UHBDNN(**{**SMALL, **overrides})
+
+
 @pytest.fixture
 def make_method():
-    return lambda **overrides: UHBDNN(**{**SMALL, **overrides})
+    return make_small
 
 
 def test_hidden_sizes_follow_the_paper_and_extend_its_rule():
@@ -29,24 +35,89 @@ def test_hidden_sizes_follow_the_paper_and_extend_its_rule():
 def test_each_objective_term_sends_a_gradient_to_the_network(make_method, one_thread):
     train = feature_split()
     method = make_method().fit(train)
-    method.targets_ = torch.as_tensor(method.encode(train).to_signs(), dtype=torch.float32)
-    terms = ("reconstruction", "weight_decay", "binary", "independence", "balance")
-    for term in terms:
-        assert parameter_gradients(method.network_, method._loss_terms(torch.arange(len(train)))[term]) > 0, term
+    with method._fitting(train):
+        method._train_tensors["inputs"] = method._tensor(method._rescaled(train.features))
+        terms = method._loss_terms(torch.arange(len(train)))
+        for term in ("reconstruction", "weight_decay", "binary", "independence", "balance"):
+            assert parameter_gradients(method.network_, terms[term]) > 0, term
+            terms = method._loss_terms(torch.arange(len(train)))
 
 
-def test_objective_decreases_over_the_alternations(one_thread):
+def test_features_are_rescaled_to_the_unit_interval_by_one_scalar():
+    train = feature_split()
+    method = make_small().fit(train)
+    rescaled = method._rescaled(train.features)
+    assert rescaled.min() == 0.0 and rescaled.max() == pytest.approx(1.0)
+    # one scalar for every dimension: ratios of ranges are kept
+    ranges = np.ptp(train.features, axis=0)
+    np.testing.assert_allclose(np.ptp(rescaled, axis=0), ranges / ranges.max(), rtol=1e-5)
+
+
+def test_codes_do_not_depend_on_the_feature_scale(one_thread):
+    train, query = feature_split(), feature_split(40, seed=1, web=False)
+    codes = make_small().fit(train).encode(query)
+    scale = np.float32(2.0**10)  # a power of two: the rescaled features are bitwise the same
+    scaled = make_small().fit(Split(train.features * scale, train.labels, name="train"))
+    assert scaled.encode(Split(query.features * scale, name="query")) == codes
+
+
+def test_b_step_is_an_exact_coordinate_minimum_that_never_raises_the_objective():
+    rng = np.random.default_rng(0)
+    m, d, r, lambda2 = 30, 6, 4, 0.3
+    x, decoder, bias = (torch.as_tensor(rng.normal(size=shape), dtype=torch.float32) for shape in ((m, d), (d, r), (d,)))
+    real = torch.as_tensor(rng.normal(size=(m, r)), dtype=torch.float32)
+    start = torch.where(torch.as_tensor(rng.normal(size=(m, r))) > 0, 1.0, -1.0)
+
+    def objective(codes):  # per item: ||x - W4 b - b4||^2 + lambda2 ||h - b||^2
+        return ((x - codes @ decoder.T - bias).pow(2).sum(1) + lambda2 * (real - codes).pow(2).sum(1))
+
+    codes = coordinate_descent_codes(start, x - start @ decoder.T - bias, decoder, real, lambda2)
+    assert set(codes.unique().tolist()) <= {-1.0, 1.0}
+    assert (objective(codes) <= objective(start) + 1e-5).all()
+    for k in range(r):  # no single flip lowers any item's objective
+        flipped = codes.clone()
+        flipped[:, k] *= -1
+        assert (objective(flipped) >= objective(codes) - 1e-5).all()
+
+
+def test_objective_never_rises_and_ends_below_its_itq_start(one_thread):
     method = UHBDNN(**{**SMALL, "epochs": 5}).fit(feature_split())
+    objective = method.objective_  # after each network step and each B step
+    assert len(objective) == 10
+    assert all(later <= earlier * (1 + 1e-6) for earlier, later in zip(objective, objective[1:]))
+    # objective_[0]: the network fitted to the ITQ codes, B still ITQ's
+    assert objective[-1] < objective[0]
     totals = [sum(v for k, v in h.items() if k != "epoch") for h in method.history_]
-    assert all(later <= earlier * (1 + 1e-4) for earlier, later in zip(totals, totals[1:]))
-    assert totals[-1] < 0.9 * totals[0]
+    np.testing.assert_allclose(totals, objective[1::2], rtol=1e-5)
+
+
+def test_a_network_step_that_does_not_lower_the_objective_is_undone(one_thread, monkeypatch):
+    train = feature_split()
+    original_step = torch.optim.LBFGS.step
+
+    def worsening_step(optimiser, closure):
+        original_step(optimiser, closure)
+        with torch.no_grad():
+            for group in optimiser.param_groups:
+                for p in group["params"]:
+                    p.add_(10.0)
+
+    monkeypatch.setattr(torch.optim.LBFGS, "step", worsening_step)
+    method = make_small(epochs=2).fit(train)
+    torch.manual_seed(0)  # the seeded initialisation fit starts from
+    initial = BinaryDeepNetwork(N_FEATURES, SMALL["hidden_sizes"], SMALL["n_bits"])
+    for name, value in initial.state_dict().items():
+        torch.testing.assert_close(method.network_.state_dict()[name], value)
+    objective = method.objective_
+    assert all(later <= earlier * (1 + 1e-6) for earlier, later in zip(objective, objective[1:]))
 
 
 def test_codes_start_from_itq(one_thread):
     train = feature_split()
-    # only the binary term, one alternation: the network fits the ITQ codes it starts from
+    # a heavy binary term, one alternation: the network fits the ITQ codes it starts from
     method = UHBDNN(**{**SMALL, "lambdas": (0.0, 10.0, 0.0, 0.0), "epochs": 1, "lbfgs_iterations": 50}).fit(train)
-    itq_codes = hb.create_method("itq", n_bits=8, seed=0).fit(train).encode(train).unpack()
+    rescaled = method._rescaled(train.features)
+    itq_codes = hb.create_method("itq", n_bits=8, seed=0).fit(rescaled).encode(rescaled).unpack()
     assert np.mean(method.encode(train).unpack() == itq_codes) > 0.95
 
 
