@@ -103,8 +103,8 @@ class BiHalf(PairwiseCosineHasher):
 
     def _epoch(self, epoch: int) -> dict:
         decays = (epoch - 1) // self.settings_["lr_step_epochs"]
-        for group in self.updates_[0].optimiser.param_groups:
-            group["lr"] = self.settings_["lr"] * 0.1**decays
+        for group in self.updates_[0].optimiser.param_groups:  # the code layer's rate and the backbone's
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * 0.1**decays
         return super()._epoch(epoch)
 
     def _loss_terms(self, rows: torch.Tensor) -> dict:
