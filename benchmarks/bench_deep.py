@@ -3,10 +3,13 @@
     .venv/bin/python benchmarks/bench_deep.py                                   # mosaic, 32 and 64 bits
     .venv/bin/python benchmarks/bench_deep.py --methods deepbit ssdh sadh --modes images --preset quick
     .venv/bin/python benchmarks/bench_deep.py --dataset path/to/data.npz --bits 16 32 64 128
+    .venv/bin/python benchmarks/bench_deep.py --dataset conformance --modes features frozen --preset quick
 
 Every method in METHODS (plus the LSH, ITQ and LAGNH references, those registered) is fitted on the training split
 (seed 0), query and database are encoded, and the codes scored with ``hb.evaluate(...,
-topk=1000, protocol="official")``. Methods that fine-tune a CNN (``input_kind == "images"``) run
+topk=1000, protocol="official")``; the database codes' health (``hb.code_stats``: constant bits,
+distinct codes, mean |correlation| of bits) is printed beside. ``--dataset conformance`` is the
+conformance suite's small clustered set (``hashbench.checks.conformance_dataset``). Methods that fine-tune a CNN (``input_kind == "images"``) run
 twice: on the images ("images") and as a code layer on the stored features ("frozen"). Training
 seconds cover ``fit`` (and are also given as a multiple of LAGNH's); encoding seconds cover query
 plus database; parameters are each network's count (``n_parameters()``). ``--preset`` picks the named
@@ -23,6 +26,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 import hashbench as hb
+from hashbench.checks import conformance_dataset
 
 METHODS = ("uh-bdnn", "tbh", "wsih", "deepbit", "ssdh", "sadh")
 REFERENCES = ("lsh", "itq", "lagnh")  # those registered run before METHODS; LAGNH's fit time is the ratio's unit
@@ -45,7 +49,14 @@ def run_cell(dataset, name: str, n_bits: int, seed: int, options: dict) -> dict:
     encode_seconds = time.perf_counter() - start
     scores = hb.evaluate(query, database, dataset.query.labels, dataset.database.labels, topk=1000, protocol="official")
     parameters = method.n_parameters() if hasattr(method, "n_parameters") else {}
-    return {"map": scores.map, "fit": fit_seconds, "encode": encode_seconds, "parameters": parameters}
+    return {"map": scores.map, "fit": fit_seconds, "encode": encode_seconds, "parameters": parameters,
+            "health": hb.code_stats(database)}
+
+
+def health(cell: dict) -> str:
+    stats = cell["health"]
+    return (f"constant {stats['constant_bits']:.2f} distinct {stats['distinct_fraction']:.3f} "
+            f"|corr| {stats['mean_abs_correlation']:.2f}")
 
 
 def main() -> None:
@@ -67,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    dataset = hb.load_dataset(args.dataset)
+    dataset = conformance_dataset() if args.dataset == "conformance" else hb.load_dataset(args.dataset)
     rows = []
     with threadpool_limits(args.threads):
         for name in (*args.references, *args.methods):
@@ -84,29 +95,31 @@ def main() -> None:
                     except hb.InvalidInputError as error:
                         cells[n_bits] = {"error": str(error)}
                     cell = cells[n_bits]
-                    summary = cell.get("error") or f"MAP@1000 {cell['map']:.4f}  fit {cell['fit']:.1f} s  encode {cell['encode']:.1f} s"
+                    summary = cell.get("error") or (
+                        f"MAP@1000 {cell['map']:.4f}  fit {cell['fit']:.1f} s  encode {cell['encode']:.1f} s  {health(cell)}"
+                    )
                     print(f"  {name:8s} {mode:8s} {n_bits:4d} bits  {summary}", flush=True)
                 rows.append((name, mode, cells))
 
     timed = 32 if 32 in args.bits else args.bits[0]
-    print(f"\nMAP@1000 (official) on {args.dataset}, seed {args.seed}; seconds and parameters at {timed} bits, "
+    print(f"\nMAP@1000 (official) on {args.dataset}, seed {args.seed}; seconds, code health and parameters at {timed} bits, "
           f"{args.threads} threads, device {args.device}, preset {args.preset or 'default'}")
     lagnh_fit = next((c[timed].get("fit") for n, _, c in rows if n == "lagnh"), None)
     print("| method | mode | " + " | ".join(f"MAP {b}" for b in args.bits)
-          + " | fit s | fit / LAGNH fit | encode s | parameters |")
-    print("|---" * (len(args.bits) + 6) + "|")
+          + " | fit s | fit / LAGNH fit | encode s | codes | parameters |")
+    print("|---" * (len(args.bits) + 7) + "|")
     for name, mode, cells in rows:
         maps = [f"{c['map']:.4f}" if "map" in c else "n/a" for c in (cells[b] for b in args.bits)]
         cell = cells[timed]
         if "map" not in cell:
-            print(f"| {name} | {mode} | " + " | ".join(maps) + f" | n/a | n/a | n/a | n/a ({cell['error']}) |")
+            print(f"| {name} | {mode} | " + " | ".join(maps) + f" | n/a | n/a | n/a | n/a | n/a ({cell['error']}) |")
             continue
         parameters = " + ".join(f"{k} {v:,}" for k, v in cell["parameters"].items()) or "-"
         if len(cell["parameters"]) > 1:
             parameters += f" = {sum(cell['parameters'].values()):,}"
         ratio = f"{cell['fit'] / lagnh_fit:.2f}" if lagnh_fit else "n/a"
         print(f"| {name} | {mode} | " + " | ".join(maps)
-              + f" | {cell['fit']:.1f} | {ratio} | {cell['encode']:.2f} | {parameters} |")
+              + f" | {cell['fit']:.1f} | {ratio} | {cell['encode']:.2f} | {health(cell)} | {parameters} |")
 
 
 if __name__ == "__main__":
