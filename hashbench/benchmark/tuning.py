@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +133,7 @@ def toml_value(value) -> str:
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, (int, float)):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise InvalidInputError(f"{value!r} has no place in a matrix file")
         return repr(value)
     if isinstance(value, (list, tuple)):
