@@ -31,6 +31,29 @@ def add_commands(subparsers) -> None:
     run.add_argument("--data-dir", type=Path, help="dataset cache / prepared data folder")
     run.set_defaults(func=cmd_run)
 
+    tune = subparsers.add_parser(
+        "tune",
+        help="choose hyper-parameters from a grid by MAP on validation queries carved from the training split",
+        description="Run the grid of a tuning matrix (e.g. configs/tuning.toml) on validation views of its "
+        "datasets (queries held out from the training split; the test queries are never used), pick "
+        "each method's best grid point per dataset, and write a matrix that `hashbench run` runs with them.",
+    )
+    tune.add_argument("config", type=Path, help="tuning matrix, e.g. configs/tuning.toml")
+    tune.add_argument("--methods", nargs="+", action=list_option(), metavar="NAME", help="only these methods (names or labels)")
+    tune.add_argument("--datasets", nargs="+", action=list_option(), metavar="NAME", help="only these datasets")
+    tune.add_argument(
+        "--bits", nargs="+", action=list_option(int), metavar="N",
+        help="tune at these code lengths only (the tuned matrix keeps the config's)",
+    )  # fmt: skip
+    tune.add_argument("--fraction", type=float, default=0.1, help="share of the training split held out as queries (0.1)")
+    tune.add_argument("--out", type=Path, default=Path("results/tuning"), help="validation records (default: results/tuning/)")
+    tune.add_argument("--write", type=Path, help="the tuned matrix (default: OUT/tuned.toml)")
+    tune.add_argument("--force", action="store_true", help="recompute finished cells")
+    tune.add_argument("--quiet", action="store_true", help="no progress bars; print only errors")
+    tune.add_argument("--executor", choices=EXECUTORS, help="override the config's executor")
+    tune.add_argument("--data-dir", type=Path, help="dataset cache / prepared data folder")
+    tune.set_defaults(func=cmd_tune)
+
     rescore = subparsers.add_parser(
         "rescore",
         help="recompute the metrics of saved results from their codes (no retraining)",
@@ -98,6 +121,22 @@ def print_cells(cells, out_dir) -> None:
     for row in [header, *rows]:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)) + "  " + row[-1])
     print(f"{len(rows)} cells")
+
+
+def cmd_tune(args) -> None:
+    from hashbench.benchmark.config import load_config
+    from hashbench.benchmark.tuning import tune, write_tuned
+
+    matrix = load_config(args.config)
+    choices = tune(
+        matrix, args.out, fraction=args.fraction, methods=args.methods, datasets=args.datasets, bits=args.bits,
+        executor=args.executor, force=args.force, quiet=args.quiet, data_dir=args.data_dir,
+    )  # fmt: skip
+    path = write_tuned(matrix, choices, args.write or args.out / "tuned.toml", source=str(args.config))
+    if not args.quiet:
+        for choice in choices:
+            print(f"{choice.label} on {choice.dataset}: {canonical_json(choice.params)}")
+        print(f"tuned matrix in {path} (run it: hashbench run {path})")
 
 
 def cmd_rescore(args) -> None:

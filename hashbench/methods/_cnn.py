@@ -11,8 +11,8 @@ mean of the pretrained features over the training items and ``s`` one scalar tha
 centred rows unit root mean square norm (both fixed when training starts). This is a
 reparametrisation of the papers' fc8, which acts on raw fc7 (``W (x - m) s + b`` is an affine map
 of ``x`` like any other), chosen for the optimiser: the releases' SGD step (1e-3) on raw features
-means a different thing on every feature scale (features of norm ~200 made it diverge, features of
-norm ~0.03 leave the layer at its initialisation), and the mean of non-negative CNN features is one
+means a different thing on every feature scale (features of norm ~200 made SADH diverge; on
+features a thousand times smaller the gradient is a million times smaller), and the mean of non-negative CNN features is one
 direction of far larger curvature than the rest, which limits the step while the informative
 directions hardly move. On the centred, scaled inputs the regression-type losses have a gradient
 whose Lipschitz constant with respect to the code layer is at most 1 (``E ||x - m||^2 s^2 = 1``),
@@ -22,10 +22,11 @@ usual fine-tuning step).
 
 The code layer starts from N(0, 1) weights and zero biases: on the normalised input each unit's
 initial pre-activation has unit variance and the hyperplanes pass through the features' mean. The
-releases drew N(0, 0.01^2) (SSDH: 0.001^2) weights for raw fc7; on the normalised input that is a
-start next to the zero codes, where SSDH's pairwise loss is flat: from there its bits grew along
-the same few directions (on the conformance data: 11% distinct codes and MAP@100 0.66, against
-39% and 0.90 from the unit-variance start, with a lower final loss).
+releases drew N(0, 0.01^2) (SSDH: 0.001^2) weights for raw fc7, a start next to the zero codes,
+where SSDH's pairwise loss is flat: from there (weights of std 0.03 on the normalised input, the
+release's on fc7 of norm ~30) its bits grew along the same few directions (on the conformance
+data at 16 bits, quick preset: 11% distinct codes and MAP@100 0.66, against 39% and 0.90 from the
+unit-variance start, whose final loss is also lower).
 
 Presets name the training lengths: ``preset="paper"`` (the default) uses each paper's or release's
 values, ``preset="quick"`` a scaled-down schedule; an explicit argument overrides its preset value.

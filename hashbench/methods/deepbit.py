@@ -16,8 +16,12 @@ Codes: ``a > threshold``, by default the paper's ``b = [a > 0.5]``.
 What the code layer learns: the quantisation loss pushes each activation away from 0.5, hardest for
 the items nearest a bit's boundary, which moves every bit's hyperplane towards a low-density gap
 between groups of items; the even-distribution loss moves it until it splits the items in half.
-The codes at the end of training differ from those of the initial layer in a large share of the
-bits (tests/methods/test_deepbit.py shows both terms falling and the codes moving).
+Both terms move and the codes leave those of the initial layer (tests/methods/test_deepbit.py).
+Nothing in the objective decorrelates the bits, and each bit's terms are the same function of its
+own hyperplane, so on features with one dominant gap many bits settle in it: on the mosaic built
+from the small CNN's pooled features (quick preset, 32 bits) the bits' mean |correlation| was
+0.85 and 6% of the codes distinct (MAP@1000 0.46 against LSH's 0.54); on the conformance data,
+0.11 and 100%.
 
 The authors' release (kevinlin311tw/cvpr16-deepbit, see the project's release notes) differs:
 a ReLU after fc8, and one threshold for all bits at the mean of the ReLU'd outputs over the

@@ -67,8 +67,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hashbench.datasets.base import Split
 from hashbench._validation import check_positive_int
+from hashbench.datasets.base import Split
 from hashbench.methods._torch import TorchHasher, Update, encode_in_batches, endless_batches
 
 
