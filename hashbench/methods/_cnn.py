@@ -42,7 +42,7 @@ def standardisation(features: torch.Tensor, *, centre: bool) -> tuple[torch.Tens
     (zeros unless ``centre``) and one scalar that brings the shifted features to unit
     root-mean-square value."""
     features = features.double()
-    shift = features.mean(dim=0) if centre else torch.zeros(features.shape[1], dtype=torch.float64, device=features.device)
+    shift = features.mean(dim=0) if centre else torch.zeros_like(features[0])
     rms = float((features - shift).square().mean().sqrt())
     if not rms > 0:
         raise InvalidInputError("the training features are all equal; they carry nothing to hash")
@@ -74,7 +74,8 @@ class CodeNetwork(nn.Module):
         if hidden_width is None:
             self.code_layer = nn.Linear(n_features, n_bits)
         else:
-            self.code_layer = nn.Sequential(nn.Linear(n_features, hidden_width), nn.ReLU(), nn.Linear(hidden_width, n_bits))
+            hidden = nn.Linear(n_features, hidden_width)
+            self.code_layer = nn.Sequential(hidden, nn.ReLU(), nn.Linear(hidden_width, n_bits))
         self.activation = activation
         self.register_buffer("input_shift", torch.zeros(n_features) if input_shift is None else input_shift.clone())
         self.register_buffer("input_scale", torch.tensor(float(input_scale)))
