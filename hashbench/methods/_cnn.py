@@ -88,7 +88,8 @@ class CodeNetwork(nn.Module):
                 nn.init.normal_(self.code_layer.weight)
                 nn.init.zeros_(self.code_layer.bias)
         else:
-            self.code_layer = nn.Sequential(nn.Linear(n_features, hidden_width), nn.ReLU(), nn.Linear(hidden_width, n_bits))
+            hidden = nn.Linear(n_features, hidden_width)
+            self.code_layer = nn.Sequential(hidden, nn.ReLU(), nn.Linear(hidden_width, n_bits))
         self.activation = activation
         shift = torch.zeros(n_features) if input_shift is None else torch.as_tensor(input_shift, dtype=torch.float32)
         self.register_buffer("input_shift", shift)

@@ -93,7 +93,7 @@ def bernoulli_kl(logits: torch.Tensor, reference_logits: torch.Tensor) -> torch.
 
 
 # --- the views ---------------------------------------------------------------------------------
-def _uniform(n: int, bounds: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+def _uniform_draws(n: int, bounds: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
     low, high = bounds
     return low + (high - low) * torch.rand(n, generator=generator)
 
@@ -106,8 +106,8 @@ def random_resized_crops(images: torch.Tensor, generator: torch.Generator) -> to
     """Each image cropped (area fraction ``CROP_AREA``, aspect ``CROP_ASPECT``), mirrored with
     probability ``FLIP_PROBABILITY`` and resized back to its size, by one affine resampling."""
     n = len(images)
-    area = _uniform(n, CROP_AREA, generator)
-    log_aspect = _uniform(n, (math.log(CROP_ASPECT[0]), math.log(CROP_ASPECT[1])), generator)
+    area = _uniform_draws(n, CROP_AREA, generator)
+    log_aspect = _uniform_draws(n, (math.log(CROP_ASPECT[0]), math.log(CROP_ASPECT[1])), generator)
     width = (area * log_aspect.exp()).sqrt().clamp(max=1.0)  # fractions of the image's sides
     height = (area / log_aspect.exp()).sqrt().clamp(max=1.0)
     # crop centres uniform over the positions that keep the crop inside the image ([-1, 1] coordinates)
@@ -126,8 +126,10 @@ def brightness_contrast(images: torch.Tensor, generator: torch.Generator) -> tor
     image's mean) scaled by factors drawn from ``JITTER_RANGE``."""
     n = len(images)
     jittered = _chosen(n, JITTER_PROBABILITY, generator)
-    brightness = torch.where(jittered, _uniform(n, JITTER_RANGE, generator), 1.0).view(n, 1, 1, 1).to(images.device)
-    contrast = torch.where(jittered, _uniform(n, JITTER_RANGE, generator), 1.0).view(n, 1, 1, 1).to(images.device)
+    brightness, contrast = (
+        torch.where(jittered, _uniform_draws(n, JITTER_RANGE, generator), 1.0).view(n, 1, 1, 1).to(images.device)
+        for _ in range(2)
+    )
     brighter = (images * brightness).clamp(0, 1)
     mean = brighter.mean(dim=(1, 2, 3), keepdim=True)
     return ((brighter - mean) * contrast + mean).clamp(0, 1)
@@ -137,7 +139,7 @@ def gaussian_blur(images: torch.Tensor, generator: torch.Generator) -> torch.Ten
     """With probability ``BLUR_PROBABILITY`` per image, a 3x3 Gaussian blur of sigma drawn from
     ``BLUR_SIGMA`` (reflected borders); the other images unchanged."""
     n, channels = images.shape[:2]
-    sigma = _uniform(n, BLUR_SIGMA, generator)
+    sigma = _uniform_draws(n, BLUR_SIGMA, generator)
     taps = torch.exp(-torch.tensor([1.0, 0.0, 1.0])[None, :] / (2 * sigma[:, None] ** 2))
     taps = torch.where(_chosen(n, BLUR_PROBABILITY, generator)[:, None], taps / taps.sum(dim=1, keepdim=True),
                        torch.tensor([0.0, 1.0, 0.0]))  # fmt: skip
@@ -219,7 +221,8 @@ class CIBHash(CNNHasher):
 
     def _updates(self) -> list[Update]:
         """Adam on the encoder alone (the release's optimiser)."""
-        return [Update(torch.optim.Adam(self.network_.code_layer.parameters(), lr=self.settings_["lr"]), self._objective)]
+        optimiser = torch.optim.Adam(self.network_.code_layer.parameters(), lr=self.settings_["lr"])
+        return [Update(optimiser, self._objective)]
 
     def _view(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.frozen_backbone:

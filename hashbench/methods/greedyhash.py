@@ -87,7 +87,9 @@ class PairwiseCosineHasher(CNNHasher):
 
 class GreedyHash(PairwiseCosineHasher):
     name = "greedyhash"
-    citation = "Su, Zhang, Han, Tian. Greedy Hash: Towards Fast Optimization for Accurate Hash Coding in CNN. NeurIPS 2018"
+    citation = (
+        "Su, Zhang, Han, Tian. Greedy Hash: Towards Fast Optimization for Accurate Hash Coding in CNN. NeurIPS 2018"
+    )
     presets = {
         "paper": {"epochs": 60, "batch_size": 32, "lr": 1e-4},
         "quick": {"epochs": 10, "batch_size": 32, "lr": 1e-3},

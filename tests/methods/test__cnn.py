@@ -22,7 +22,9 @@ SMALL = {
     GreedyHash: {"epochs": 2, "batch_size": 32},
     BiHalf: {"epochs": 2, "batch_size": 32, "lr_step_epochs": 1},
 }
-FIRST_TERM = {DeepBit: "quantization", SSDH: "pairwise", SADH: "regression", GreedyHash: "similarity", BiHalf: "similarity"}
+FIRST_TERM = {
+    DeepBit: "quantization", SSDH: "pairwise", SADH: "regression", GreedyHash: "similarity", BiHalf: "similarity",
+}
 METHODS = pytest.mark.parametrize("cls", list(SMALL), ids=lambda cls: cls.name)
 MODES = pytest.mark.parametrize("frozen", [False, True], ids=["images", "frozen"])
 

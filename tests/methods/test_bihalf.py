@@ -35,5 +35,9 @@ def test_backward_is_straight_through_plus_gamma_times_the_distance_to_the_codes
 def test_learning_rate_is_divided_by_ten_every_step(one_thread):
     method = BiHalf(n_bits=8, epochs=5, batch_size=32, lr=1e-2, lr_step_epochs=2)
     seen = []
-    method.fit(feature_split(64, web=False), callback=lambda epoch, h: seen.append(h.updates_[0].optimiser.param_groups[0]["lr"]))
+
+    def record(epoch, hasher):
+        seen.append(hasher.updates_[0].optimiser.param_groups[0]["lr"])
+
+    method.fit(feature_split(64, web=False), callback=record)
     assert seen == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3, 1e-4])
