@@ -102,7 +102,7 @@ def retrieval_set(scale):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("topk", [1000, None], ids=["map@1000", "map@all"])
+@pytest.mark.parametrize("topk", [1000, None], ids=["map-at-1000", "map-at-all"])
 def test_evaluate_against_the_per_query_loop(benchmark, record, fastest, scale, threads, retrieval_set, topk, device):
     query, database, q_labels, db_labels = retrieval_set
     benchmark.group = f"evaluate {'MAP@all' if topk is None else f'MAP@{topk}'}"

@@ -3,7 +3,7 @@ stable top-k scoring of retrieval metrics.
 
 Each loop works on codes stored as uint64 words (``codes.as_words``) and releases the GIL, so
 callers run several query chunks at once on Python threads without a second threading runtime
-beside torch's. Loops over database items take the database transposed, (words, items), so the
+beside torch's. The ranking loops take the database transposed, (words, items), so their
 per-word loops over items vectorise. Rankings are counting sorts: a histogram of the distances
 gives the distance of the k-th item and where each distance's block of ranks starts, and one scan
 in database order drops items into their blocks, so ties keep database order (a stable sort).

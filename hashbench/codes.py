@@ -3,8 +3,8 @@
 Layout: ``n_bits`` bits per item packed 8 per byte, bit ``j`` of an item stored in byte ``j // 8``
 at bit position ``j % 8`` counted from the least significant bit. This is the layout of faiss'
 ``IndexBinaryFlat`` (and of ``numpy.packbits(..., bitorder="little")``), so ``codes.packed`` can be
-added to a faiss binary index as it is (``BinaryCodes.to_faiss``). Padding bits of the last byte are always 0, so XOR and
-popcount give exact Hamming distances for any ``n_bits``.
+added to a faiss binary index as it is (``BinaryCodes.to_faiss``). Padding bits of the last byte
+are always 0, so XOR and popcount give exact Hamming distances for any ``n_bits``.
 
 Sign convention: bit 1 <-> +1, bit 0 <-> -1. Real-valued outputs are binarised by their sign with
 0 mapped to +1 (``x >= 0`` -> bit 1), so an all-zero output gives an all-ones code.
@@ -21,6 +21,7 @@ from hashbench._validation import check_matrix, check_positive_int
 from hashbench.errors import InvalidInputError
 
 SEARCH_CHUNK = 64  # queries per k-NN task
+
 
 class BinaryCodes:
     """``n`` binary codes of ``n_bits`` bits each, packed into a ``(n, ceil(n_bits / 8))`` uint8 array."""

@@ -205,8 +205,10 @@ class Scores:
         low, high = self.map_range
         return "\n".join(
             [
-                f"{self.n_queries} queries ({counted} with relevant items); protocol {self.protocol} "
-                f"({self.convention}: normalise / ties / no_relevant)",
+                (
+                    f"{self.n_queries} queries ({counted} with relevant items); protocol {self.protocol} "
+                    f"({self.convention}: normalise / ties / no_relevant)"
+                ),
                 f"MAP@{self.topk} {self.map:.4f} [{low:.4f}, {high:.4f}] (tie range: worst and best order of tied items)",
                 f"MAP@{self.topk} by preset: " + ", ".join(f"{name} {value:.4f}" for name, value in self.maps.items()),
                 f"P@k ({self.ties} ties): "

@@ -351,7 +351,7 @@ def test_chunks_and_threads_do_not_change_the_scores(monkeypatch):
     rng = np.random.default_rng(0)
     q_bits, db_bits = rng.integers(0, 2, (37, 70)), rng.integers(0, 2, (300, 70))
     q_labels, db_labels = rng.random((37, 5)) < 0.3, rng.random((300, 5)) < 0.3
-    options = dict(topk=50, protocol="tie_aware", normalise="min-r-k")
+    options = {"topk": 50, "protocol": "tie_aware", "normalise": "min-r-k"}
     whole = hb.evaluate(q_bits, db_bits, q_labels, db_labels, **options)
     monkeypatch.setattr(metrics, "QUERY_CHUNK", 4)
     chunked = hb.evaluate(q_bits, db_bits, q_labels, db_labels, **options)
@@ -375,8 +375,8 @@ def test_matches_the_per_query_argsort_loop_on_random_codes():
         distance = (16 - signs_db @ signs_q[i]) // 2
         relevant = (labels_db.astype(int) @ labels_q[i].astype(int)) > 0
         if relevant.any():
-            for k in aps:
-                aps[k].append(reference_ap(relevant[np.argsort(distance, kind="stable")], k, "retrieved", 0))
+            for k, values in aps.items():
+                values.append(reference_ap(relevant[np.argsort(distance, kind="stable")], k, "retrieved", 0))
     assert hb.evaluate(signs_q, signs_db, labels_q, labels_db, topk=100).map == pytest.approx(np.mean(aps[100]), rel=1e-12)
     assert hb.evaluate(signs_q, signs_db, labels_q, labels_db, topk=None).map == pytest.approx(np.mean(aps[500]), rel=1e-12)
 
