@@ -1,8 +1,6 @@
 """The conformance suite: every registered method passes it, and it catches what it promises to."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +8,7 @@ import pytest
 
 import hashbench as hb
 from hashbench.checks import conformance_dataset, random_codes_map
+from hashbench.cli import main
 
 ROOT = Path(__file__).parents[1]
 DOC = ROOT / "docs" / "adding-a-method.md"
@@ -25,7 +24,7 @@ KNOWN_FAILURES = {
 
 
 #: methods whose four quick fits take minutes on 2 cores: checked by `pytest -m slow` (and `hashbench check`)
-SLOW_CHECKS = {"tbh", "lagnh", "greedyhash", "bihalf", "cibhash"}
+SLOW_CHECKS = {"tbh", "lagnh", "greedyhash", "bihalf", "cibhash", "wsih", "uh-bdnn"}
 
 
 def builtin_methods() -> list:
@@ -65,7 +64,10 @@ def test_tbh_passes_with_a_longer_schedule():
     assert hb.check_method("tbh", steps=4000, time_budget_s=3600) == []
 
 
-@pytest.mark.parametrize("class_name, name", [("RandomProjection", "random-projection"), ("TinyAutoencoder", "tiny-autoencoder")])
+@pytest.mark.parametrize(
+    "class_name, name",
+    [("RandomProjection", "random-projection"), pytest.param("TinyAutoencoder", "tiny-autoencoder", marks=pytest.mark.slow)],
+)
 def test_documented_plugins_pass(tmp_path, class_name, name):
     hb.load_plugin(documented_plugin(tmp_path, class_name))
     assert hb.check_method(name) == []
@@ -116,28 +118,31 @@ def test_unknown_method_and_unknown_parameter_are_named():
         hb.check_method("itq", n_iterations=3)
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "hashbench.cli", *args], capture_output=True, text=True, cwd=ROOT)
+def run_cli(capsys, *args):
+    """``hashbench ARGS`` in this process: (exit status, stdout, stderr)."""
+    status = main(list(args))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
 
 
-def test_cli_check_exit_codes_and_failures_one_per_line():
-    passing = run_cli("check", "lsh")
-    assert passing.returncode == 0 and "lsh: all checks passed" in passing.stdout
-    failing = run_cli("--plugin", str(CONSTANT_PLUGIN), "check", "constant-codes", "--param", "seed=3")
-    assert failing.returncode == 1
-    assert [line.split(":")[0] for line in failing.stdout.splitlines()[:-1]] == ["FAIL healthy_codes", "FAIL beats_random"]
+def test_cli_check_exit_codes_and_failures_one_per_line(capsys):
+    status, out, _ = run_cli(capsys, "check", "lsh")
+    assert status == 0 and "lsh: all checks passed" in out
+    status, out, _ = run_cli(capsys, "--plugin", str(CONSTANT_PLUGIN), "check", "constant-codes", "--param", "seed=3")
+    assert status == 1
+    assert [line.split(":")[0] for line in out.splitlines()[:-1]] == ["FAIL healthy_codes", "FAIL beats_random"]
 
 
-def test_cli_check_errors_are_one_line(tmp_path):
-    unknown = run_cli("check", "itqq")
-    assert unknown.returncode == 2 and unknown.stderr.strip().startswith("hashbench: error: unknown method 'itqq'")
+def test_cli_check_errors_are_one_line(tmp_path, capsys):
+    status, _, err = run_cli(capsys, "check", "itqq")
+    assert status == 2 and err.strip().startswith("hashbench: error: unknown method 'itqq'")
     broken = tmp_path / "broken.py"
     broken.write_text("import numpy\nraise RuntimeError('half-written plugin')\n")
-    result = run_cli("--plugin", str(broken), "check", "anything")
-    assert result.returncode == 2 and "broken.py" in result.stderr and "RuntimeError: half-written plugin" in result.stderr
-    assert "Traceback" not in result.stderr
-    bad_param = run_cli("check", "itq", "--param", "n_iter")
-    assert bad_param.returncode == 2 and "KEY=VALUE" in bad_param.stderr
+    status, _, err = run_cli(capsys, "--plugin", str(broken), "check", "anything")
+    assert status == 2 and "broken.py" in err and "RuntimeError: half-written plugin" in err
+    assert len(err.strip().splitlines()) == 1
+    status, _, err = run_cli(capsys, "check", "itq", "--param", "n_iter")
+    assert status == 2 and "KEY=VALUE" in err
 
 
 def test_param_values_are_python_literals_or_strings():

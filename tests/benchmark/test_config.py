@@ -200,7 +200,7 @@ def test_shipped_configs():
     paper = load_config("configs/paper.toml")
     roles = {e.name: e.role for e in paper.experiments}
     assert roles == {"table3": "main", "table3-deep": "main", "table4": "timing", "table5": "ablation",
-                     "figure3": "epochs", "figure4": "sensitivity"}  # fmt: skip
+                     "figure3": "epochs", "figure4": "sensitivity", "beyond": "main"}  # fmt: skip
     main = paper.cells(experiments=["table3", "table3-deep"], datasets=["mosaic"])
     assert {c.method for c in main} >= {"lsh", "sklsh", "sh", "pcah", "itq", "sgh", "uh-bdnn", "deepbit", "ssdh", "sadh",
                                         "tbh", "lagnh"}  # fmt: skip
