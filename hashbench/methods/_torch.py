@@ -19,7 +19,8 @@ NaN detection, progress, loss history and the runner's epoch callback.
    training items, each ``_batch_step(rows)``: the loss terms ``_loss_terms(rows)`` (a dict of
    named scalars), then one step of every update. A non-finite term stops training with an error
    naming the epoch and the term, before any step uses it. Methods whose schedule is not epochs
-   of mini-batches (alternations, stages) override ``_epoch`` alone;
+   of mini-batches (alternations, stages, a count of steps) override ``_epoch`` alone, and
+   ``_steps(batches, step, epoch)`` runs the steps of any sequence of batches;
 6. keeps each epoch's mean loss terms in ``history_`` and, when the runner passed a callback,
    calls ``_ready_to_encode(train)`` then ``callback(epoch, self)`` with a model that encodes.
 

@@ -37,8 +37,12 @@ Free choices and defaults (hyper-parameters of :class:`UHBDNN`):
   ``h2 = h3 + 70`` (which reproduces the paper's 8- and 32-bit sizes), e.g. (160, 90) at 64 bits.
 - ``lambdas=(1e-5, 5e-2, 1e-2, 1e-6)``: lambda1..lambda4 (the release's ``runHash.m`` has
   lambda4 = 5e-7).
-- Layers start from torch's default initialisation (the release starts each layer from the top
-  eigenvectors of its input's second-moment matrix).
+- Layers start as the release's (``learnDeepNN.m``): the leading eigenvectors of each layer
+  input's second-moment matrix, zero biases, and the decoder at the first columns of the identity
+  (see ``BinaryDeepNetwork.initialise_from``). On the [0, 1]-rescaled CNN features of mosaic
+  (per-dimension standard deviation ~0.05) torch's default start left the code layer nearly
+  constant after the quick preset (every bit constant); the eigenvector start follows the
+  directions the features vary in.
 - The release restarts each ``B`` step from all-zero codes (10 sweeps) and accepts what it reaches,
   and stops the alternations at the first fall of a validation MAP on Euclidean neighbours; here
   ``B`` steps are warm-started and monotone, and every alternation runs.
@@ -81,6 +85,28 @@ class BinaryDeepNetwork(nn.Module):
         hidden = [layer for a, b in zip(widths, widths[1:]) for layer in (nn.Linear(a, b), nn.Sigmoid())]
         self.encoder = nn.Sequential(*hidden, nn.Linear(widths[-1], n_bits))
         self.decoder = nn.Linear(n_bits, n_features)
+
+    @torch.no_grad()
+    def initialise_from(self, inputs: torch.Tensor) -> None:
+        """The release's start: each encoder layer's weight rows are the leading eigenvectors of
+        its input's (uncentred) second-moment matrix on the training items, biases zero; the
+        decoder maps bit k to feature k (the first columns of the identity), bias zero. A layer
+        wider than its input keeps torch's initialisation in the rows beyond the input width."""
+        dtype = self.decoder.weight.dtype
+        layer_input = inputs.double()
+        for module in self.encoder:
+            if isinstance(module, nn.Linear):
+                moments = layer_input.T @ layer_input / len(layer_input)
+                _, vectors = torch.linalg.eigh(moments)
+                leading = vectors.flip(1)[:, : module.out_features].T  # (k, d_in), largest eigenvalue first
+                # the sign of an eigenvector is arbitrary: make its largest entry positive
+                largest = leading.abs().argmax(dim=1)
+                leading = leading * leading[torch.arange(len(leading)), largest].sign()[:, None]
+                module.weight[: len(leading)] = leading.to(dtype)
+                module.bias.zero_()
+            layer_input = module(layer_input.to(dtype)).double()
+        self.decoder.weight.copy_(torch.eye(*self.decoder.weight.shape))
+        self.decoder.bias.zero_()
 
 
 def coordinate_descent_codes(
@@ -156,6 +182,7 @@ class UHBDNN(TorchHasher):
         self.codes_ = self._tensor(itq.encode(rescaled).to_signs())
         hidden = default_hidden_sizes(self.n_bits) if self.hidden_sizes is None else tuple(self.hidden_sizes)
         self.network_ = BinaryDeepNetwork(rescaled.shape[1], hidden, self.n_bits).to(self.device_)
+        self.network_.initialise_from(self._train_tensors["inputs"])
         self.networks_ = {"network": self.network_}
         self.objective_ = []
 

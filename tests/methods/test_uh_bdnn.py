@@ -106,10 +106,33 @@ def test_a_network_step_that_does_not_lower_the_objective_is_undone(one_thread, 
     method = make_small(epochs=2).fit(train)
     torch.manual_seed(0)  # the seeded initialisation fit starts from
     initial = BinaryDeepNetwork(N_FEATURES, SMALL["hidden_sizes"], SMALL["n_bits"])
+    initial.initialise_from(torch.as_tensor(method._rescaled(train.features)))
     for name, value in initial.state_dict().items():
         torch.testing.assert_close(method.network_.state_dict()[name], value)
     objective = method.objective_
     assert all(later <= earlier * (1 + 1e-6) for earlier, later in zip(objective, objective[1:]))
+
+
+def test_layers_start_from_eigenvectors_of_their_inputs_and_the_decoder_from_the_identity():
+    torch.manual_seed(0)
+    inputs = torch.rand(200, 6)
+    network = BinaryDeepNetwork(6, (8, 5), 3)
+    untouched = network.encoder[0].weight[6:].clone()
+    network.initialise_from(inputs)
+    network.requires_grad_(False)
+    first = network.encoder[0]
+    moments = (inputs.T @ inputs / 200).double()
+    values, vectors = torch.linalg.eigh(moments)
+    rows = first.weight[:6].double()
+    torch.testing.assert_close(rows @ moments, values.flip(0)[:, None] * rows, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(first.weight[6:], untouched)  # wider than its input: torch's rows kept
+    assert all(float(r[r.abs().argmax()]) > 0 for r in rows)
+    hidden = torch.sigmoid(first(inputs))
+    second = network.encoder[2].weight.double()
+    second_moments = (hidden.T @ hidden / 200).double()
+    torch.testing.assert_close(second @ second_moments, torch.linalg.eigvalsh(second_moments).flip(0)[:5, None] * second, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(network.decoder.weight, torch.eye(6, 3))
+    assert all(float(m.bias.abs().sum()) == 0 for m in (*network.encoder[::2], network.decoder))
 
 
 def test_codes_start_from_itq(one_thread):
