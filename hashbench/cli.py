@@ -140,6 +140,7 @@ def topk_argument(text: str) -> int | None:
 def cmd_evaluate(args) -> None:
     from hashbench import evaluate, load_dataset
 
+    query_codes, db_codes = load_codes(args.query_codes), load_codes(args.db_codes)  # before a dataset build
     if len(args.labels) == 1:
         dataset = load_dataset(args.labels[0])
         query_labels, db_labels = dataset.query.labels, dataset.database.labels
@@ -148,7 +149,7 @@ def cmd_evaluate(args) -> None:
     else:
         raise HashbenchError("--labels takes one dataset or two .npy files (query, database)")
     scores = evaluate(
-        load_codes(args.query_codes), load_codes(args.db_codes), query_labels, db_labels,
+        query_codes, db_codes, query_labels, db_labels,
         topk=args.topk, protocol=args.protocol, normalise=args.normalise, ties=args.ties, no_relevant=args.no_relevant,
     )
     if args.json:
