@@ -181,9 +181,12 @@ def test_shipped_configs():
     assert {c.method for c in cells} == set(list_methods())
     assert {c.n_bits for c in cells} == {16, 32} and {c.dataset for c in cells} == {"mosaic"}
     paper = load_config("configs/paper.toml")
-    assert {e.name for e in paper.experiments} == {"table3", "table4", "table5", "figure2", "figure3", "figure4"}
+    assert {e.name for e in paper.experiments} == {"table3", "table4", "table5", "figure2", "figure3", "figure4", "beyond"}
     table3 = {c.method for c in paper.cells(experiments=["table3"])}
     assert table3 >= {"lsh", "sklsh", "sh", "pcah", "itq", "sgh", "uh-bdnn", "deepbit", "ssdh", "sadh", "tbh", "lagnh"}
+    beyond = paper.cells(experiments=["beyond"], datasets=["mosaic"])
+    assert {c.method for c in beyond} == table3 - {"wsih", "itq-aux", "aux-only"} | {"greedyhash", "bihalf", "cibhash"}
+    assert {c.n_bits for c in beyond} == {16, 32, 64, 128}
     variants = {c.label for c in paper.cells(experiments=["table5"])}
     assert variants == {"no-aux", "no-att", "only-Sv", "only-Sa", "recons-ZtZ", "recons-feat", "recons-S", "recons-Sv", "recons-Sa"}
     figure3 = paper.cells(experiments=["figure3"], datasets=["mosaic"])
