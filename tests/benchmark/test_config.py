@@ -207,6 +207,9 @@ def test_shipped_configs():
     seeds = {m: sorted({c.seed for c in main if c.method == m}) for m in ("itq", "lagnh", "deepbit")}
     assert seeds == {"itq": [0, 1, 2], "lagnh": [0, 1, 2], "deepbit": [0]}
     assert {c.role for c in main} == {"main"} and {c.spec()["role"] for c in main} == {"main"}
+    beyond = paper.cells(experiments=["beyond"], datasets=["mosaic"])
+    assert {c.method for c in beyond} >= {"lsh", "itq", "lagnh", "greedyhash", "bihalf", "cibhash"}
+    assert {c.n_bits for c in beyond} == {16, 32, 64, 128}
     variants = {c.label for c in paper.cells(experiments=["table5"])}
     assert variants == {"no-aux", "no-att", "only-Sv", "only-Sa", "recons-ZtZ", "recons-feat", "recons-S", "recons-Sv", "recons-Sa"}
     figure3 = paper.cells(experiments=["figure3"], datasets=["mosaic"])
