@@ -15,7 +15,9 @@ Two networks, named by the features they give (the mosaic builder's ``features``
 ``forward`` maps float images in [0, 1], shape (k, 1, 56, 56), to the features (the pixel
 normalisation is inside); ``classify`` adds the linear class head, used in training and as the
 object detector that produces the mosaics' auxiliary labels. Dropout is active in train mode only,
-so in eval mode ``forward`` gives exactly the stored features.
+so in eval mode ``forward`` gives exactly the stored features. ``train_backbone`` trains either
+with Adam on cross-entropy, batches of 128, at the network's learning rate (1e-3 for fc7; 4e-3
+for pooled, as in earlier versions).
 
 Image-mode methods (DeepBit, SSDH, SADH) fine-tune it with their code layer on the features (fc7
 for ``Fc7Backbone``, where the papers replace VGG16's fc8): ``split.images.backbone()`` returns a
@@ -47,19 +49,31 @@ def _normalised(images: torch.Tensor) -> torch.Tensor:
     return ((images - PIXEL_MEAN) / PIXEL_STD).contiguous(memory_format=torch.channels_last)
 
 
-class Fc7Backbone(nn.Module):
+class _MosaicCNN(nn.Module):
+    """What both backbones share: a name, the Adam learning rate that trains them, the class head."""
+
+    kind: ClassVar[str]
+    learning_rate: ClassVar[float]
+    head: nn.Linear
+
+    def classify(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits (k, n_classes)."""
+        return self.head(self(images))
+
+
+class Fc7Backbone(_MosaicCNN):
     """Conv trunk (3 x [3x3 conv, 2x2 max-pool, ReLU]) -> flatten -> fc6 -> fc7 (ReLU, dropout each) -> head."""
 
-    kind: ClassVar[str] = "fc7"
-    learning_rate: ClassVar[float] = 1e-3
+    kind = "fc7"
+    learning_rate = 1e-3
 
     def __init__(self, n_classes: int = N_CLASSES, channels: tuple[int, ...] = (32, 64, 64), width: int = 1024,
                  input_size: int = 56):
         super().__init__()
         layers, previous = [], 1
         for count in channels:
-            # Max-pooling before the ReLU equals VGG's ReLU-then-pool (both are monotone) on a
-            # quarter of the values.
+            # Pooling before the ReLU gives the same values as VGG's ReLU-then-pool (the ReLU is
+            # monotone) with the ReLU applied to a quarter of them.
             layers += [nn.Conv2d(previous, count, 3, padding=1), nn.MaxPool2d(2), nn.ReLU()]
             previous = count
         side = input_size // 2 ** len(channels)
@@ -83,16 +97,12 @@ class Fc7Backbone(nn.Module):
         """fc7 features (k, width) of float images in [0, 1], shape (k, 1, 56, 56)."""
         return self.fc(self.trunk(_normalised(images)))
 
-    def classify(self, images: torch.Tensor) -> torch.Tensor:
-        """Class logits (k, n_classes)."""
-        return self.head(self(images))
 
-
-class PooledBackbone(nn.Module):
+class PooledBackbone(_MosaicCNN):
     """3x3 convs with stride 2 (32, 64, 128 channels), a 1x1 conv to 256, global average pooling; ReLUs."""
 
-    kind: ClassVar[str] = "pooled"
-    learning_rate: ClassVar[float] = 4e-3
+    kind = "pooled"
+    learning_rate = 4e-3
 
     def __init__(self, n_classes: int = N_CLASSES, feature_dim: int = 256):
         super().__init__()
@@ -119,15 +129,11 @@ class PooledBackbone(nn.Module):
         """Pooled features (k, feature_dim) of float images in [0, 1], shape (k, 1, H, W)."""
         return self.trunk(_normalised(images))
 
-    def classify(self, images: torch.Tensor) -> torch.Tensor:
-        """Class logits (k, n_classes)."""
-        return self.head(self(images))
-
 
 BACKBONES = {cls.kind: cls for cls in (Fc7Backbone, PooledBackbone)}
 
 
-def backbone_class(state: dict[str, torch.Tensor]) -> type[nn.Module]:
+def backbone_class(state: dict[str, torch.Tensor]) -> type[_MosaicCNN]:
     """The network a state dict belongs to: only ``Fc7Backbone`` has fully connected ``fc.*`` layers."""
     return Fc7Backbone if any(k.startswith("fc.") for k in state) else PooledBackbone
 
@@ -149,7 +155,7 @@ class BackboneFactory:
     def __init__(self, state: dict[str, torch.Tensor]):
         self.state = state
 
-    def __call__(self) -> nn.Module:
+    def __call__(self) -> _MosaicCNN:
         module = backbone_class(self.state).from_state(self.state)
         module.load_state_dict(self.state)
         return module.eval()
@@ -163,7 +169,7 @@ def train_backbone(
     epochs: int,
     seed: int,
     batch_size: int = 128,
-) -> nn.Module:
+) -> _MosaicCNN:
     """Train a new ``kind`` backbone to classify ``len(labels)`` training images; deterministic in ``seed``.
 
     ``render(indices)`` returns the uint8 images (k, 1, H, W) of those training items for one

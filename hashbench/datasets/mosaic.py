@@ -418,7 +418,8 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray], name: str) -> HashingData
 register_dataset(
     "mosaic",
     lambda **options: build_mosaic(**{"name": "mosaic", **options}),
-    "2x2 mosaics of Fashion-MNIST items, 10 classes, aux = detected objects; 5,000/1,000/20,000 (size='tiny': 500/100/1,000)",
+    "2x2 mosaics of Fashion-MNIST items, 10 classes, fc7 features of a small VGG-shaped CNN, aux = detected objects; "
+    "5,000/1,000/20,000 (size='tiny': 500/100/1,000)",
 )
 register_dataset(
     "mosaic-tags",
