@@ -1,32 +1,100 @@
-"""The small CNN behind the embedded "mosaic" datasets: the stand-in for ImageNet-pretrained VGG16.
+"""The CNNs behind the embedded "mosaic" datasets: stand-ins for ImageNet-pretrained VGG16.
 
-``MosaicBackbone`` is fully convolutional with global average pooling, so one network handles the
-28x28 single items it is trained on and the 56x56 mosaics whose features it extracts. Its
-``forward`` maps float images in [0, 1], shape (k, 1, H, W), to ``FEATURE_DIM`` non-negative
-features (normalisation inside); ``classify`` adds the linear class head used during training and
-as the object detector that produces the mosaics' auxiliary labels.
+Two networks, named by the features they give (the mosaic builder's ``features`` option):
 
-Image-mode methods (DeepBit, SSDH, SADH) fine-tune it: ``split.images.backbone()`` returns a new
-instance holding the weights stored with the dataset, in eval mode.
+- ``Fc7Backbone`` (``"fc7"``, the default) has VGG16's shape at the scale of a 56x56 mosaic: a conv
+  trunk of three blocks (3x3 convolution with 32, 64 and 64 channels, 2x2 max-pooling, ReLU) down
+  to 7x7x64, flattened, then fc6 and fc7 (1,024 units each, each followed by a ReLU and dropout
+  0.5), then the class head. The features are fc7 after its ReLU, as VGG16 fc7 in the paper. Like
+  VGG's, they are sparse (about half of them are zero) and depend on where an object is: the fully
+  connected layers see every position of the image separately.
+- ``PooledBackbone`` (``"pooled"``) is fully convolutional: 3x3 convolutions with stride 2 (32, 64,
+  128 channels), a 1x1 convolution to 256, each with a ReLU, then global average pooling. Its 256
+  features are the average over the whole mosaic, dominated by a component every mosaic shares.
+
+``forward`` maps float images in [0, 1], shape (k, 1, 56, 56), to the features (the pixel
+normalisation is inside); ``classify`` adds the linear class head, used in training and as the
+object detector that produces the mosaics' auxiliary labels. Dropout is active in train mode only,
+so in eval mode ``forward`` gives exactly the stored features.
+
+Image-mode methods (DeepBit, SSDH, SADH) fine-tune it with their code layer on the features (fc7
+for ``Fc7Backbone``, where the papers replace VGG16's fc8): ``split.images.backbone()`` returns a
+new instance holding the weights stored with the dataset, in eval mode.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-FEATURE_DIM = 256
 N_CLASSES = 10
 # Mean and standard deviation of Fashion-MNIST pixels scaled to [0, 1].
 PIXEL_MEAN = 0.2860
 PIXEL_STD = 0.3530
+# The thread count changes the order of floating-point sums in training, so builds fix it; two
+# threads keep the default-size build short on small machines.
+BUILD_THREADS = 2
 
 
-class MosaicBackbone(nn.Module):
+def _normalised(images: torch.Tensor) -> torch.Tensor:
+    # Inputs and convolution weights in channels_last let oneDNN run the convolutions 2-4 times
+    # faster on CPU; the values are the same.
+    return ((images - PIXEL_MEAN) / PIXEL_STD).contiguous(memory_format=torch.channels_last)
+
+
+class Fc7Backbone(nn.Module):
+    """Conv trunk (3 x [3x3 conv, 2x2 max-pool, ReLU]) -> flatten -> fc6 -> fc7 (ReLU, dropout each) -> head."""
+
+    kind: ClassVar[str] = "fc7"
+    learning_rate: ClassVar[float] = 1e-3
+
+    def __init__(self, n_classes: int = N_CLASSES, channels: tuple[int, ...] = (32, 64, 64), width: int = 1024,
+                 input_size: int = 56):
+        super().__init__()
+        layers, previous = [], 1
+        for count in channels:
+            # Max-pooling before the ReLU equals VGG's ReLU-then-pool (both are monotone) on a
+            # quarter of the values.
+            layers += [nn.Conv2d(previous, count, 3, padding=1), nn.MaxPool2d(2), nn.ReLU()]
+            previous = count
+        side = input_size // 2 ** len(channels)
+        self.trunk = nn.Sequential(*layers, nn.Flatten())
+        self.fc = nn.Sequential(
+            nn.Linear(previous * side * side, width), nn.ReLU(), nn.Dropout(0.5),  # fc6
+            nn.Linear(width, width), nn.ReLU(), nn.Dropout(0.5),  # fc7
+        )
+        self.head = nn.Linear(width, n_classes)
+        self.to(memory_format=torch.channels_last)
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor]) -> Fc7Backbone:
+        convs = sorted((k for k in state if k.startswith("trunk.") and k.endswith(".weight")),
+                       key=lambda k: int(k.split(".")[1]))
+        channels = tuple(state[k].shape[0] for k in convs)
+        side = math.isqrt(state["fc.0.weight"].shape[1] // channels[-1])
+        return cls(state["head.weight"].shape[0], channels, state["fc.0.weight"].shape[0], side * 2 ** len(channels))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """fc7 features (k, width) of float images in [0, 1], shape (k, 1, 56, 56)."""
+        return self.fc(self.trunk(_normalised(images)))
+
+    def classify(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits (k, n_classes)."""
+        return self.head(self(images))
+
+
+class PooledBackbone(nn.Module):
     """3x3 convs with stride 2 (32, 64, 128 channels), a 1x1 conv to 256, global average pooling; ReLUs."""
 
-    def __init__(self, n_classes: int = N_CLASSES, feature_dim: int = FEATURE_DIM):
+    kind: ClassVar[str] = "pooled"
+    learning_rate: ClassVar[float] = 4e-3
+
+    def __init__(self, n_classes: int = N_CLASSES, feature_dim: int = 256):
         super().__init__()
         self.trunk = nn.Sequential(
             nn.Conv2d(1, 32, 3, stride=2, padding=1),
@@ -41,14 +109,27 @@ class MosaicBackbone(nn.Module):
             nn.Flatten(),
         )
         self.head = nn.Linear(feature_dim, n_classes)
+        self.to(memory_format=torch.channels_last)
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor]) -> PooledBackbone:
+        return cls(*state["head.weight"].shape)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Features (k, feature_dim) of float images in [0, 1], shape (k, 1, H, W)."""
-        return self.trunk((images - PIXEL_MEAN) / PIXEL_STD)
+        """Pooled features (k, feature_dim) of float images in [0, 1], shape (k, 1, H, W)."""
+        return self.trunk(_normalised(images))
 
     def classify(self, images: torch.Tensor) -> torch.Tensor:
         """Class logits (k, n_classes)."""
         return self.head(self(images))
+
+
+BACKBONES = {cls.kind: cls for cls in (Fc7Backbone, PooledBackbone)}
+
+
+def backbone_class(state: dict[str, torch.Tensor]) -> type[nn.Module]:
+    """The network a state dict belongs to: only ``Fc7Backbone`` has fully connected ``fc.*`` layers."""
+    return Fc7Backbone if any(k.startswith("fc.") for k in state) else PooledBackbone
 
 
 def state_to_arrays(module: nn.Module) -> dict[str, np.ndarray]:
@@ -63,38 +144,42 @@ def arrays_to_state(arrays) -> dict[str, torch.Tensor]:
 
 
 class BackboneFactory:
-    """A picklable callable returning a fresh ``MosaicBackbone`` with fixed weights, in eval mode."""
+    """A picklable callable returning a fresh backbone with fixed weights, in eval mode."""
 
     def __init__(self, state: dict[str, torch.Tensor]):
         self.state = state
 
-    def __call__(self) -> MosaicBackbone:
-        head_shape = self.state["head.weight"].shape
-        module = MosaicBackbone(n_classes=head_shape[0], feature_dim=head_shape[1])
+    def __call__(self) -> nn.Module:
+        module = backbone_class(self.state).from_state(self.state)
         module.load_state_dict(self.state)
         return module.eval()
 
 
 def train_backbone(
-    images: np.ndarray, labels: np.ndarray, *, epochs: int, seed: int, batch_size: int = 128, lr: float = 4e-3
-) -> MosaicBackbone:
-    """Train a new backbone to classify uint8 images (n, 1, H, W), mirrored at random; deterministic in ``seed``.
+    kind: str,
+    labels: np.ndarray,
+    render: Callable[[np.ndarray], np.ndarray],
+    *,
+    epochs: int,
+    seed: int,
+    batch_size: int = 128,
+) -> nn.Module:
+    """Train a new ``kind`` backbone to classify ``len(labels)`` training images; deterministic in ``seed``.
 
-    Call it under :func:`deterministic_torch` for bit-identical weights across runs.
+    ``render(indices)`` returns the uint8 images (k, 1, H, W) of those training items for one
+    mini-batch, so each epoch may show an item differently (another position, mirrored). Adam at
+    the network's ``learning_rate``, cross-entropy, batches drawn in a seeded random order. Call
+    it under :func:`deterministic_torch` for bit-identical weights across runs.
     """
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # parameter initialisation draws from the global generator
-    model = MosaicBackbone()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    x = torch.from_numpy(images)
+    torch.manual_seed(seed)  # parameter initialisation and dropout draw from the global generator
+    model = BACKBONES[kind]()
+    optimizer = torch.optim.Adam(model.parameters(), lr=model.learning_rate)
     y = torch.from_numpy(labels.astype(np.int64))
     model.train()
     for _ in range(epochs):
-        for batch in torch.randperm(len(x), generator=generator).split(batch_size):
-            images = x[batch].float() / 255
-            # Mosaic cells may hold mirrored items: mirror half the training images too.
-            mirrored = torch.rand(len(batch), generator=generator) < 0.5
-            images[mirrored] = images[mirrored].flip(-1)
+        for batch in torch.randperm(len(y), generator=generator).split(batch_size):
+            images = torch.from_numpy(render(batch.numpy())).float() / 255
             loss = nn.functional.cross_entropy(model.classify(images), y[batch])
             optimizer.zero_grad()
             loss.backward()
@@ -103,10 +188,11 @@ def train_backbone(
 
 
 @torch.no_grad()
-def apply_in_batches(function, n: int, load, batch_size: int = 500) -> np.ndarray:
+def apply_in_batches(function, n: int, load, batch_size: int = 64) -> np.ndarray:
     """``function`` (a tensor map) over ``n`` uint8 images, ``load(slice)`` giving one batch (k, 1, H, W).
 
-    Only one batch at a time is converted to float, so large splits never exist as float pixels.
+    Only one batch at a time is converted to float, so large splits never exist as float pixels;
+    small batches keep the first layer's activations in the CPU cache.
     """
     outputs = [
         function(torch.from_numpy(np.ascontiguousarray(load(slice(start, start + batch_size)))).float() / 255).numpy()
@@ -116,15 +202,12 @@ def apply_in_batches(function, n: int, load, batch_size: int = 500) -> np.ndarra
 
 
 class deterministic_torch:
-    """Context manager: one CPU thread and deterministic algorithms, so the same seed gives the same bits.
-
-    Thread count changes the order of floating-point reductions, hence one thread.
-    """
+    """Context manager: ``BUILD_THREADS`` CPU threads and deterministic algorithms, so the same seed gives the same bits."""
 
     def __enter__(self):
         self._threads = torch.get_num_threads()
         self._deterministic = torch.are_deterministic_algorithms_enabled()
-        torch.set_num_threads(1)
+        torch.set_num_threads(BUILD_THREADS)
         torch.use_deterministic_algorithms(True)
         return self
 

@@ -3,7 +3,9 @@
     hashbench datasets describe mosaic [--data-dir DIR] [--out samples.png] [-o size=tiny]
 
 prints the split sizes, label cardinality, label frequencies, aux precision / recall and feature
-statistics, and writes a PNG grid of sample images annotated with their true and aux labels.
+statistics, and writes a PNG grid of sample images annotated with their true and aux labels. The
+statistics of the train split's features (see :mod:`hashbench.datasets.statistics`) are also
+stored in the dataset's ``info["feature_statistics"]``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hashbench.datasets.statistics import TooFewItemsError, feature_statistics
 from hashbench.errors import InvalidInputError
 
 SAMPLE_GRID = (4, 6)
@@ -102,14 +105,35 @@ def describe_text(dataset) -> str:
     for i, label in enumerate(label_names):
         lines.append(f"  {label:<16}" + "".join(f"{s.labels[:, i].mean():>10.3f}" for s in labelled.values()))
     lines += ["", aux_summary(dataset), "", "features:"]
-    for name, split in splits.items():
-        if split.features is not None:
-            f = split.features
-            lines.append(
-                f"  {name:<9} mean {f.mean():.4f}  std {f.std():.4f}  min {f.min():.4f}  max {f.max():.4f}"
-                f"  zeros {np.mean(f == 0):.3f}  mean row norm {np.linalg.norm(f, axis=1).mean():.3f}"
-            )
+    with_features = {n: s for n, s in splits.items() if s.features is not None}
+    for name, split in with_features.items():
+        f = split.features
+        lines.append(
+            f"  {name:<9} mean {f.mean():.4f}  std {f.std():.4f}  min {f.min():.4f}  max {f.max():.4f}"
+            f"  zeros {np.mean(f == 0):.3f}  mean row norm {np.linalg.norm(f, axis=1).mean():.3f}"
+        )
+    if not with_features:
+        lines.append("  none stored (images only)")
+    lines += ["", statistics_summary(dataset)]
     return "\n".join(lines)
+
+
+def statistics_summary(dataset) -> str:
+    """The train features' statistics as text; they are also stored in ``info["feature_statistics"]``."""
+    if dataset.train.features is None:
+        return "feature statistics: none, the train split stores no features (images only)"
+    try:
+        stats = feature_statistics(dataset.train)
+    except TooFewItemsError as error:
+        return f"feature statistics: none ({error})"
+    dataset.info["feature_statistics"] = stats
+    return (
+        f"feature statistics of the train split ({stats['items']} items, {stats['pairs']} pairs):\n"
+        f"  variance share of the top 3 / top 10 principal components {stats['top3_variance_share']:.3f}"
+        f" / {stats['top10_variance_share']:.3f}, effective rank {stats['effective_rank']:.2f}\n"
+        f"  pairwise cosine median {stats['median_cosine']:.3f}, 5th percentile {stats['p5_cosine']:.3f};"
+        f" fraction of zeros {stats['zero_fraction']:.3f}"
+    )
 
 
 def aux_summary(dataset) -> str:

@@ -2,7 +2,7 @@
 
     import hashbench as hb
     ds = hb.load_dataset("mosaic")                  # 5,000 train / 1,000 query / 20,000 database
-    ds = hb.load_dataset("mosaic", size="tiny")     # 500 / 100 / 1,000: seconds to build, for tests
+    ds = hb.load_dataset("mosaic", size="tiny")     # 500 / 100 / 1,000: quick to build, weak detector
     ds = hb.load_dataset("mosaic-tags")             # aux = noisy user tags (NUS-WIDE-like)
     ds = hb.load_dataset("mosaic-coco")             # the paper's MS-COCO sizes 5,000 / 5,000 / 113,287
 
@@ -16,21 +16,35 @@ How it is made (every random choice flows from ``seed``):
   ``1 / (rank + 1) ** class_skew`` (0.5: frequent and rare classes, as in COCO), mirrored
   left-right with probability 1/2. Ground truth ``labels`` = multi-hot over the 10 classes present
   (about 2 per mosaic on average).
-- ``features`` = the backbone's 256 pooled features of the whole mosaic (the stand-in for VGG16 fc7).
-- ``aux="objects"`` (``mosaic``, COCO-like): the backbone's class head used as a detector on every
-  non-empty cell, keeping the classes whose softmax probability is at least
-  ``detector_threshold`` (0.4), so ``aux`` is a multi-hot that is informative but imperfect.
-  ``aux="tags"`` (``mosaic-tags``, NUS-WIDE-like): noisy user tags, see :mod:`hashbench.datasets.tags`;
-  everything else is the objects build with the same options (shared through the cache).
-- ``web`` split (for WSIH): ``n_web`` single pool-A items centred on a blank 56x56 canvas, one-hot labels.
+- The backbone is trained for ``backbone_epochs`` epochs on the pool-A items, each mini-batch
+  showing every item alone in a random cell of an empty 56x56 canvas, mirrored with probability
+  1/2 (Adam at the network's learning rate, batches of 128, cross-entropy).
+- ``features``: what the backbone gives for the whole mosaic, the stand-in for VGG16 fc7.
+  ``"fc7"`` (the default): the 1,024 fc7 activations of ``Fc7Backbone`` (conv trunk, flatten, fc6,
+  fc7), sparse and spread over many directions like VGG16's. ``"pooled"``: the 256 globally
+  average-pooled features of the fully convolutional ``PooledBackbone``, the features of format
+  2, nearly parallel for all mosaics (a component shared by every mosaic dominates them). Training
+  and detection are the same for both; the two differ in the network only.
+- ``aux="objects"`` (``mosaic``, COCO-like): the backbone's classifier used as a detector on each
+  non-empty cell shown alone at its position on an empty canvas, keeping the classes whose
+  softmax probability is at least ``detector_threshold`` (0.4), so ``aux`` is a multi-hot that is
+  informative but imperfect. ``aux="tags"`` (``mosaic-tags``, NUS-WIDE-like): noisy user tags, see
+  :mod:`hashbench.datasets.tags`; everything else is the objects build with the same options
+  (shared through the cache).
+- ``web`` split (for WSIH): ``n_web`` single pool-A items, each alone in a random cell of an empty
+  canvas and mirrored with probability 1/2, one-hot labels; its features come from the same
+  backbone as the mosaics'.
 - ``info`` holds the aux precision / recall against the true labels, the backbone's accuracy on
-  pool-B items, the build time, all parameters and the image source.
+  the distinct pool-B cells shown alone, the statistics of the train features
+  (:mod:`hashbench.datasets.statistics`), the build time, all parameters and the image source.
+- The build runs torch on a fixed number of CPU threads with deterministic algorithms, so a seed
+  gives byte-identical arrays on every run on a machine.
 
 Options of ``load_dataset("mosaic", ...)``:
 - ``size``: "tiny" (500 / 100 / 1,000, web 200), "default" (5,000 / 1,000 / 20,000, web 2,000) or
   "coco" (5,000 / 5,000 / 113,287, web 5,000); ``n_train``, ``n_query``, ``n_database``, ``n_web``
   override single counts.
-- ``aux``: "objects" or "tags"; ``seed`` (0).
+- ``aux``: "objects" or "tags"; ``features``: "fc7" or "pooled"; ``seed`` (0).
 - ``source``: "vendored" (the 16,000 packaged images; the default, so every machine builds the same
   arrays), "debian" (all 70,000 images of the Debian package dataset-fashion-mnist) or "auto"
   (Debian when installed; the default of ``mosaic-coco``). Items are reused across mosaics of a split;
@@ -38,7 +52,8 @@ Options of ``load_dataset("mosaic", ...)``:
 - ``data_dir``: cache directory (see :mod:`hashbench.datasets.cache`); ``cache=False`` builds
   without reading or writing the cache.
 - ``cell_probability``, ``class_skew``, ``detector_threshold``, ``backbone_items``,
-  ``backbone_epochs``: the free choices above.
+  ``backbone_epochs``: the free choices above; the backbone's defaults depend on the size (tiny:
+  1,500 items, 3 epochs; default and coco: 8,000 items, 3 epochs).
 
 Images are stored compactly: the item pixels once, and per mosaic the item index and mirror flag of
 each cell; ``split.images.load(indices)`` renders mosaics on demand and ``split.images.backbone()``
@@ -59,10 +74,11 @@ from hashbench.datasets import backbone as bb
 from hashbench.datasets import cache as cache_files
 from hashbench.datasets.base import SPLIT_NAMES, ArrayImages, HashingDataset, Split
 from hashbench.datasets.fashion import CLASS_NAMES, debian_available, load_items
+from hashbench.datasets.statistics import feature_statistics
 from hashbench.errors import InvalidInputError
 from hashbench.registry import register_dataset
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 ITEM_SIZE = 28
 MOSAIC_SIZE = 2 * ITEM_SIZE
 CELL_OFFSETS = ((0, 0), (0, ITEM_SIZE), (ITEM_SIZE, 0), (ITEM_SIZE, ITEM_SIZE))
@@ -71,11 +87,12 @@ SIZES = {
     "default": {"n_train": 5000, "n_query": 1000, "n_database": 20000, "n_web": 2000},
     "coco": {"n_train": 5000, "n_query": 5000, "n_database": 113287, "n_web": 5000},
 }
-# Backbone training effort per size: the tiny size trades detector quality for a build of seconds.
+# Backbone training effort per size: the tiny size trades detector quality (about half its cells
+# are classified right) for a build of well under a minute.
 BACKBONE_DEFAULTS = {
     "tiny": {"backbone_items": 1500, "backbone_epochs": 3},
-    "default": {"backbone_items": 4000, "backbone_epochs": 4},
-    "coco": {"backbone_items": 6000, "backbone_epochs": 4},
+    "default": {"backbone_items": 8000, "backbone_epochs": 3},
+    "coco": {"backbone_items": 8000, "backbone_epochs": 3},
 }
 AUX_KINDS = ("objects", "tags")
 
@@ -110,14 +127,6 @@ def render_mosaics(items: np.ndarray, cells: np.ndarray, flips: np.ndarray) -> n
     return mosaics
 
 
-def centred_on_canvas(items: np.ndarray) -> np.ndarray:
-    """Single items (n, 28, 28) centred on a blank 56x56 canvas: (n, 1, 56, 56) uint8."""
-    canvas = np.zeros((len(items), 1, MOSAIC_SIZE, MOSAIC_SIZE), np.uint8)
-    start = (MOSAIC_SIZE - ITEM_SIZE) // 2
-    canvas[:, 0, start : start + ITEM_SIZE, start : start + ITEM_SIZE] = items
-    return canvas
-
-
 def build_mosaic(
     *,
     size: str = "default",
@@ -126,6 +135,7 @@ def build_mosaic(
     n_database: int | None = None,
     n_web: int | None = None,
     aux: str = "objects",
+    features: str = "fc7",
     seed: int = 0,
     source: str = "vendored",
     cell_probability: float = 0.5,
@@ -139,7 +149,8 @@ def build_mosaic(
 ) -> HashingDataset:
     """Build (or read from the cache) a mosaic dataset; the options are described in the module docstring."""
     params = _resolve_params(
-        size=size, n_train=n_train, n_query=n_query, n_database=n_database, n_web=n_web, aux=aux, seed=seed,
+        size=size, n_train=n_train, n_query=n_query, n_database=n_database, n_web=n_web, aux=aux, features=features,
+        seed=seed,
         source=source, cell_probability=cell_probability, class_skew=class_skew,
         detector_threshold=detector_threshold, backbone_items=backbone_items, backbone_epochs=backbone_epochs,
     )
@@ -174,9 +185,10 @@ def _with_tags(arrays: dict[str, np.ndarray], params: dict) -> dict[str, np.ndar
     return arrays
 
 
-def _resolve_params(*, size, aux, seed, source, **options) -> dict:
+def _resolve_params(*, size, aux, features, seed, source, **options) -> dict:
     size = check_choice(size, SIZES, "size")
     aux = check_choice(aux, AUX_KINDS, "aux")
+    features = check_choice(features, bb.BACKBONES, "features")
     source = check_choice(source, ("vendored", "debian", "auto"), "source")
     if source == "auto":
         source = "debian" if debian_available() else "vendored"
@@ -198,7 +210,8 @@ def _resolve_params(*, size, aux, seed, source, **options) -> dict:
         )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InvalidInputError(f"seed must be an integer >= 0, got {seed!r}")
-    return {**params, "aux": aux, "seed": int(seed), "source": source, "format_version": FORMAT_VERSION}
+    return {**params, "aux": aux, "features": features, "seed": int(seed), "source": source,
+            "format_version": FORMAT_VERSION}
 
 
 def _build_arrays(params: dict) -> dict[str, np.ndarray]:
@@ -213,18 +226,16 @@ def _build_arrays(params: dict) -> dict[str, np.ndarray]:
         raise InvalidInputError(f"backbone_items={params['backbone_items']} leaves too few items for the mosaics")
 
     with bb.deterministic_torch():
-        model = bb.train_backbone(
-            items.images[pool_a][:, None], items.labels[pool_a], epochs=params["backbone_epochs"], seed=params["seed"]
-        )
+        model = _train_backbone(items.images[pool_a], items.labels[pool_a], params)
         counts = {s: params[f"n_{s}"] for s in SPLIT_NAMES}
         pools = _partition(pool_b, counts)
         layouts = {s: _sample_layout(rng, pools[s], items.labels, counts[s], params) for s in SPLIT_NAMES}
         used_items, layouts = _compact_items(layouts)
         item_pixels = items.images[used_items]
         item_labels = items.labels[used_items]
-        detections, cell_accuracy = _detect_items(model, item_pixels, item_labels, layouts, params)
+        detections, cell_accuracy = _detect_cells(model, item_pixels, item_labels, layouts, params)
         web_items = pool_a[: params["n_web"]]
-        web_pixels = centred_on_canvas(items.images[web_items])
+        web_pixels = render_mosaics(items.images[web_items], *_single_item_layout(rng, len(web_items)))
         arrays = {"web_images": web_pixels, "web_labels": _one_hot(items.labels[web_items], n_classes)}
         arrays["web_features"] = bb.apply_in_batches(model, len(web_pixels), lambda s: web_pixels[s])
         for split, (cells, flips) in layouts.items():
@@ -245,6 +256,7 @@ def _build_arrays(params: dict) -> dict[str, np.ndarray]:
                        for s, (c, _) in layouts.items()},
         "backbone_accuracy_on_pool_b_cells": round(cell_accuracy, 4),
         **aux_quality(arrays, aux_kind="objects"),
+        "feature_statistics": feature_statistics(arrays["train_features"]),
         "build_seconds": round(time.perf_counter() - started, 2),
     }
     if params["source"] == "vendored" and params["n_database"] > SIZES["default"]["n_database"]:
@@ -254,6 +266,25 @@ def _build_arrays(params: dict) -> dict[str, np.ndarray]:
         )
     arrays["meta"] = np.array(json.dumps({"params": params, "info": info}))
     return arrays
+
+
+def _single_item_layout(rng, n: int):
+    """(cells, flips) of ``n`` images each showing item i alone in a random cell, mirrored with probability 1/2."""
+    cells = np.full((n, 4), -1, np.int64)
+    cells[np.arange(n), rng.integers(0, 4, n)] = np.arange(n)
+    return cells, rng.random((n, 4)) < 0.5
+
+
+def _train_backbone(images: np.ndarray, labels: np.ndarray, params: dict):
+    """The ``params["features"]`` backbone trained on single items, each batch showing every item
+    alone in a random cell of an empty canvas, mirrored at random (its own seeded stream)."""
+    rng = np.random.default_rng([params["seed"], 2])
+
+    def render(indices):
+        cells, flips = _single_item_layout(rng, len(indices))
+        return render_mosaics(images[indices], cells, flips)
+
+    return bb.train_backbone(params["features"], labels, render, epochs=params["backbone_epochs"], seed=params["seed"])
 
 
 def _partition(pool: np.ndarray, counts: dict[str, int]) -> dict[str, np.ndarray]:
@@ -294,23 +325,29 @@ def _compact_items(layouts):
 
 
 def _cell_codes(cells: np.ndarray, flips: np.ndarray) -> np.ndarray:
-    return np.where(cells >= 0, 2 * cells + flips, -1)
+    """What each cell shows, as one integer: (2 x item + mirrored) x 4 + position; -1 = empty."""
+    positions = np.arange(cells.shape[1])
+    return np.where(cells >= 0, (2 * cells + flips) * cells.shape[1] + positions, -1)
 
 
-def _detect_items(model, item_pixels, item_labels, layouts, params):
-    """Detector output per distinct (item, mirror) cell content: a bool (m, 10) table and its codes.
+def _detect_cells(model, item_pixels, item_labels, layouts, params):
+    """Detector output per distinct cell content (item, mirror, position): a bool (m, 10) table and its codes.
 
-    Cells do not overlap, so running the detector on each used (item, mirror) pair once equals
-    running it on every non-empty cell.
+    The detector is the backbone's classifier shown the cell alone at its position on an empty
+    canvas; running it once per distinct content equals running it on every non-empty cell.
     """
     codes = np.unique(np.concatenate([_cell_codes(c, f).ravel() for c, f in layouts.values()]))
     codes = codes[codes >= 0]
-    crops = item_pixels[codes // 2].copy()
-    mirrored = codes % 2 == 1
-    crops[mirrored] = crops[mirrored, :, ::-1]
-    crops = crops[:, None]
-    probabilities = bb.apply_in_batches(lambda x: torch.softmax(model.classify(x), 1), len(crops), lambda s: crops[s])
-    accuracy = float((probabilities.argmax(1) == item_labels[codes // 2]).mean())
+    n_cells = len(CELL_OFFSETS)
+    items, flips, positions = codes // (2 * n_cells), (codes // n_cells) % 2 == 1, codes % n_cells
+    alone = np.full((len(codes), n_cells), -1, np.int64)
+    alone[np.arange(len(codes)), positions] = items
+    mirrored = np.broadcast_to(flips[:, None], alone.shape)
+    probabilities = bb.apply_in_batches(
+        lambda x: torch.softmax(model.classify(x), 1), len(codes),
+        lambda s: render_mosaics(item_pixels, alone[s], mirrored[s]),
+    )
+    accuracy = float((probabilities.argmax(1) == item_labels[items]).mean())
     return (codes, probabilities >= params["detector_threshold"]), accuracy
 
 

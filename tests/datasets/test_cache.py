@@ -6,7 +6,7 @@ import pytest
 
 import hashbench as hb
 from hashbench.datasets import mosaic
-from hashbench.datasets.cache import resolve_data_dir, write_npz_atomic
+from hashbench.datasets.cache import read_npz_whole, resolve_data_dir, write_npz_atomic
 
 from .conftest import MICRO
 
@@ -35,18 +35,22 @@ def test_parameters_key_the_cache(micro, micro_dir, monkeypatch):
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip-byte"])
-def test_damaged_cache_is_rebuilt_with_a_warning(micro, micro_dir, tmp_path, damage):
-    path = tmp_path / _cache_file(micro_dir).name
-    content = bytearray(_cache_file(micro_dir).read_bytes())
+def test_damaged_cache_is_rebuilt_with_a_warning(micro, micro_dir, tmp_path, monkeypatch, damage):
+    good = _cache_file(micro_dir)
+    path = tmp_path / good.name
+    content = bytearray(good.read_bytes())
     if damage == "truncate":
         content = content[: len(content) // 2]
     else:
         content[len(content) // 2] ^= 0xFF
     path.write_bytes(bytes(content))
+    builds = []
+    monkeypatch.setattr(mosaic, "_build_arrays", lambda params: builds.append(params) or read_npz_whole(good))
     with pytest.warns(RuntimeWarning, match="rebuilding"):
         rebuilt = hb.load_dataset("mosaic", data_dir=tmp_path, **MICRO)
-    assert rebuilt.train.features.tobytes() == micro.train.features.tobytes()
+    assert len(builds) == 1 and rebuilt.train.features.tobytes() == micro.train.features.tobytes()
     assert hb.load_dataset("mosaic", data_dir=tmp_path, **MICRO).info["cache_file"] == str(path)
+    assert len(builds) == 1  # the rewritten file is whole
 
 
 def test_data_dir_precedence(tmp_path, monkeypatch):

@@ -1,15 +1,21 @@
+import json
+
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import hashbench as hb
-from hashbench.datasets import mosaic
-from hashbench.datasets.backbone import FEATURE_DIM, MosaicBackbone
+from hashbench.datasets import cache, mosaic
+from hashbench.datasets.backbone import Fc7Backbone, PooledBackbone
 from hashbench.datasets.fashion import debian_available
 from hashbench.datasets.mosaic import render_mosaics
 from hashbench.errors import InvalidInputError, UnknownNameError
+from hashbench.methods._cnn import CodeNetwork, load_images
 
 from .conftest import MICRO
+
+FC7_WIDTH = 1024
 
 
 def test_split_sizes_and_shapes(micro):
@@ -17,7 +23,7 @@ def test_split_sizes_and_shapes(micro):
     assert sizes == {"train": 60, "query": 20, "database": 100, "web": 20}
     for name in ("train", "query", "database"):
         split = getattr(micro, name)
-        assert split.features.shape == (len(split), FEATURE_DIM) and split.features.dtype == np.float32
+        assert split.features.shape == (len(split), FC7_WIDTH) and split.features.dtype == np.float32
         assert split.labels.shape == (len(split), 10) and split.aux.shape == (len(split), 10)
         assert split.labels.sum(1).min() >= 1  # every mosaic holds at least one item
     assert micro.label_names[0] == "t-shirt/top" and len(micro.aux_names) == 10
@@ -31,18 +37,34 @@ def test_labels_match_the_cells(micro):
 
 def test_web_split_is_single_items_with_one_hot_labels(micro):
     assert (micro.web.labels.sum(1) == 1).all() and micro.web.aux is None
-    pixels = micro.web.images.load(np.arange(3))
-    assert pixels.shape == (3, 1, 56, 56) and pixels[:, :, :14].max() == 0  # centred, blank border
+    pixels = micro.web.images.load(np.arange(5))
+    assert pixels.shape == (5, 1, 56, 56)
+    quadrants = pixels.reshape(5, 2, 28, 2, 28).max(axis=(2, 4))
+    assert ((quadrants > 0).sum(axis=(1, 2)) == 1).all()  # one item alone in one cell
 
 
-def test_backbone_reproduces_the_stored_features(micro):
+def test_features_are_fc7_of_the_backbone_the_image_methods_fine_tune(micro):
+    # The image methods' own path: their network's backbone part, their image loading, eval mode.
     for split in (micro.query, micro.web):
-        model = split.images.backbone()
-        assert isinstance(model, MosaicBackbone) and not model.training
+        backbone = split.images.backbone()
+        assert isinstance(backbone, Fc7Backbone) and not backbone.training
+        network = CodeNetwork(backbone, split.features.shape[1], 16, nn.Identity()).eval()
         with torch.no_grad():
-            features = model(torch.from_numpy(split.images.load(np.arange(5))).float() / 255).numpy()
-        np.testing.assert_allclose(features, split.features[:5], rtol=1e-5, atol=1e-6)
+            features = network.features(load_images(split, np.arange(8), torch.device("cpu"))).numpy()
+        np.testing.assert_allclose(features, split.features[:8], rtol=1e-5, atol=1e-5)
     assert micro.query.images.backbone() is not micro.query.images.backbone()
+
+
+def test_the_fc7_backbone_has_vgg_shape():
+    model = Fc7Backbone()
+    layers = [type(m) for m in model.fc]
+    assert layers == [nn.Linear, nn.ReLU, nn.Dropout] * 2  # fc6, fc7
+    assert isinstance(model.trunk[-1], nn.Flatten) and model.head.in_features == FC7_WIDTH
+    images = torch.rand(4, 1, 56, 56)
+    with torch.no_grad():
+        features = model.eval()(images)
+        assert (features >= 0).all() and torch.equal(features, model(images))
+        assert not torch.equal(model.train()(images), model(images))  # dropout, in train mode only
 
 
 def test_image_loading_by_index_slice_and_scalar(micro):
@@ -61,24 +83,52 @@ def test_render_places_and_mirrors_items():
     assert mosaic[:28, 28:].max() == 0
 
 
-def test_aux_quality_is_recorded_and_informative(micro):
+def test_aux_is_the_classifier_on_each_cell_shown_alone(micro):
+    images, threshold = micro.database.images, micro.info["params"]["detector_threshold"]
+    model = images.backbone()
+    assert micro.database.aux.any()  # the test below would hold vacuously otherwise
+    for row in range(10):
+        expected = np.zeros(10, bool)
+        for k in np.flatnonzero(images.cells[row] >= 0):
+            alone = np.full((1, 4), -1)
+            alone[0, k] = images.cells[row, k]
+            pixels = render_mosaics(images.items, alone, images.flips[[row]])
+            with torch.no_grad():
+                probabilities = torch.softmax(model.classify(torch.from_numpy(pixels).float() / 255), 1)[0]
+            expected |= probabilities.numpy() >= threshold
+        np.testing.assert_array_equal(micro.database.aux[row].astype(bool), expected)
+
+
+def test_aux_quality_is_recorded(micro):
     info = micro.info
-    assert 0 < info["aux_precision"] <= 1 and 0 < info["aux_recall"] <= 1
-    true = micro.database.labels.astype(bool)
-    detected = micro.database.aux.astype(bool)
-    # Detections agree with the truth more often than chance would.
-    assert (true & detected).sum() / detected.sum() > true.mean() * 2
+    true = np.concatenate([getattr(micro, s).labels for s in ("train", "query", "database")]).astype(bool)
+    detected = np.concatenate([getattr(micro, s).aux for s in ("train", "query", "database")]).astype(bool)
+    assert info["aux_precision"] == round((true & detected).sum() / detected.sum(), 4)
+    assert info["aux_recall"] == round((true & detected).sum() / true.sum(), 4)
     assert info["image_source"].startswith("vendored") and info["params"]["seed"] == 0
+    assert info["feature_statistics"]["items"] == len(micro.train)
 
 
-def test_same_seed_gives_identical_arrays_and_other_seed_differs(micro):
-    again = hb.load_dataset("mosaic", cache=False, **MICRO)
-    for name, split in micro.splits().items():
-        other = getattr(again, name)
-        assert split.features.tobytes() == other.features.tobytes()
-        assert split.labels.tobytes() == other.labels.tobytes()
+def test_same_seed_gives_byte_identical_arrays_and_other_seed_differs(micro, micro_dir):
+    (path,) = micro_dir.glob("mosaic-*.npz")
+    cached = cache.read_npz_whole(path)
+    params = json.loads(str(cached["meta"]))["params"]
+    again = mosaic._build_arrays(params)
+    assert sorted(again) == sorted(cached)
+    for key in cached:
+        if key != "meta":  # holds the build time
+            assert again[key].dtype == cached[key].dtype and again[key].tobytes() == cached[key].tobytes(), key
     different = hb.load_dataset("mosaic", cache=False, **{**MICRO, "seed": 1})
     assert not np.array_equal(different.train.features, micro.train.features)
+
+
+def test_pooled_features_keep_the_fully_convolutional_backbone(micro, tmp_path):
+    pooled = hb.load_dataset("mosaic", data_dir=tmp_path, features="pooled", **MICRO)
+    assert pooled.train.features.shape == (len(pooled.train), 256) and pooled.info["params"]["features"] == "pooled"
+    assert isinstance(pooled.query.images.backbone(), PooledBackbone)
+    np.testing.assert_array_equal(pooled.train.labels, micro.train.labels)  # same mosaics, other network
+    (path,) = tmp_path.glob("mosaic-*.npz")
+    assert path.name != micro.info["cache_file"].rsplit("/", 1)[-1]
 
 
 def test_tags_variant_shares_the_objects_build(micro, micro_dir, monkeypatch):
@@ -107,6 +157,7 @@ def test_every_size_preset_is_consistent(size, tmp_path, monkeypatch):
         ({"size": "huge"}, "size"),
         ({"n_train": 0}, "n_train"),
         ({"aux": "captions"}, "aux"),
+        ({"features": "fc8"}, "features"),
         ({"cell_probability": 1.5}, "cell_probability"),
         ({"n_web": 700}, "n_web"),
         ({"source": "internet"}, "source"),
@@ -135,3 +186,7 @@ def test_default_size_build(tmp_path):
     ds = hb.load_dataset("mosaic", data_dir=tmp_path)
     assert (len(ds.train), len(ds.query), len(ds.database)) == (5000, 1000, 20000)
     assert ds.info["build_seconds"] < 240
+    # Noisy but informative detections, and features spread like CNN features.
+    assert 0.75 <= ds.info["aux_precision"] <= 0.95 and 0.75 <= ds.info["aux_recall"] <= 0.95
+    stats = ds.info["feature_statistics"]
+    assert stats["median_cosine"] <= 0.7 and stats["effective_rank"] >= 8 and stats["zero_fraction"] >= 0.3
