@@ -25,13 +25,22 @@ Free choices (default):
 - image mode fine-tunes every backbone layer; ``frozen_backbone=True`` trains the code layer only.
 
 The structure is only as good as the features' cosine distances (``benchmarks/bench_graphs.py``
-measures it; labels judge it, SSDH never sees them). On the conformance data the pairs marked
-dissimilar (1.9% of all pairs) share a label 1% of the time against 28% for random pairs, and the
-similar ones (2.7%) 98%. On the mosaic built from the small CNN's pooled features every pair is
-nearly parallel (mode of the cosine distances 0.011): the "dissimilar" pairs (5.1%) share a label
-more often than random pairs (0.44 against 0.37), so the loss pushes related items apart, and
-the codes collapse to a few (0.4% distinct at 32 bits, quick preset, MAP@1000 0.39 against LSH's
-0.54). This is the method on such features, not a fault of the implementation.
+measures it; labels judge it, SSDH never sees them):
+
+- conformance data: the pairs marked dissimilar (1.9% of all pairs) share a label 1% of the time
+  against 28% for random pairs, and the similar ones (2.7%) 98%: a useful structure;
+- the fc7-like mosaic (mosaic format 3): the cosine distances spread widely on both sides of
+  their mode (0.43; sigma_left 0.22, sigma_right 0.25), so ``mode - 2 sigma_left`` is below 0
+  and ``mode + 2 sigma_right`` = 0.94 above almost every pair: no pair is similar and 0.001% are
+  dissimilar. The loss then has (almost) nothing to fit, and the codes stay those of the initial
+  code layer (random hyperplanes through the features' mean). ``alpha=1`` would mark pairs below
+  0.21 and above 0.68;
+- the mosaic of pooled CNN features (format 2, before the fc7 rebuild): every pair nearly parallel
+  (mode 0.011); the "dissimilar" pairs (5.1%) shared a label more often than random pairs (0.44
+  against 0.37), and the codes collapsed to a few (0.4% distinct at 32 bits, MAP@1000 0.39
+  against LSH's 0.54).
+
+This is the method on such features, not a fault of the implementation.
 """
 
 from __future__ import annotations
