@@ -46,9 +46,11 @@ Free choices and defaults (hyper-parameters of :class:`UHBDNN`):
 - The release restarts each ``B`` step from all-zero codes (10 sweeps) and accepts what it reaches,
   and stops the alternations at the first fall of a validation MAP on Euclidean neighbours; here
   ``B`` steps are warm-started and monotone, and every alternation runs.
-- Presets: ``"paper"`` = 10 alternations of 50 L-BFGS iterations (the release runs at most 20 of
-  400); ``"quick"`` = 5 alternations of 20. ``epochs`` and ``lbfgs_iterations`` given explicitly
-  override the preset.
+- Presets: ``"paper"`` = 10 alternations of 400 L-BFGS iterations (the paper states neither; the
+  release runs at most 20 alternations of 400); ``"quick"`` = 5 alternations of 20. ``epochs``
+  and ``lbfgs_iterations`` given explicitly override the preset. The iterations matter: on mosaic
+  at 32 bits, MAP@1000 after 3 alternations of 400 was 0.54, after 10 of 50 0.52, after the quick
+  preset 0.45 (ITQ: 0.56), as the network's code layer comes closer to the codes B.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ class UHBDNN(TorchHasher):
     citation = "Do, Doan, Cheung. Learning to Hash with Binary Deep Neural Network. ECCV 2016"
     max_bits_per_feature = 1  # B starts from ITQ, whose PCA gives at most d directions
     presets = {
-        "paper": {"epochs": 10, "lbfgs_iterations": 50},
+        "paper": {"epochs": 10, "lbfgs_iterations": 400},
         "quick": {"epochs": 5, "lbfgs_iterations": 20},
     }
 

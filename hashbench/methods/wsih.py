@@ -36,10 +36,9 @@ Free choices and defaults (hyper-parameters of :class:`WSIH`):
 - Frozen blocks stay in eval mode in stage 2 (batch-norm statistics and dropout fixed too).
 - Features are used as given (the release feeds raw fc7 features). The relation target is then
   only as meaningful as their cosines (``benchmarks/bench_graphs.py``): on the conformance data
-  no off-diagonal target exceeds 1, but on the mosaic built from the small CNN's pooled features,
-  whose pairs are all nearly parallel (``S`` close to 1), 78% of the targets exceed 1, which no
-  cosine of two codes can reach, and the relation term asks for identical codes almost
-  everywhere.
+  and on the fc7-like mosaic no off-diagonal target exceeds 1; on the earlier mosaic of pooled
+  CNN features, whose pairs were all nearly parallel (``S`` close to 1), 78% did, which no cosine
+  of two codes can reach.
 - ``lr=2e-4`` (Adam) in both stages.
 - Presets: ``"paper"`` = 180 web epochs with batches of 8192 (near full batch on COCO's 8,000 web
   images), 50 target epochs with batches of 128; ``"quick"`` = 40 web epochs, 10 target epochs,
