@@ -18,8 +18,6 @@ CONSTANT_PLUGIN = Path(__file__).parent / "plugins" / "constant_codes.py"
 KNOWN_FAILURES = {
     "tbh": "healthy_codes: the 400 steps of the quick preset leave cluster-like codes (about 5% distinct on the "
     "check's data; 21% after 3,000 steps, see test_tbh_passes_with_a_longer_schedule)",
-    "lagnh": "healthy_codes: the few Adam steps of the quick preset on 600 items leave constant bits "
-    "(the paper preset passes: see test_lagnh_passes_at_the_paper_preset)",
 }
 
 

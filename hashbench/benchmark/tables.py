@@ -31,7 +31,7 @@ Conventions:
   ``†`` and are listed in a footnote with their statistics; ``health`` adds the four code-health
   statistics as columns beside each of our MAP columns.
 - Captions name the metric and the protocol's components, every row run on a schedule other
-  than the paper's (``LAGNH (quick, 10 epochs)``), and how many cells finished, failed, timed out
+  than the paper's (``LAGNH (quick, 60 epochs)``), and how many cells finished, failed, timed out
   or have degenerate codes.
 - Each of our datasets is followed by the paper's numbers for its paper counterpart, headed with
   the paper's dataset name (``paper (MS-COCO)``); when ours is other data (e.g. ``mosaic``) the
@@ -384,7 +384,7 @@ def paper_presets() -> set:
 
 
 def describe_schedule(method: str, preset, epochs) -> str | None:
-    """'quick, 10 epochs' for a cell whose schedule is not the paper's; None when it is."""
+    """'quick, 60 epochs' for a cell whose schedule is not the paper's; None when it is."""
     from hashbench.registry import method_class
 
     preset = None if pd.isna(preset) else preset

@@ -18,7 +18,8 @@ directions hardly move. On the centred, scaled inputs the regression-type losses
 whose Lipschitz constant with respect to the code layer is at most 1 (``E ||x - m||^2 s^2 = 1``),
 so one ``lr`` is stable and equally fast on features of any scale and offset: the code layer's
 ``lr`` is a step on that scale. In image mode the backbone trains at its own ``backbone_lr`` (the
-usual fine-tuning step).
+usual fine-tuning step); ``backbone_lr=0`` keeps it fixed while the images still pass through it
+in training mode (dropout active, as the releases' VGG16 at lr 0).
 
 The code layer starts from N(0, 1) weights and zero biases: on the normalised input each unit's
 initial pre-activation has unit variance and the hyperplanes pass through the features' mean. The
@@ -177,7 +178,8 @@ class CNNHasher(TorchHasher):
             check_choice(self.threshold, MEAN_THRESHOLDS, "threshold (or a number)")
         if settings.get("backbone_lr") is None:
             settings["backbone_lr"] = settings["lr"]
-        check_positive_number(settings["backbone_lr"], "backbone_lr")
+        if settings["backbone_lr"] != 0:
+            check_positive_number(settings["backbone_lr"], "backbone_lr (or 0)")
         if self.preset == "paper" and self.epochs is None and self.n_bits in self.paper_epochs_by_bits:
             settings["epochs"] = self.paper_epochs_by_bits[self.n_bits]
         return settings
@@ -201,6 +203,8 @@ class CNNHasher(TorchHasher):
         self.networks_ = {"code_layer": self.network_.code_layer}
         if backbone is not None:
             self.networks_["backbone"] = backbone
+            # backbone_lr=0: the releases' VGG16 at lr 0, kept out of the backward pass
+            backbone.requires_grad_(self.settings_["backbone_lr"] != 0)
         return self.network_
 
     def _training_outputs(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,7 +222,7 @@ class CNNHasher(TorchHasher):
         """SGD with momentum 0.9 (the releases' Caffe solver), for all three methods: the code layer
         at ``lr``, the backbone (image mode) at ``backbone_lr``."""
         groups = [{"params": self.network_.code_layer.parameters(), "lr": self.settings_["lr"]}]
-        if self.network_.backbone is not None:
+        if self.network_.backbone is not None and self.settings_["backbone_lr"] != 0:
             groups.append({"params": self.network_.backbone.parameters(), "lr": self.settings_["backbone_lr"]})
         optimiser = torch.optim.SGD(groups, lr=self.settings_["lr"], momentum=0.9, weight_decay=self.weight_decay)
         return [Update(optimiser, self._objective)]

@@ -49,14 +49,18 @@ def test_codes_have_the_asked_shape_and_are_deterministic(cls, frozen, one_threa
 @METHODS
 def test_image_mode_fine_tunes_the_backbone_and_frozen_mode_trains_the_code_layer_only(cls, one_thread):
     train = image_split(64)
-    tuned = small(cls).fit(train)
+    tuned = small(cls, backbone_lr=1e-3).fit(train)
+    fixed = small(cls, backbone_lr=0).fit(train)
     frozen = small(cls, frozen_backbone=True).fit(train)
     backbone_size = sum(p.numel() for p in TinyBackbone().parameters())
-    assert tuned.n_parameters() == {"code_layer": 16 * 8 + 8, "backbone": backbone_size}
+    assert tuned.n_parameters() == fixed.n_parameters() == {"code_layer": 16 * 8 + 8, "backbone": backbone_size}
     assert frozen.n_parameters() == {"code_layer": 16 * 8 + 8}
     start = TinyBackbone().state_dict()
-    changed = [not np.array_equal(start[k], v.detach().numpy()) for k, v in tuned.network_.backbone.state_dict().items()]
-    assert any(changed)
+
+    def backbone_changed(method):
+        return [not np.array_equal(start[k], v.detach().numpy()) for k, v in method.network_.backbone.state_dict().items()]
+
+    assert any(backbone_changed(tuned)) and not any(backbone_changed(fixed))
 
 
 @METHODS
@@ -155,4 +159,6 @@ def test_backbone_trains_at_its_own_rate(cls, one_thread):
     assert initial == [0.03, 0.002]
     assert {id(p) for p in groups[1]["params"]} == {id(p) for p in method.network_.backbone.parameters()}
     with pytest.raises(hb.InvalidInputError, match="backbone_lr"):
-        small(cls, backbone_lr=0).fit(image_split(32))
+        small(cls, backbone_lr=-0.002).fit(image_split(32))
+    fixed = small(cls, lr=0.03, backbone_lr=0).fit(image_split(64))
+    assert [g.get("initial_lr", g["lr"]) for g in fixed.updates_[0].optimiser.param_groups] == [0.03]

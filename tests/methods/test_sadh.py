@@ -50,7 +50,7 @@ def test_regression_loss_decreases_and_each_round_records_its_code_objective(one
 
 
 def test_regression_loss_sends_a_gradient_to_backbone_and_code_layer(one_thread):
-    method = SADH(n_bits=8, outer_iterations=1, epochs=1, batch_size=32, n_anchors=24).fit(image_split(64))
+    method = SADH(n_bits=8, outer_iterations=1, epochs=1, batch_size=32, n_anchors=24, backbone_lr=1e-3).fit(image_split(64))
     assert all(
         p.grad is not None and p.grad.abs().sum() > 0
         for module in method.networks_.values()
