@@ -31,6 +31,9 @@ Free choices (default):
   fine-tunes the backbone on the images as they are;
 - training never sees labels and keeps the last epoch's model (the release evaluated on the test
   set every 10 epochs).
+
+Like GreedyHash's, the objective preserves the features' cosines, so the codes retrieve about as
+well as that similarity does (see :mod:`hashbench.methods.greedyhash` for the numbers on mosaic).
 """
 
 from __future__ import annotations

@@ -216,6 +216,11 @@ def test_shipped_configs():
     assert [(c.n_bits, c.params["epochs"], c.record_epochs[-1]) for c in figure3] == [(32, 1000, 1000)]
     figure4 = paper.cells(experiments=["figure4"], datasets=["mosaic"])
     assert len(figure4) == 27 and {len(c.params) for c in figure4} == {1}
+    health = load_config("configs/health.toml").cells()
+    deep = {name for name, cls in list_methods().items() if "preset" in cls().get_params()}
+    assert {c.method for c in health} == deep | {"lsh", "itq"}
+    assert {(c.dataset, c.dataset_options.get("features", "fc7")) for c in health} == {
+        ("mosaic", "fc7"), ("mosaic-pooled", "pooled"), ("mosaic-tags", "fc7")}  # fmt: skip
 
 
 def test_common_params_that_no_method_accepts_are_an_error_with_a_suggestion(tmp_path):
