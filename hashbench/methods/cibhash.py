@@ -46,6 +46,12 @@ Free choices (default):
   inside its logarithms;
 - training never sees labels and keeps the last epoch's model (the release kept the best of its
   validation-set evaluations every 20 epochs).
+
+Measured on the embedded mosaic (paper preset, 64 bits, official MAP@1000, seed 0): image views
+0.782, feature views (``frozen_backbone=True``) 0.822, LSH 0.798, ITQ 0.821. Why the image views
+do worse was not established: they stay close to their own image (centred fc7 cosine 0.64 on
+average; crops alone 0.70, flips 0.84, against 0.27 for two mosaics sharing a label and 0.0 for
+random pairs), and the frozen backbone applies dropout to fc6 and fc7 of each view on top of them.
 """
 
 from __future__ import annotations
