@@ -19,8 +19,8 @@ so in eval mode ``forward`` gives exactly the stored features. ``train_backbone`
 with Adam on cross-entropy, batches of 128, at the network's learning rate (1e-3 for fc7; 4e-3
 for pooled, as in earlier versions).
 
-Image-mode methods (DeepBit, SSDH, SADH) fine-tune it with their code layer on the features (fc7
-for ``Fc7Backbone``, where the papers replace VGG16's fc8): ``split.images.backbone()`` returns a
+Image-mode methods (DeepBit, SSDH, SADH) put their code layer on the features (fc7 for
+``Fc7Backbone``, where the papers replace VGG16's fc8) and may fine-tune it: ``split.images.backbone()`` returns a
 new instance holding the weights stored with the dataset, in eval mode.
 """
 

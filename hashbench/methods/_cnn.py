@@ -1,9 +1,10 @@
-"""What the image-based deep methods (DeepBit, SSDH, SADH) share: a CNN that is fine-tuned with a
-code layer on top, or, with ``frozen_backbone=True``, the code layer alone on precomputed features.
+"""What the image-based deep methods (DeepBit, SSDH, SADH) share: a CNN with a code layer on top,
+fine-tuned with it or kept fixed (``backbone_lr=0``), or, with ``frozen_backbone=True``, the code
+layer alone on precomputed features.
 
 Image mode builds the network from ``split.images.backbone()`` (the CNN that produced the split's
 features: the small mosaic CNN or VGG16 up to fc7) followed by a new linear code layer, the
-papers' replacement of fc8, and trains both. Frozen mode trains only the code layer on
+papers' replacement of fc8, and trains both (the backbone only when ``backbone_lr > 0``). Frozen mode trains only the code layer on
 ``split.features``, which equal the backbone's outputs, so it needs no images and is much faster.
 
 The code layer reads the backbone's features centred and scaled: ``(x - m) s``, with ``m`` the
