@@ -4,8 +4,9 @@ layer alone on precomputed features.
 
 Image mode builds the network from ``split.images.backbone()`` (the CNN that produced the split's
 features: the small mosaic CNN or VGG16 up to fc7) followed by a new linear code layer, the
-papers' replacement of fc8, and trains both (the backbone only when ``backbone_lr > 0``). Frozen mode trains only the code layer on
-``split.features``, which equal the backbone's outputs, so it needs no images and is much faster.
+papers' replacement of fc8, and trains both (the backbone only when ``backbone_lr > 0``). Frozen
+mode trains only the code layer on ``split.features``, which equal the backbone's outputs, so it
+needs no images and is much faster.
 
 The code layer reads the backbone's features centred and scaled: ``(x - m) s``, with ``m`` the
 mean of the pretrained features over the training items and ``s`` one scalar that gives the
@@ -13,9 +14,9 @@ centred rows unit root mean square norm (both fixed when training starts). This 
 reparametrisation of the papers' fc8, which acts on raw fc7 (``W (x - m) s + b`` is an affine map
 of ``x`` like any other), chosen for the optimiser: the releases' SGD step (1e-3) on raw features
 means a different thing on every feature scale (features of norm ~200 made SADH diverge; on
-features a thousand times smaller the gradient is a million times smaller), and the mean of non-negative CNN features is one
-direction of far larger curvature than the rest, which limits the step while the informative
-directions hardly move. On the centred, scaled inputs the regression-type losses have a gradient
+features a thousand times smaller the gradient is a million times smaller), and the mean of
+non-negative CNN features is one direction of far larger curvature than the rest, which limits the
+step while the informative directions hardly move. On the centred, scaled inputs the regression-type losses have a gradient
 whose Lipschitz constant with respect to the code layer is at most 1 (``E ||x - m||^2 s^2 = 1``),
 so one ``lr`` is stable and equally fast on features of any scale and offset: the code layer's
 ``lr`` is a step on that scale. In image mode the backbone trains at its own ``backbone_lr`` (the
