@@ -22,7 +22,7 @@ own hyperplane, so on features with one dominant gap many bits settle in it: on 
 from the small CNN's pooled features (quick preset, 32 bits) the bits' mean |correlation| was
 0.85 and 6% of the codes distinct (MAP@1000 0.46 against LSH's 0.54); on the conformance data,
 0.11 and 100%. On the fc7 mosaic at the paper preset, 64 bits: MAP@1000 0.642 (mean |correlation|
-0.57, 1.5% distinct codes), the release variant below 0.652 (0.69, 4%), LSH 0.798; training turns
+0.57, 1.5% distinct codes), the release variant 0.652 (0.69, 4%), LSH 0.798; training turns
 the hyperplanes towards the features' top principal directions (quick preset: the weights' energy
 in the top three, which hold 74% of the variance, rose from 0.2% to 9.8%).
 
