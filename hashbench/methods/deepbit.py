@@ -22,8 +22,8 @@ own hyperplane, so on features with one dominant gap many bits settle in it: on 
 from the small CNN's pooled features (quick preset, 32 bits) the bits' mean |correlation| was
 0.85 and 6% of the codes distinct (MAP@1000 0.46 against LSH's 0.54); on the conformance data,
 0.11 and 100%. On the fc7 mosaic at the paper preset, 64 bits: MAP@1000 0.642 (mean |correlation|
-0.57, 1.5% distinct codes), the release variant 0.652 (0.69, 4%), LSH 0.798; training turns
-the hyperplanes towards the features' top principal directions (quick preset: the weights' energy
+0.57, 1.5% distinct codes), with the release's ReLU and mean threshold (exact gradients) 0.652
+(0.69, 4%), LSH 0.798; training turns the hyperplanes towards the features' top principal directions (quick preset: the weights' energy
 in the top three, which hold 74% of the variance, rose from 0.2% to 9.8%).
 
 The authors' release (kevinlin311tw/cvpr16-deepbit, see the project's release notes) differs:
@@ -31,7 +31,16 @@ a ReLU after fc8, and one threshold for all bits at the mean of the ReLU'd outpu
 database; its hand-written loss layers, by our reading, send no gradient to fc8 in stage 1.
 ``activation="relu", threshold="mean"`` gives the release's activation and binarisation (with
 the losses' exact gradients: the quantisation loss then drives some ReLU units below zero for
-every item, where they stay, so some bits end constant, as the release's did).
+every item, where they stay, so some bits end constant, as the release's did), and
+``release_gradients=True`` its backward pass as we read it: the quantisation and even-distribution
+losses are computed and reported but send no gradient, so in stage 1 the code layer moves only
+under weight decay, and in stage 2 only the rotation loss trains it, its gradient without the
+angle weights (as the release's K3 layer; its forward value keeps them). With all three the code
+layer stays next to its random start: close to LSH, as the paper's Table 3 finds DeepBit (on the
+fc7 mosaic at the paper preset, 64 bits, images through the fixed backbone: MAP@1000 0.791,
+LSH 0.798; mean |correlation| 0.22, 86% distinct codes; the one global threshold leaves the bits
+unbalanced, mean |balance| 0.39). ``configs/paper.toml`` runs it as the extra row
+``deepbit-release``.
 
 Free choices (default):
 - ``preset="paper"``: the release's CIFAR-10 schedule in epochs of 50,000 images: stage 1 50,000
@@ -50,6 +59,7 @@ Free choices (default):
   degrees, one drawn per image and step (release);
 - the even-distribution loss counts hard bits, which have no gradient; it passes its gradient to
   the activations straight through (each activation gets ``(mu_k - 0.5) / batch``);
+- ``release_gradients=False`` (paper: every loss sends its exact gradient);
 - ``threshold=0.5`` (paper; "mean": the release's one threshold at the mean over bits and training
   items; "bit-mean": the mean of each bit);
 - image mode fine-tunes every backbone layer (the paper fine-tunes the network; the release froze
@@ -85,9 +95,18 @@ def even_distribution_loss(activations: torch.Tensor) -> torch.Tensor:
     return 0.5 * (bits.mean(dim=0) - 0.5).pow(2).sum()
 
 
-def rotation_loss(activations: torch.Tensor, rotated: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+def rotation_loss(
+    activations: torch.Tensor, rotated: torch.Tensor, angles: torch.Tensor, *, weigh_gradient: bool = True
+) -> torch.Tensor:
+    """``1/2 C(theta) ||a - a_rot||^2``, mean over the pairs; ``weigh_gradient=False`` keeps that
+    value but passes back the gradient of the unweighted loss (the release's K3 layer)."""
     weights = torch.exp(-0.5 * (angles / ROTATION_SIGMA) ** 2)
-    return 0.5 * (weights * (activations - rotated).pow(2).sum(dim=1)).mean()
+    squared = (activations - rotated).pow(2).sum(dim=1)
+    weighted = 0.5 * (weights * squared).mean()
+    if weigh_gradient:
+        return weighted
+    unweighted = 0.5 * squared.mean()
+    return weighted.detach() + unweighted - unweighted.detach()
 
 
 def rotate_each(images: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
@@ -124,6 +143,7 @@ class DeepBit(CNNHasher):
         rotation_weight: float = 1e-3,
         activation: str = "sigmoid",
         threshold: float | str = 0.5,
+        release_gradients: bool = False,
     ):
         super().__init__(n_bits, seed=seed, device=device)
         self.frozen_backbone = frozen_backbone
@@ -137,6 +157,7 @@ class DeepBit(CNNHasher):
         self.rotation_weight = rotation_weight
         self.activation = activation
         self.threshold = threshold
+        self.release_gradients = release_gradients
 
     def _build(self, train: Split) -> None:
         check_choice(self.activation, ACTIVATIONS, "activation")
@@ -164,8 +185,11 @@ class DeepBit(CNNHasher):
         return {
             "quantization": terms["quantization"] + quantization_loss(rotated),
             "even_distribution": terms["even_distribution"] + even_distribution_loss(rotated),
-            "rotation": rotation_loss(activations, rotated, angles),
+            "rotation": rotation_loss(activations, rotated, angles, weigh_gradient=not self.release_gradients),
         }
 
     def _objective(self, terms: dict) -> torch.Tensor:
-        return sum(self.rotation_weight * v if k == "rotation" else v for k, v in terms.items())
+        """Loss weights 1, 1 and ``rotation_weight``; with ``release_gradients`` the first two weigh
+        0 in the backward pass (the step then applies weight decay alone)."""
+        code_weight = 0.0 if self.release_gradients else 1.0
+        return sum(self.rotation_weight * v if k == "rotation" else code_weight * v for k, v in terms.items())

@@ -101,3 +101,24 @@ def test_release_variant_relu_and_one_mean_threshold(one_thread):
         DeepBit(activation="tanh").fit(train)
     with pytest.raises(hb.InvalidInputError, match="threshold"):
         DeepBit(threshold="median").fit(train)
+
+
+def test_release_gradients_leave_the_code_layer_to_weight_decay_in_stage_1(one_thread):
+    train = image_split(64, images=False)
+    settings = dict(n_bits=8, batch_size=32, frozen_backbone=True, release_gradients=True)
+    short, long = DeepBit(**settings, epochs=1).fit(train), DeepBit(**settings, epochs=6).fit(train)
+    assert long.history_[-1]["quantization"] > 0  # the terms are computed and reported
+    w_short, w_long = short.network_.code_layer.weight.detach(), long.network_.code_layer.weight.detach()
+    ratio = w_long / w_short  # weight decay scales the start: one factor, below 1, for every weight
+    assert float(ratio.max() - ratio.min()) < 1e-5 and 0 < float(ratio.mean()) < 1
+    np.testing.assert_array_equal(long.encode(train).unpack(), short.encode(train).unpack())
+
+
+def test_release_rotation_gradient_drops_the_angle_weights():
+    activations = torch.tensor([[0.9, 0.2], [0.7, 0.4]], requires_grad=True)
+    rotated = torch.tensor([[0.5, 0.2], [0.7, 0.0]])
+    angles = torch.tensor([10.0, 5.0])
+    release = rotation_loss(activations, rotated, angles, weigh_gradient=False)
+    assert release.item() == pytest.approx(rotation_loss(activations, rotated, angles).item())
+    (gradient,) = torch.autograd.grad(release, activations)
+    torch.testing.assert_close(gradient, (activations - rotated).detach() / len(activations))
