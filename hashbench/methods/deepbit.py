@@ -23,8 +23,9 @@ from the small CNN's pooled features (quick preset, 32 bits) the bits' mean |cor
 0.85 and 6% of the codes distinct (MAP@1000 0.46 against LSH's 0.54); on the conformance data,
 0.11 and 100%. On the fc7 mosaic at the paper preset, 64 bits: MAP@1000 0.642 (mean |correlation|
 0.57, 1.5% distinct codes), with the release's ReLU and mean threshold (exact gradients) 0.652
-(0.69, 4%), LSH 0.798; training turns the hyperplanes towards the features' top principal directions (quick preset: the weights' energy
-in the top three, which hold 74% of the variance, rose from 0.2% to 9.8%).
+(0.69, 4%), LSH 0.798; training turns the hyperplanes towards the features' top principal
+directions (quick preset: the weights' energy in the top three, which hold 74% of the variance,
+rose from 0.2% to 9.8%).
 
 The authors' release (kevinlin311tw/cvpr16-deepbit, see the project's release notes) differs:
 a ReLU after fc8, and one threshold for all bits at the mean of the ReLU'd outputs over the
