@@ -95,6 +95,17 @@ def test_decoder_ends_in_a_relu_only_for_non_negative_features(one_thread):
     assert isinstance(TBH(**SMALL).fit(signed).autoencoder_.decoder[-1], torch.nn.Identity)
 
 
+def test_layers_start_as_keras_dense_layers(one_thread):
+    method = TBH(**{**SMALL, "steps": 1, "lr": 1e-12}).fit(feature_split())  # (almost) no step taken
+    layers = [m for network in method.networks_.values() for m in network.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(layers) == 10  # encoder, two heads, graph convolution, decoder (2), discriminators (2 x 2)
+    for layer in layers:
+        fan_out, fan_in = layer.weight.shape
+        bound = (6 / (fan_in + fan_out)) ** 0.5  # Glorot-uniform
+        assert float(layer.weight.abs().max()) <= bound and float(layer.weight.abs().max()) > 0.8 * bound
+        assert float(layer.bias.abs().max()) < 1e-9
+
+
 def test_reconstruction_decreases_on_a_small_problem(one_thread):
     method = TBH(**{**SMALL, "steps": 45}).fit(feature_split())
     reconstruction = [h["reconstruction"] for h in method.history_]
