@@ -78,3 +78,23 @@ def test_loss_decreases_and_codes_keep_the_structure(one_thread):
     assert losses[-1] < 0.9 * losses[0]
     codes = method.encode(train)
     assert hb.evaluate(codes, codes, train.labels, train.labels, topk=50).map > 0.5
+
+
+def test_on_features_sharing_one_direction_the_loss_prefers_every_bit_equal():
+    """The documented cause of SSDH's collapse on pooled CNN features: the few items far from the
+    shared direction are dissimilar to (almost) all others, and the paper's loss is then lowest
+    when every bit splits those items from the rest."""
+    rng = np.random.default_rng(0)
+    n, dim, hubs, bits = 300, 16, 15, 16
+    common = rng.uniform(0.5, 1.5, dim)
+    features = common * (1 + 0.1 * rng.normal(size=(n, 1))) + 0.1 * rng.normal(size=(n, dim))
+    features[:hubs] = 0.3 * common + rng.uniform(0, 1.5, (hubs, dim))
+    features = torch.as_tensor(np.maximum(features, 0), dtype=torch.float32)
+    distances = cosine_distances(features)
+    upper = torch.triu_indices(n, n, 1)
+    similarity = pseudo_similarity(distances, fit_half_gaussians(distances[upper[0], upper[1]].numpy()))
+    dissimilar = torch.triu(similarity == -1, 1)
+    assert dissimilar.sum() > 0 and bool(dissimilar[hubs:, hubs:].sum() == 0)  # every one touches a hub
+    one_split = torch.where(torch.arange(n) < hubs, -1.0, 1.0)[:, None].expand(n, bits)
+    hyperplanes = torch.sign((features - features.mean(0)) @ torch.randn(dim, bits, generator=torch.Generator().manual_seed(0)))
+    assert pairwise_loss(one_split, similarity) < 0.2 * pairwise_loss(hyperplanes, similarity)
