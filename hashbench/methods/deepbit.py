@@ -18,15 +18,14 @@ the items nearest a bit's boundary, which moves every bit's hyperplane towards a
 between groups of items; the even-distribution loss moves it until it splits the items in half.
 Both terms move and the codes leave those of the initial layer (tests/methods/test_deepbit.py).
 Nothing in the objective decorrelates the bits, and each bit's terms are the same function of its
-own hyperplane, so on features with one dominant gap many bits settle in it: on the mosaic built
-from the small CNN's pooled features (quick preset, 32 bits) the bits' mean |correlation| was
-0.85 and 6% of the codes distinct (MAP@1000 0.46 against LSH's 0.54), and at the paper preset
-(64 bits, code layer on the stored features) every bit ended the same (mean |correlation| 1.00,
-MAP 0.413; the release variant below 0.656, LSH 0.670); on the conformance data, 0.11 and 100%. On the fc7 mosaic at the paper preset, 64 bits: MAP@1000 0.642 (mean |correlation|
-0.57, 1.5% distinct codes), with the release's ReLU and mean threshold (exact gradients) 0.652
-(0.69, 4%), LSH 0.798; training turns the hyperplanes towards the features' top principal
-directions (quick preset: the weights' energy in the top three, which hold 74% of the variance,
-rose from 0.2% to 9.8%).
+own hyperplane, so on features with one dominant gap many bits settle in it. On the pooled
+features (``load_dataset("mosaic", features="pooled")``), paper preset, 64 bits, code layer on the
+stored features: every bit ended the same (mean |correlation| 1.00, MAP@1000 0.413; the release
+variant below 0.656, LSH 0.670); on the conformance data, 0.11 and 100% distinct codes. On the
+fc7 mosaic at the paper preset, 64 bits: MAP@1000 0.642 (mean |correlation| 0.57, 1.5% distinct
+codes), with the release's ReLU and mean threshold (exact gradients) 0.652 (0.69, 4%), LSH 0.798;
+training turns the hyperplanes towards the features' top principal directions (quick preset: the
+weights' energy in the top three, which hold 74% of the variance, rose from 0.2% to 9.8%).
 
 The authors' release (kevinlin311tw/cvpr16-deepbit, see the project's release notes) differs:
 a ReLU after fc8, and one threshold for all bits at the mean of the ReLU'd outputs over the
