@@ -21,7 +21,7 @@ Nothing in the objective decorrelates the bits, and each bit's terms are the sam
 own hyperplane, so on features with one dominant gap many bits settle in it. On the pooled
 features (``load_dataset("mosaic", features="pooled")``), paper preset, 64 bits, code layer on the
 stored features: every bit ended the same (mean |correlation| 1.00, MAP@1000 0.413; the release
-variant below 0.656, LSH 0.670); on the conformance data, 0.11 and 100% distinct codes. On the
+variant (below) 0.656, LSH 0.670); on the conformance data, 0.11 and 100% distinct codes. On the
 fc7 mosaic at the paper preset, 64 bits: MAP@1000 0.642 (mean |correlation| 0.57, 1.5% distinct
 codes), with the release's ReLU and mean threshold (exact gradients) 0.652 (0.69, 4%), LSH 0.798;
 training turns the hyperplanes towards the features' top principal directions (quick preset: the
