@@ -20,8 +20,9 @@ with Adam on cross-entropy, batches of 128, at the network's learning rate (1e-3
 for pooled, as in earlier versions).
 
 Image-mode methods (DeepBit, SSDH, SADH) put their code layer on the features (fc7 for
-``Fc7Backbone``, where the papers replace VGG16's fc8) and may fine-tune it: ``split.images.backbone()`` returns a
-new instance holding the weights stored with the dataset, in eval mode.
+``Fc7Backbone``, where the papers replace VGG16's fc8) and may fine-tune it:
+``split.images.backbone()`` returns a new instance holding the weights stored with the dataset, in
+eval mode.
 """
 
 from __future__ import annotations

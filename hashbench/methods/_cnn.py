@@ -8,20 +8,20 @@ papers' replacement of fc8, and trains both (the backbone only when ``backbone_l
 mode trains only the code layer on ``split.features``, which equal the backbone's outputs, so it
 needs no images and is much faster.
 
-The code layer reads the backbone's features centred and scaled: ``(x - m) s``, with ``m`` the
-mean of the pretrained features over the training items and ``s`` one scalar that gives the
-centred rows unit root mean square norm (both fixed when training starts). This is a
-reparametrisation of the papers' fc8, which acts on raw fc7 (``W (x - m) s + b`` is an affine map
-of ``x`` like any other), chosen for the optimiser: the releases' SGD step (1e-3) on raw features
-means a different thing on every feature scale (features of norm ~200 made SADH diverge; on
-features a thousand times smaller the gradient is a million times smaller), and the mean of
-non-negative CNN features is one direction of far larger curvature than the rest, which limits the
-step while the informative directions hardly move. On the centred, scaled inputs the regression-type losses have a gradient
-whose Lipschitz constant with respect to the code layer is at most 1 (``E ||x - m||^2 s^2 = 1``),
-so one ``lr`` is stable and equally fast on features of any scale and offset: the code layer's
-``lr`` is a step on that scale. In image mode the backbone trains at its own ``backbone_lr`` (the
-usual fine-tuning step); ``backbone_lr=0`` keeps it fixed while the images still pass through it
-in training mode (dropout active, as the releases' VGG16 at lr 0).
+The code layer reads the backbone's features centred and scaled: ``(x - m) s``, with ``m`` the mean
+of the pretrained features over the training items and ``s`` one scalar that gives the centred rows
+unit root mean square norm (both fixed when training starts). This is a reparametrisation of the
+papers' fc8, which acts on raw fc7 (``W (x - m) s + b`` is an affine map of ``x`` like any other),
+chosen for the optimiser: the releases' SGD step (1e-3) on raw features means a different thing on
+every feature scale (features of norm ~200 made SADH diverge; on features a thousand times smaller
+the gradient is a million times smaller), and the mean of non-negative CNN features is one direction
+of far larger curvature than the rest, which limits the step while the informative directions hardly
+move. On the centred, scaled inputs the regression-type losses have a gradient whose Lipschitz
+constant with respect to the code layer is at most 1 (``E ||x - m||^2 s^2 = 1``), so one ``lr`` is
+stable and equally fast on features of any scale and offset: the code layer's ``lr`` is a step on
+that scale. In image mode the backbone trains at its own ``backbone_lr`` (the usual fine-tuning
+step); ``backbone_lr=0`` keeps it fixed while the images still pass through it in training mode
+(dropout active, as the releases' VGG16 at lr 0).
 
 The code layer starts from N(0, 1) weights and zero biases: on the normalised input each unit's
 initial pre-activation has unit variance and the hyperplanes pass through the features' mean. The

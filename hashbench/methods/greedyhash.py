@@ -37,14 +37,15 @@ Free choices (default):
   labels and keeps the last epoch's model.
 
 What the objective can reach: the codes learn to preserve the cosines of the centred features, the
-similarity that LSH's random hyperplanes already approximate, so they retrieve about as well as
-that similarity does and little better. On the embedded mosaic (fc7, 64 bits, official MAP@1000)
-ranking by the centred features' cosine scores 0.818, LSH 0.792-0.805 over five seeds, the untrained
-code layer 0.799, GreedyHash at the paper preset 0.794 (0.804 at ``lr=1e-3``, 0.806 at 1e-2) and
-Bi-half 0.794; methods that do not regress the features' similarities go past it (ITQ 0.821,
-CIBHash on stored features 0.822). Over seeds 0-4 at the paper preset (mean +- std): GreedyHash
-0.792 +- 0.002, Bi-half 0.791 +- 0.008, LSH 0.796 +- 0.006, ITQ 0.818 +- 0.002: a tie with LSH. The papers' margins over LSH were measured on CIFAR-10's VGG16
-fc7; on mosaic the similarity this objective preserves leaves LSH little room below it.
+similarity that LSH's random hyperplanes already approximate, so they retrieve about as well as that
+similarity does and little better. On the embedded mosaic (fc7, 64 bits, official MAP@1000) ranking
+by the centred features' cosine scores 0.818, LSH 0.792-0.805 over five seeds, the untrained code
+layer 0.799, GreedyHash at the paper preset 0.794 (0.804 at ``lr=1e-3``, 0.806 at 1e-2) and Bi-half
+0.794; methods that do not regress the features' similarities go past it (ITQ 0.821, CIBHash on
+stored features 0.822). Over seeds 0-4 at the paper preset (mean +- std): GreedyHash 0.792 +- 0.002,
+Bi-half 0.791 +- 0.008, LSH 0.796 +- 0.006, ITQ 0.818 +- 0.002: a tie with LSH. The papers' margins
+over LSH were measured on CIFAR-10's VGG16 fc7; on mosaic the similarity this objective preserves
+leaves LSH little room below it.
 """
 
 from __future__ import annotations
