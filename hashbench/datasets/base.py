@@ -96,6 +96,20 @@ class Split:
     def __len__(self) -> int:
         return len(self.features) if self.features is not None else len(self.images)
 
+    def __repr__(self) -> str:
+        return f"Split({self.name!r}, {self._sizes()})"
+
+    def _sizes(self) -> str:
+        """Sizes only (the arrays are far too long to print): items, widths, what the split carries."""
+        parts = [f"{len(self)} items"]
+        for kind in ("features", "labels", "aux"):
+            array = getattr(self, kind)
+            if array is not None:
+                parts.append(f"{kind} {array.shape[1]}")
+        if self.images is not None:
+            parts.append("images")
+        return ", ".join(parts)
+
     def subset(self, indices) -> Split:
         """The rows ``indices`` of every array (images are re-indexed lazily)."""
         indices = np.asarray(indices)
@@ -147,6 +161,10 @@ class HashingDataset:
                 raise InvalidInputError(f"{kind} widths differ between splits ({detail})")
         if self.web is not None and self.train.web is None:
             self.train.web = self.web
+
+    def __repr__(self) -> str:
+        splits = "; ".join(f"{name}: {split._sizes()}" for name, split in self.splits().items())
+        return f"HashingDataset({self.name!r}; {splits})"
 
     def splits(self) -> dict[str, Split]:
         return {n: getattr(self, n) for n in (*SPLIT_NAMES, "web") if getattr(self, n) is not None}
