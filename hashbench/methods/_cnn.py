@@ -113,30 +113,21 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
 
-def input_statistics(features: np.ndarray) -> tuple[np.ndarray, float]:
-    """The mean row ``m`` and the scalar ``1 / sqrt(mean_i ||x_i - m||^2)`` that gives the centred
-    rows unit root mean square norm."""
-    features = np.asarray(features, dtype=np.float64)
-    mean = features.mean(axis=0)
-    mean_square = float(np.mean(np.sum(np.square(features - mean), axis=1)))
-    if not np.isfinite(mean_square) or mean_square <= 0:
-        raise InvalidInputError(
-            f"the training features do not vary (mean squared distance to their mean: {mean_square}); "
-            "they are all equal or not finite"
-        )
-    return mean.astype(np.float32), 1.0 / np.sqrt(mean_square)
-
-
-def standardisation(features: torch.Tensor, *, centre: bool) -> tuple[torch.Tensor, float]:
-    """``(shift, scale)`` that standardise ``features`` entry-wise as ``(x - shift) * scale``: the
-    mean row (zeros unless ``centre``) and one scalar that brings the shifted features to unit
-    root-mean-square value."""
+def standardisation(features: torch.Tensor, *, centre: bool, unit: str = "entry") -> tuple[torch.Tensor, float]:
+    """``(shift, scale)`` that standardise ``features`` as ``(x - shift) * scale``: the mean row
+    (zeros unless ``centre``) and one scalar that brings the shifted features to unit root mean
+    square value per entry (``unit="entry"``) or per row norm (``unit="row"``)."""
     features = features.double()
     shift = features.mean(dim=0) if centre else torch.zeros(features.shape[1], dtype=torch.float64, device=features.device)
-    rms = float((features - shift).square().mean().sqrt())
-    if not rms > 0:
-        raise InvalidInputError("the training features are all equal; they carry nothing to hash")
-    return shift.float().cpu(), 1.0 / rms
+    mean_square = float((features - shift).square().mean())
+    if unit == "row":
+        mean_square *= features.shape[1]
+    if not mean_square > 0:  # also NaN
+        raise InvalidInputError(
+            f"the training features do not vary (mean square after the shift: {mean_square}); "
+            "they are all equal or not finite"
+        )
+    return shift.float().cpu(), 1.0 / np.sqrt(mean_square)
 
 
 class CNNHasher(TorchHasher):
@@ -197,9 +188,12 @@ class CNNHasher(TorchHasher):
         else:
             backbone = train.images.backbone()
             n_features = self._feature_width(backbone, train)
-        shift, scale = input_statistics(self._pretrained_features()) if standardised is None else standardised
+        unit_start = standardised is None
+        if unit_start:
+            standardised = standardisation(self._pretrained_tensor(), centre=True, unit="row")
+        shift, scale = standardised
         self.network_ = CodeNetwork(
-            backbone, n_features, self.n_bits, activation, shift, scale, hidden_width=hidden_width, unit_start=standardised is None
+            backbone, n_features, self.n_bits, activation, shift, scale, hidden_width=hidden_width, unit_start=unit_start
         )
         self.network_.to(self.device_)
         self.networks_ = {"code_layer": self.network_.code_layer}
