@@ -14,13 +14,6 @@ ROOT = Path(__file__).parents[1]
 DOC = ROOT / "docs" / "adding-a-method.md"
 CONSTANT_PLUGIN = Path(__file__).parent / "plugins" / "constant_codes.py"
 
-#: methods that fail a check today, with what was seen; the deep-baseline fixes remove them
-KNOWN_FAILURES = {
-    "tbh": "healthy_codes: the 400 steps of the quick preset leave cluster-like codes (7% distinct on the "
-    "check's data; 21% after 2,000 steps; test_tbh_passes_with_a_longer_schedule runs 3,000)",
-}
-
-
 #: methods whose four quick fits take minutes on 2 cores: checked by `pytest -m slow` (and `hashbench check`)
 SLOW_CHECKS = {"tbh", "lagnh", "greedyhash", "bihalf", "cibhash", "wsih", "uh-bdnn"}
 
@@ -31,10 +24,7 @@ def builtin_methods() -> list:
     for name, cls in hb.list_methods().items():
         if not cls.__module__.startswith("hashbench.methods."):
             continue
-        marks = [pytest.mark.slow] if name in SLOW_CHECKS else []
-        if name in KNOWN_FAILURES:
-            marks.append(pytest.mark.xfail(reason=KNOWN_FAILURES[name], strict=True))
-        params.append(pytest.param(name, marks=marks))
+        params.append(pytest.param(name, marks=[pytest.mark.slow] if name in SLOW_CHECKS else []))
     return params
 
 
@@ -55,11 +45,6 @@ def test_every_builtin_method_passes(name):
 @pytest.mark.slow
 def test_lagnh_passes_at_the_paper_preset():
     assert hb.check_method("lagnh", preset="paper", time_budget_s=1200) == []
-
-
-@pytest.mark.slow
-def test_tbh_passes_with_a_longer_schedule():
-    assert hb.check_method("tbh", steps=3000, time_budget_s=3600) == []
 
 
 @pytest.mark.parametrize(
