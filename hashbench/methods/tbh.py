@@ -55,9 +55,10 @@ Free choices and defaults (hyper-parameters of :class:`TBH`):
   0.792); the paper preset at 64 bits, along its schedule: 0.714 after 1,000 steps, 0.737 after
   2,000, 0.744 after 4,000, 0.769 after 8,000, 0.788 after 16,000, 0.792 after 20,000 and after
   25,000 (a quarter of it; the rest did not run here). On the globally pooled mosaic features
-  (one component shared by every item) the quick codes stay cluster-like (32 / 64 bits: MAP 0.469 / 0.482, LSH 0.637 / 0.684; a typical bit set for a
-  quarter or three quarters of the items; 0.7% / 3.5% distinct codes): the raw features, as the
-  release reads them, are dominated by that shared component.
+  (one component shared by every item) the quick codes stay cluster-like (32 / 64 bits: MAP
+  0.469 / 0.482, LSH 0.637 / 0.684; a typical bit set for a quarter or three quarters of the
+  items; 0.7% / 3.5% distinct codes): the raw features, as the release reads them, are
+  dominated by that shared component.
 - ``lr=None``: the preset's; Adam with Keras's defaults otherwise (epsilon 1e-7), for
   encoder/decoder and discriminators alike.
 - Layers start as Keras's ``Dense`` (the release's framework): Glorot-uniform weights, zero biases.
