@@ -113,14 +113,14 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
 
-def standardisation(features: torch.Tensor, *, centre: bool, unit: str = "entry") -> tuple[torch.Tensor, float]:
+def standardisation(features: torch.Tensor, *, centre: bool, per_row: bool = False) -> tuple[torch.Tensor, float]:
     """``(shift, scale)`` that standardise ``features`` as ``(x - shift) * scale``: the mean row
     (zeros unless ``centre``) and one scalar that brings the shifted features to unit root mean
-    square value per entry (``unit="entry"``) or per row norm (``unit="row"``)."""
+    square value per entry, or per row norm when ``per_row``."""
     features = features.double()
     shift = features.mean(dim=0) if centre else torch.zeros(features.shape[1], dtype=torch.float64, device=features.device)
     mean_square = float((features - shift).square().mean())
-    if unit == "row":
+    if per_row:
         mean_square *= features.shape[1]
     if not mean_square > 0:  # also NaN
         raise InvalidInputError(
@@ -190,7 +190,7 @@ class CNNHasher(TorchHasher):
             n_features = self._feature_width(backbone, train)
         unit_start = standardised is None
         if unit_start:
-            standardised = standardisation(self._pretrained_tensor(), centre=True, unit="row")
+            standardised = standardisation(self._pretrained_tensor(), centre=True, per_row=True)
         shift, scale = standardised
         self.network_ = CodeNetwork(
             backbone, n_features, self.n_bits, activation, shift, scale, hidden_width=hidden_width, unit_start=unit_start

@@ -130,11 +130,13 @@ def test_standardisation_centres_and_brings_features_to_unit_rms():
     assert ((features - shift) * scale).square().mean().item() == pytest.approx(1.0)
     shift, scale = standardisation(features, centre=False)
     assert shift.abs().sum() == 0 and scale == pytest.approx(1 / np.sqrt(12.5))
-    shift, scale = standardisation(features, centre=True, unit="row")
+    shift, scale = standardisation(features, centre=True, per_row=True)
     assert ((features - shift) * scale).square().sum(dim=1).mean().item() == pytest.approx(1.0)
     for constant in (torch.ones(3, 2), torch.full((3, 2), float("nan"))):
         with pytest.raises(hb.InvalidInputError, match="do not vary"):
             standardisation(constant, centre=True)
+
+
 @METHODS
 @pytest.mark.parametrize("scale", [2.0**-10, 2.0**10])
 def test_frozen_codes_do_not_depend_on_the_feature_scale(cls, scale, one_thread):
