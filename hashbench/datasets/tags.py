@@ -10,6 +10,13 @@ Each mosaic's tags, drawn independently per mosaic:
   (weight 1 / rank), as real tag frequencies are.
 ``aux`` is the multi-hot over the vocabulary; ``tags_to_classes`` maps it back to classes (a class
 is predicted when any of its words is tagged) for the precision / recall recorded in ``info``.
+
+What the tags carry (default build, training split): 4.2 tags per mosaic, 1.3 of them class words.
+The distractors' head is heavy: the most popular words are on 39% ("nikon") and 22% ("canon") of
+the mosaics. 26% of the pairs share a distractor and 8% a class word; of the pairs sharing a class
+word 90% share a true class, of those sharing any tag 46% (37% of all pairs do). A tag-overlap
+graph is therefore a weak, noisy similarity: retrieval by the tags alone (``aux-only``, 32 bits)
+scores MAP@1000 0.573 where LSH on the features scores 0.774.
 """
 
 from __future__ import annotations
