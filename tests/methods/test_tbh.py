@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -93,6 +94,27 @@ def test_decoder_ends_in_a_relu_only_for_non_negative_features(one_thread):
     assert isinstance(TBH(**SMALL).fit(train).autoencoder_.decoder[-1], torch.nn.ReLU)
     signed = Split(train.features - train.features.mean(axis=0), train.labels, name="train")
     assert isinstance(TBH(**SMALL).fit(signed).autoencoder_.decoder[-1], torch.nn.Identity)
+
+
+def test_centred_inputs_are_shifted_by_the_training_mean_in_training_and_encoding(one_thread):
+    train = feature_split()
+    method = TBH(**SMALL, centre=True).fit(train)
+    mean = torch.tensor(train.features.mean(axis=0, dtype=np.float64), dtype=torch.float32)
+    torch.testing.assert_close(method.input_shift_, mean)
+    # centred targets have negative entries, which a final ReLU could not reproduce
+    assert isinstance(method.autoencoder_.decoder[-1], torch.nn.Identity)
+    rows = torch.arange(40)
+    with method._fitting(train):
+        method.generator_ = torch.Generator().manual_seed(0)
+        terms = method._loss_terms(rows)
+        method.generator_ = torch.Generator().manual_seed(0)
+        thresholds = method._uniform((40, 8))
+    x = torch.tensor(train.features[:40]) - mean
+    with torch.no_grad():
+        _, _, reconstruction = method.autoencoder_(x, thresholds)
+        logits = method.autoencoder_.code_logits(torch.tensor(train.features) - mean)
+    torch.testing.assert_close(terms["reconstruction"], 0.5 * ((reconstruction - x) ** 2).sum())
+    np.testing.assert_array_equal(method.transform(train), np.where(logits.numpy() > 0, 1, -1))
 
 
 def test_layers_start_as_keras_dense_layers(one_thread):
