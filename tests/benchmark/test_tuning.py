@@ -99,7 +99,7 @@ def test_configs_tuning_toml_is_a_valid_grid():
     matrix = load_config("configs/tuning.toml")
     cells = matrix.cells()
     methods = {c.method for c in cells}
-    assert methods == {"uh-bdnn", "tbh", "deepbit", "ssdh", "sadh", "wsih"}
+    assert methods == {"uh-bdnn", "tbh", "deepbit", "ssdh", "sadh", "wsih", "greedyhash", "bihalf", "cibhash"}
     for method in methods:
         assert len({canonical_json(c.params) for c in cells if c.method == method}) == 6
     assert tuned_matrix(matrix, []).startswith("# Written by")
