@@ -65,7 +65,7 @@ def add_commands(subparsers) -> None:
     rescore.set_defaults(func=cmd_rescore)
 
 
-def cmd_run(args) -> None:
+def cmd_run(args) -> int | None:
     from hashbench.benchmark.config import load_config
     from hashbench.benchmark.runner import run_config
 
@@ -79,11 +79,12 @@ def cmd_run(args) -> None:
     records = run_config(
         matrix, args.out, executor=args.executor, force=args.force, quiet=args.quiet, data_dir=args.data_dir, **filters
     )
+    done = sum(r["status"] == "done" for r in records)
     if not args.quiet:
-        done = sum(r["status"] == "done" for r in records)
         if records:
             print(summary_table(records))
         print(f"{done} of {len(records)} cells done; records in {args.out}/ (tables: hashbench report {args.out})")
+    return 0 if done == len(records) else 1  # a script or CI job can tell that a cell did not finish
 
 
 def summary_table(records) -> str:

@@ -20,9 +20,10 @@ methods = ["lsh", {{ method = "toy-projection", params = {{ fail_at_bits = 16 }}
     listing = capsys.readouterr().out.splitlines()
     assert listing[-1] == "2 cells" and all(" pending " in line for line in listing[1:-1])
     assert not out.exists()
-    assert main(["run", config, "--out", str(out), "--quiet"]) == 0
+    assert main(["run", config, "--out", str(out), "--quiet"]) == 1  # one cell failed, the others ran
     captured = capsys.readouterr()
     assert captured.out == "" and "refuses 16 bits" in captured.err
+    assert main(["run", config, "--out", str(out), "--quiet", "--bits", "8"]) == 0  # every selected cell done
     assert main(["run", config, "--out", str(out), "--dry-run", "--bits", "16"]) == 0
     states = [line.split()[1] for line in capsys.readouterr().out.splitlines()[1:-1]]
     assert sorted(states) == ["done", "failed"]
