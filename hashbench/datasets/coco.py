@@ -15,7 +15,6 @@ standard ImageNet preprocessing. Auxiliary semantics: objects found by torchvisi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

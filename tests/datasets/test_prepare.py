@@ -11,7 +11,6 @@ from PIL import Image
 
 import hashbench as hb
 from hashbench.cli import main
-from hashbench.datasets import extract
 from hashbench.datasets.coco import prepare_coco, read_coco_labels
 from hashbench.datasets.extract import Extractor, MissingWeightsError, extract_all, load_weights
 from hashbench.datasets.nuswide import nuswide_split, prepare_nuswide
