@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from hashbench._cli_options import list_option
@@ -68,6 +69,7 @@ def add_commands(subparsers) -> None:
 def cmd_run(args) -> int | None:
     from hashbench.benchmark.config import load_config
     from hashbench.benchmark.runner import run_config
+    from hashbench.benchmark.store import mixed_builds
 
     matrix = load_config(args.config)
     if args.seeds is not None:
@@ -80,6 +82,8 @@ def cmd_run(args) -> int | None:
         matrix, args.out, executor=args.executor, force=args.force, quiet=args.quiet, data_dir=args.data_dir, **filters
     )
     done = sum(r["status"] == "done" for r in records)
+    for warning in mixed_builds(records):
+        print(warning, file=sys.stderr)
     if not args.quiet:
         if records:
             print(summary_table(records))

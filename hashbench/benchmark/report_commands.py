@@ -165,12 +165,15 @@ def figure_files(paths: list[Path]) -> list[html_report.FigureFile]:
 
 
 def load(results_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
-    from hashbench.benchmark.store import load_records, load_results
+    from hashbench.benchmark.store import load_records, load_results, mixed_builds
 
     results = load_results(results_dir)
     if results.empty:
         raise InvalidInputError(f"results folder {str(results_dir)!r} holds no records; run a matrix first")
-    return results, load_records(results_dir)
+    records = load_records(results_dir)
+    for warning in mixed_builds(records):
+        print(warning, file=sys.stderr)
+    return results, records
 
 
 def print_written(paths: list[Path]) -> None:

@@ -388,6 +388,7 @@ def measure_cell(cell: Cell, dataset) -> tuple[dict, dict, np.ndarray]:
         "status": "done",
         "metrics": scores.to_dict(),
         "code_stats": code_stats(codes["database"]),
+        "dataset_fingerprint": dataset.fingerprint,
         "epochs": epochs,
         "timings": timings,
     }

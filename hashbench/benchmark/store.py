@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ RESULT_COLUMNS = [
     "status", "error", "map", "map_official", "map_deephash", "map_tie_aware", "map_pessimistic", "map_optimistic",
     "normalise", "ties", "no_relevant", "precision_radius2", *STAT_KEYS,
     "fit_s", "encode_query_s", "encode_database_s", "evaluate_s", "peak_rss_mb", "cuda_max_allocated_mb",
-    "device_name", "git_commit", "record",
+    "device_name", "git_commit", "dataset_fingerprint", "record",
 ]  # fmt: skip
 
 
@@ -130,6 +131,23 @@ def load_records(results_dir) -> list[dict]:
     return records
 
 
+def mixed_builds(records: list[dict]) -> list[str]:
+    """A warning per dataset whose finished records were computed on different builds of it
+    (different ``dataset_fingerprint``s): their numbers compare different data. Records made
+    before fingerprints are left out of the count."""
+    builds = defaultdict(Counter)
+    for record in records:
+        if record["status"] == "done" and record.get("dataset_fingerprint"):
+            builds[record["spec"]["dataset"]][record["dataset_fingerprint"]] += 1
+    return [
+        f"warning: the records of dataset {dataset!r} come from {len(counts)} different builds of it ("
+        + ", ".join(f"{n} on {fingerprint}" for fingerprint, n in counts.most_common())
+        + "): numbers from different builds are not comparable; run them again on one build"
+        for dataset, counts in builds.items()
+        if len(counts) > 1
+    ]
+
+
 def load_results(results_dir) -> pd.DataFrame:
     """All records under ``results_dir`` as one tidy table, one row per record.
 
@@ -178,6 +196,7 @@ def result_row(record: dict) -> dict:
         cuda_max_allocated_mb=memory.get("cuda_max_allocated_mb"),
         device_name=environment.get("device_name"),
         git_commit=environment.get("git_commit"),
+        dataset_fingerprint=record.get("dataset_fingerprint"),  # None in records made before fingerprints
         record=record.get("path"),
     )
     for name, value in spec.get("params", {}).items():

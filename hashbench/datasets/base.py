@@ -7,8 +7,10 @@ are for evaluation only (and for the ``web`` split, whose labels are the web que
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -168,3 +170,20 @@ class HashingDataset:
 
     def splits(self) -> dict[str, Split]:
         return {n: getattr(self, n) for n in (*SPLIT_NAMES, "web") if getattr(self, n) is not None}
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """16 hex digits of a SHA-256 over every split's features, labels and aux (name, dtype,
+        shape and bytes; images are not read): two loads with one fingerprint hold the same
+        numbers. Run records keep it, so results computed on different builds of a dataset (a
+        built dataset can differ between machines, see :mod:`hashbench.datasets.mosaic`) are told
+        apart."""
+        digest = hashlib.sha256()
+        for name, split in self.splits().items():
+            for kind in ("features", "labels", "aux"):
+                values = getattr(split, kind)
+                if values is not None:
+                    values = np.ascontiguousarray(values)
+                    digest.update(f"{name}.{kind}:{values.dtype.str}:{values.shape}".encode())
+                    digest.update(values.data)
+        return digest.hexdigest()[:16]

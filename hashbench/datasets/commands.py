@@ -85,7 +85,7 @@ def cmd_describe(args) -> None:
 
 def describe_text(dataset) -> str:
     splits = dataset.splits()
-    lines = [f"dataset {dataset.name}"]
+    lines = [f"dataset {dataset.name} (fingerprint {dataset.fingerprint})"]
     if "image_source" in dataset.info:
         lines.append(f"images: {dataset.info['image_source']}")
     lines += ["", f"{'split':<9} {'rows':>7} {'features':>8} {'labels':>6} {'aux':>5} {'labels/item':>11} {'images':>6}"]

@@ -38,15 +38,21 @@ How it is made (every random choice flows from ``seed``):
   the distinct pool-B cells shown alone, the statistics of the train features
   (:mod:`hashbench.datasets.statistics`), the build time, all parameters and the image source.
 - The build runs torch on a fixed number of CPU threads with deterministic algorithms, so a seed
-  gives byte-identical arrays on every run on a machine.
+  gives byte-identical arrays on every run on a machine. Across machines it need not: torch picks
+  its CPU kernels by the instruction set (AVX2, AVX-512, ...), whose floating-point sums differ in
+  the last bits, and training the backbone amplifies that (the tiny build's features differ under
+  ``ATEN_CPU_CAPABILITY=avx2`` or ``ONEDNN_MAX_CPU_ISA=AVX2`` from the same machine's AVX-512
+  build; on the default build, LSH at 32 bits with one method seed scored 0.781 on one machine and
+  0.798 on another). ``dataset.fingerprint`` (printed by ``hashbench datasets describe``, kept in
+  every run record) tells builds apart, and reports warn when records mix them.
 
 Options of ``load_dataset("mosaic", ...)``:
 - ``size``: "tiny" (500 / 100 / 1,000, web 200), "default" (5,000 / 1,000 / 20,000, web 2,000) or
   "coco" (5,000 / 5,000 / 113,287, web 5,000); ``n_train``, ``n_query``, ``n_database``, ``n_web``
   override single counts.
 - ``aux``: "objects" or "tags"; ``features``: "fc7" or "pooled"; ``seed`` (0).
-- ``source``: "vendored" (the 16,000 packaged images; the default, so every machine builds the same
-  arrays), "debian" (all 70,000 images of the Debian package dataset-fashion-mnist) or "auto"
+- ``source``: "vendored" (the 16,000 packaged images; the default, so every machine starts from the
+  same images), "debian" (all 70,000 images of the Debian package dataset-fashion-mnist) or "auto"
   (Debian when installed; the default of ``mosaic-coco``). Items are reused across mosaics of a split;
   how often is recorded in ``info["item_reuse"]``.
 - ``data_dir``: cache directory (see :mod:`hashbench.datasets.cache`); ``cache=False`` builds

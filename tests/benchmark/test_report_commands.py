@@ -26,6 +26,15 @@ def test_report_writes_the_merged_table_and_tables_3_to_5(results_dir, capsys):
     assert f"wrote {out / 'table5.tex'}" in capsys.readouterr().out
 
 
+def test_report_warns_when_records_of_one_dataset_come_from_different_builds(tmp_path, capsys):
+    records = comparison_records()
+    for i, record in enumerate(records):
+        record["dataset_fingerprint"] = "a" * 16 if i else "b" * 16
+    results_dir = write_records(records, tmp_path / "results")
+    assert main(["report", str(results_dir), "--format", "md"]) == 0
+    assert "come from 2 different builds" in capsys.readouterr().err
+
+
 def test_report_writes_parquet_when_pyarrow_is_installed(results_dir):
     pytest.importorskip("pyarrow")
     assert main(["report", str(results_dir), "--format", "md"]) == 0

@@ -43,6 +43,7 @@ def test_records_schema_codes_and_metrics(tmp_path, toy_npz):
         assert set(record) >= RECORD_KEYS and set(record["spec"]) >= SPEC_KEYS
         assert record["schema"] == 1 and record["id"] == cell.id and record["error"] is None
         assert record["spec"]["method_seed"] == cell.method_seed
+        assert record["dataset_fingerprint"] == dataset.fingerprint
         assert set(record["timings"]) == {"fit", "encode_query", "encode_database", "evaluate"}
         assert all(v >= 0 for v in record["timings"].values())
         assert record["memory"]["peak_rss_mb"] > 0 and record["memory"]["cuda_max_allocated_mb"] is None

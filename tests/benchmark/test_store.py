@@ -92,3 +92,17 @@ def test_per_query_ap_beside_a_record_and_stale_when_the_codes_are_newer(tmp_pat
     codes.write_bytes(b"recomputed codes")
     os.utime(codes, ns=(saved.stat().st_mtime_ns + 10**9,) * 2)
     assert store.load_query_ap(path, "official", 1000) is None
+
+
+def test_mixed_builds_warns_once_per_dataset_with_more_than_one_fingerprint():
+    def built(fingerprint, dataset="toy", status="done"):
+        r = record(status=status)
+        r["spec"]["dataset"] = dataset
+        return {**r, "dataset_fingerprint": fingerprint}
+
+    same = [built("aaaa"), built("aaaa"), built(None), record()]  # records made before fingerprints hold none
+    assert store.mixed_builds(same) == []
+    assert store.mixed_builds([built("aaaa"), built("bbbb", status="failed")]) == []  # a failed cell scored nothing
+    (warning,) = store.mixed_builds([built("aaaa"), built("bbbb"), built("aaaa"), built("cccc", dataset="other")])
+    assert "dataset 'toy'" in warning and "2 different builds" in warning
+    assert "2 on aaaa, 1 on bbbb" in warning
