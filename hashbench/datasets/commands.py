@@ -1,4 +1,4 @@
-"""CLI commands for datasets: ``hashbench datasets describe``.
+"""CLI commands for datasets: ``hashbench datasets describe`` and ``hashbench datasets backbone``.
 
     hashbench datasets describe mosaic [--data-dir DIR] [--out samples.png] [-o size=tiny]
 
@@ -6,6 +6,11 @@ prints the split sizes, label cardinality, label frequencies, aux precision / re
 statistics, and writes a PNG grid of sample images annotated with their true and aux labels. The
 statistics of the train split's features (see :mod:`hashbench.datasets.statistics`) are also
 stored in the dataset's ``info["feature_statistics"]``.
+
+    hashbench datasets backbone --features fc7 [--out FILE]
+
+retrains the mosaic backbone that the package ships (see :mod:`hashbench.datasets.mosaic`) with
+the items, epochs and seed it was shipped with, and writes it (by default over the shipped file).
 """
 
 from __future__ import annotations
@@ -64,6 +69,22 @@ def add_commands(subparsers) -> None:
         help="builder option of a registered dataset, e.g. -o size=tiny (repeatable)",
     )
     describe.set_defaults(func=cmd_describe)
+    backbone = commands.add_parser(
+        "backbone",
+        help="retrain a shipped mosaic backbone (hashbench/data/mosaic_backbone_FEATURES.npz)",
+        description="Train the mosaic backbone the package ships, with the seed, items and epochs it was "
+        "shipped with, and write it (by default over the shipped file).",
+    )
+    backbone.add_argument("--features", choices=("fc7", "pooled"), default="fc7")
+    backbone.add_argument("--out", type=Path, default=None, help="where to write it (default: the shipped file)")
+    backbone.set_defaults(func=cmd_backbone)
+
+
+def cmd_backbone(args) -> None:
+    from hashbench.datasets.mosaic import shipped_backbone_path, write_shipped_backbone
+
+    trained = write_shipped_backbone(args.features, args.out)
+    print(f"wrote {args.out or shipped_backbone_path(args.features)}: {json.dumps(trained.meta)}")
 
 
 def cmd_describe(args) -> None:

@@ -66,7 +66,15 @@ class VGG16Fc7(nn.Module):
         self.fc7 = vgg.classifier[:5]  # fc6, ReLU, Dropout, fc7, ReLU
 
     def forward(self, x):
-        return self.fc7(torch.flatten(self.avgpool(self.features(x)), 1))
+        return self.forward_top(self.forward_trunk(x))
+
+    def forward_trunk(self, x):
+        """The convolutional layers, pooled and flattened: no dropout, the same in training and eval mode."""
+        return torch.flatten(self.avgpool(self.features(x)), 1)
+
+    def forward_top(self, trunk_outputs):
+        """fc6 and fc7, with fc6's dropout in training mode."""
+        return self.fc7(trunk_outputs)
 
 
 def vgg16_fc7(pretrained: bool, weights_dir=None, *, allow_download=True) -> VGG16Fc7:

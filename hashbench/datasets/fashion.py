@@ -41,6 +41,7 @@ class ItemImages:
     images: np.ndarray  # (n, 28, 28) uint8
     labels: np.ndarray  # (n,) class index
     description: str
+    source_indices: np.ndarray  # (n,) row in Fashion-MNIST's training file, 60,000 + row in its test file
 
 
 def debian_available() -> bool:
@@ -59,8 +60,8 @@ def load_items(source: str) -> ItemImages:
     """``source`` = "vendored" (16,000 packaged images) or "debian" (all 70,000; package required)."""
     if source == "vendored":
         with np.load(VENDORED_PATH) as data:
-            images, labels = data["images"], data["labels"]
-        return ItemImages(images, labels, f"vendored Fashion-MNIST subset ({len(images)} of 70,000 images)")
+            images, labels, rows = data["images"], data["labels"], data["source_indices"].astype(np.int64)
+        return ItemImages(images, labels, f"vendored Fashion-MNIST subset ({len(images)} of 70,000 images)", rows)
     if source == "debian":
         if not debian_available():
             raise InvalidInputError(
@@ -69,5 +70,6 @@ def load_items(source: str) -> ItemImages:
         parts = [[read_idx(DEBIAN_DIR / name) for name in DEBIAN_FILES[s]] for s in ("train", "test")]
         images = np.concatenate([p[0] for p in parts])
         labels = np.concatenate([p[1] for p in parts])
-        return ItemImages(images, labels, f"Debian dataset-fashion-mnist, {DEBIAN_DIR} ({len(images)} images)")
+        description = f"Debian dataset-fashion-mnist, {DEBIAN_DIR} ({len(images)} images)"
+        return ItemImages(images, labels, description, np.arange(len(images)))
     raise InvalidInputError(f"source must be 'vendored', 'debian' or 'auto', got {source!r}")
