@@ -39,7 +39,9 @@ Every image method trains with SGD (momentum 0.9) with ``weight_decay``.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -60,6 +62,47 @@ def load_images(split: Split, indices, device: torch.device) -> torch.Tensor:
     """Images ``indices`` of ``split`` as a float tensor in [0, 1], shape (k, C, H, W)."""
     pixels = split.images.load(np.asarray(indices))
     return torch.as_tensor(pixels, device=device).float().div_(255.0)
+
+
+@dataclass(frozen=True)
+class TrunkOutputs:
+    """Network input: the frozen backbone's trunk outputs of a batch (its layers before any dropout)."""
+
+    values: torch.Tensor
+
+    def through(self, backbone: nn.Module) -> torch.Tensor:
+        return backbone.forward_top(self.values)
+
+
+@dataclass(frozen=True)
+class BackboneOutputs:
+    """Network input: the frozen backbone's eval-mode outputs of a batch."""
+
+    values: torch.Tensor
+
+    def through(self, backbone: nn.Module) -> torch.Tensor:
+        return self.values
+
+
+# (id of an image source, kind, device) -> (weak reference to the source, outputs of every image)
+_FROZEN_OUTPUTS: dict[tuple, tuple[weakref.ref, torch.Tensor]] = {}
+
+
+def frozen_outputs(split: Split, kind: str, device: torch.device) -> torch.Tensor:
+    """What the split's frozen backbone computes for every image: ``"trunk"`` (deterministic in
+    training mode too) or ``"eval"`` (the whole backbone in eval mode). Computed once per image
+    source and device and kept while the source lives, so every method fitted and evaluated on a
+    dataset in one process shares one pass of its images through the backbone."""
+    for key in [k for k, (source, _) in _FROZEN_OUTPUTS.items() if source() is None]:
+        del _FROZEN_OUTPUTS[key]
+    key = (id(split.images), kind, str(device))
+    if key not in _FROZEN_OUTPUTS or _FROZEN_OUTPUTS[key][0]() is not split.images:
+        backbone = split.images.backbone().to(device).eval()
+        forward = backbone.forward_trunk if kind == "trunk" else backbone
+        with torch.no_grad():
+            outputs = encode_in_batches(lambda idx: forward(load_images(split, idx, device)), len(split), ENCODE_BATCH)
+        _FROZEN_OUTPUTS[key] = (weakref.ref(split.images), torch.as_tensor(outputs, device=device))
+    return _FROZEN_OUTPUTS[key][1]
 
 
 class CodeNetwork(nn.Module):
@@ -99,7 +142,9 @@ class CodeNetwork(nn.Module):
         self.register_buffer("input_shift", shift)
         self.register_buffer("input_scale", torch.tensor(float(input_scale)))
 
-    def features(self, inputs: torch.Tensor) -> torch.Tensor:
+    def features(self, inputs) -> torch.Tensor:
+        if isinstance(inputs, (TrunkOutputs, BackboneOutputs)):
+            return inputs.through(self.backbone)
         return inputs if self.backbone is None else self.backbone(inputs)
 
     def pre_activations(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -157,12 +202,28 @@ class CNNHasher(TorchHasher):
             )
         super()._check_inputs(split, fitting=fitting)
 
-    def _batch_inputs(self, split: Split) -> Callable[[np.ndarray], torch.Tensor]:
-        """``indices -> network input``: images in image mode, features in frozen mode."""
+    #: whether training shows the network images changed in ways a cache cannot hold (augmentations)
+    augments_images: ClassVar[bool] = False
+
+    def _batch_inputs(self, split: Split, *, training: bool = True) -> Callable[[np.ndarray], torch.Tensor]:
+        """``indices -> network input``: features in frozen mode; in image mode, images, or what a
+        fixed backbone computes from them, cached once per dataset: its eval-mode outputs outside
+        training, and in training its trunk outputs (the layers before any dropout, so dropout stays
+        as random as with the images), unless the method augments the training images."""
         if self.frozen_backbone:
             features = torch.as_tensor(split.features)
             return lambda indices: features[torch.as_tensor(indices)].to(self.device_)
+        if self._backbone_fixed() and not (training and self.augments_images):
+            kind = "trunk" if training else "eval"
+            if kind == "eval" or hasattr(self.network_.backbone, "forward_trunk"):
+                outputs, wrap = frozen_outputs(split, kind, self.device_), TrunkOutputs if training else BackboneOutputs
+                return lambda indices: wrap(outputs[torch.as_tensor(indices, device=outputs.device)])
         return lambda indices: load_images(split, indices, self.device_)
+
+    def _backbone_fixed(self) -> bool:
+        """Image mode with a backbone that does not learn (``backbone_lr=0``, or frozen by the method)."""
+        backbone = getattr(getattr(self, "network_", None), "backbone", None)
+        return backbone is not None and not any(p.requires_grad for p in backbone.parameters())
 
     # --- settings --------------------------------------------------------------------------------
     def _resolve_settings(self, train) -> dict:
@@ -235,23 +296,17 @@ class CNNHasher(TorchHasher):
     def _outputs(self, network: nn.Module, split: Split, *, features: bool = False) -> np.ndarray:
         """Code-layer activations (or backbone features) of every item of ``split``, in eval mode."""
         network.eval()
-        inputs = self._batch_inputs(split)
+        inputs = self._batch_inputs(split, training=False)
         forward = network.features if features else network
         return encode_in_batches(lambda idx: forward(inputs(idx)), len(split), ENCODE_BATCH)
 
     def _pretrained_features(self) -> np.ndarray:
         """The pretrained CNN's features of the training items being fitted: the stored ones, else
-        computed once per fit."""
+        computed once per dataset (:func:`frozen_outputs`)."""
         train = self._train
         if train.features is not None:
             return train.features
-        if "pretrained" not in self._train_tensors:
-            backbone = train.images.backbone().to(self.device_).eval()
-            with torch.no_grad():
-                self._train_tensors["pretrained"] = encode_in_batches(
-                    lambda idx: backbone(load_images(train, idx, self.device_)), len(train), ENCODE_BATCH
-                )
-        return self._train_tensors["pretrained"]
+        return frozen_outputs(train, "eval", self.device_).cpu().numpy()
 
     def _pretrained_tensor(self) -> torch.Tensor:
         """:meth:`_pretrained_features` on ``device_``, converted once per fit and not kept after it."""

@@ -178,6 +178,7 @@ class CIBHash(CNNHasher):
     name = "cibhash"
     citation = "Qiu, Su, Ou, Yu, Chen. Unsupervised Hashing with Contrastive Information Bottleneck. IJCAI 2021"
     thresholded = False  # codes are sign(logit)
+    augments_images = True  # crops and brightness / contrast: every view is new pixels, no trunk cache
     presets = {"paper": {"epochs": 60, "batch_size": 64}, "quick": {"epochs": 15, "batch_size": 64}}
     paper_epochs_by_bits = {16: 80}
 

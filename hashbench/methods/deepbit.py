@@ -76,7 +76,7 @@ from torchvision.transforms.v2.functional import rotate
 
 from hashbench._validation import check_choice
 from hashbench.datasets.base import Split
-from hashbench.methods._cnn import CNNHasher
+from hashbench.methods._cnn import CNNHasher, load_images
 
 LR = 0.5  # on centred features of unit RMS norm (see hashbench.methods._cnn)
 
@@ -175,14 +175,14 @@ class DeepBit(CNNHasher):
         return super()._epoch(epoch)
 
     def _loss_terms(self, rows: torch.Tensor) -> dict:
-        images, activations = self._training_outputs(rows)
+        activations = self._training_outputs(rows)[1]
         terms = {"quantization": quantization_loss(activations), "even_distribution": even_distribution_loss(activations)}
         if not self.rotating_:
             return terms
         # stage 2: the losses of a rotated copy of each image and the rotation-invariance loss
-        choice = torch.randint(len(ROTATION_ANGLES), (len(images),), generator=self.generator_)
-        angles = torch.tensor(ROTATION_ANGLES)[choice].to(images.device)
-        rotated = self.network_(rotate_each(images, angles))
+        choice = torch.randint(len(ROTATION_ANGLES), (len(rows),), generator=self.generator_)
+        angles = torch.tensor(ROTATION_ANGLES)[choice].to(self.device_)
+        rotated = self.network_(rotate_each(load_images(self._train, rows.numpy(), self.device_), angles))
         return {
             "quantization": terms["quantization"] + quantization_loss(rotated),
             "even_distribution": terms["even_distribution"] + even_distribution_loss(rotated),

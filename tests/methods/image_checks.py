@@ -72,3 +72,21 @@ def parameter_gradients(network: nn.Module, loss: torch.Tensor) -> float:
     network.zero_grad()
     loss.backward()
     return sum(float(p.grad.abs().sum()) for p in network.parameters() if p.grad is not None)
+
+
+class TrunkBackbone(TinyBackbone):
+    """:class:`TinyBackbone` with a dropout layer on top, split like the mosaic and VGG16 backbones:
+    ``forward_trunk`` (no randomness) then ``forward_top`` (dropout in training mode)."""
+
+    def __init__(self):
+        super().__init__()
+        self.top = nn.Dropout(0.5)
+
+    def forward_trunk(self, images: torch.Tensor) -> torch.Tensor:
+        return self.layers(images - 0.5)
+
+    def forward_top(self, trunk_outputs: torch.Tensor) -> torch.Tensor:
+        return self.top(trunk_outputs)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_top(self.forward_trunk(images))

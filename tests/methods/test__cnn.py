@@ -6,14 +6,18 @@ import pytest
 import torch
 
 import hashbench as hb
-from hashbench.methods._cnn import standardisation
+from hashbench.methods import _cnn
+from hashbench.methods._cnn import CNNHasher, standardisation
+from hashbench.methods.cibhash import CIBHash
 from hashbench.methods.bihalf import BiHalf
 from hashbench.datasets.base import Split
 from hashbench.methods.deepbit import DeepBit
 from hashbench.methods.greedyhash import GreedyHash
 from hashbench.methods.sadh import SADH
 from hashbench.methods.ssdh import SSDH
-from tests.methods.image_checks import NaNBackbone, TinyBackbone, image_split, one_thread  # noqa: F401
+from tests.methods.image_checks import NaNBackbone, TinyBackbone, TrunkBackbone, image_split, one_thread  # noqa: F401
+
+real_load = _cnn.load_images
 
 SMALL = {
     DeepBit: {"epochs": 2, "rotation_epochs": 1, "batch_size": 32},
@@ -167,3 +171,33 @@ def test_backbone_trains_at_its_own_rate(cls, one_thread):
         small(cls, backbone_lr=-0.002).fit(image_split(32))
     fixed = small(cls, lr=0.03, backbone_lr=0).fit(image_split(64))
     assert [g.get("initial_lr", g["lr"]) for g in fixed.updates_[0].optimiser.param_groups] == [0.03]
+
+
+@pytest.mark.parametrize("cls", [DeepBit, SADH], ids=lambda cls: cls.name)
+def test_a_fixed_backbone_runs_once_per_dataset_and_trains_as_on_images(cls, monkeypatch, one_thread):
+    train, query = image_split(96, backbone=TrunkBackbone), image_split(40, seed=1, backbone=TrunkBackbone)
+    calls = []
+    original = TrunkBackbone.forward_trunk
+    monkeypatch.setattr(TrunkBackbone, "forward_trunk", lambda self, x: calls.append(len(x)) or original(self, x))
+    cached = small(cls, seed=2, backbone_lr=0).fit(train)
+    codes = cached.encode(query)
+    trunk_passes = sum(calls)
+    small(cls, seed=3, backbone_lr=0).fit(train).encode(query)
+    # DeepBit's rotated images cannot be cached: one pass over them per rotation epoch
+    rotated = len(train) * SMALL[cls].get("rotation_epochs", 0)
+    # at most one pass per split and mode (train for training and perhaps in eval mode, query in
+    # eval mode), and a second fit on the same data reuses them
+    assert trunk_passes <= 2 * len(train) + len(query) + rotated
+    assert sum(calls) == trunk_passes + rotated
+    monkeypatch.setattr(CNNHasher, "_backbone_fixed", lambda self: False)  # images every batch
+    uncached = small(cls, seed=2, backbone_lr=0).fit(train)
+    np.testing.assert_array_equal(codes.unpack(), uncached.encode(query).unpack())
+    assert sum(calls) > trunk_passes + 3 * len(train)
+
+
+def test_augmented_training_images_are_not_cached(monkeypatch, one_thread):
+    train = image_split(64, backbone=TrunkBackbone)
+    seen = []
+    monkeypatch.setattr(_cnn, "load_images", lambda split, idx, device: seen.append(len(idx)) or real_load(split, idx, device))
+    CIBHash(n_bits=8, epochs=1, batch_size=32).fit(train)
+    assert sum(seen) >= 2 * len(train) // 2  # the training batches' images (the eval outputs come from the cache)
