@@ -100,7 +100,8 @@ def run_cells(
     ``executor`` is local, processes, ray or slurm; ``executor_options`` go to it (see
     ``executors``). Cells on an ``optional`` dataset that cannot be loaded are left out with a
     one-line note. ``quiet`` silences progress bars (``TQDM_DISABLE=1``, honoured by the epoch
-    bars too) and prints nothing but errors.
+    bars too) and prints nothing but errors. When standard output is not a terminal (a log file,
+    a pipe) each finished cell prints one line there (:func:`cell_line`).
     """
     from hashbench.benchmark.executors import make_executor
 
@@ -116,6 +117,7 @@ def run_cells(
         CellTask(c, str(out_dir), method_source(c.method), str(data_dir) if data_dir else None, pool.epoch_bars and not quiet)
         for c in sorted(leaders.values(), key=lambda c: canonical_json([c.dataset_source, c.dataset_options]))
     ]  # ordered by dataset: each worker loads a dataset once per stretch of cells on it
+    log_lines = not quiet and not sys.stdout.isatty()  # a log file or a pipe: one line per finished cell
     counts = {"done": sum(r["status"] == "done" for r in records.values())}
     counts["failed"] = len(records) - counts["done"]
     with tqdm(total=len(cells), initial=len(records), desc="cells", unit="cell", disable=quiet or None) as bar:
@@ -130,9 +132,20 @@ def run_cells(
                 message = outcome_message(cell, cell_record)
                 if message:
                     (print if quiet else bar.write)(message, file=sys.stderr)
+                if log_lines:
+                    print(cell_line(cell, cell_record), flush=True)
                 bar.update()
             bar.set_postfix(**counts, left=len(cells) - len(records))
     return [records[c.id] for c in cells]
+
+
+def cell_line(cell: Cell, record: dict) -> str:
+    """One line for a finished cell: its status, MAP, fit seconds and code health."""
+    if record["status"] != "done":
+        return f"{record['status']}: {cell.describe()}"
+    stats = record.get("code_stats")
+    health = f", {describe_health(stats)}" if stats else ""
+    return f"done: {cell.describe()}: MAP {record['metrics']['map']:.4f}, fit {record['timings']['fit']:.1f} s{health}"
 
 
 def outcome_message(cell: Cell, record: dict) -> str | None:

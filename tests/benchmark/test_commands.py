@@ -59,3 +59,21 @@ def test_summary_table_averages_seeds_and_shows_unfinished_cells():
     itq = next(line for line in lines if line.startswith("itq")).split()
     assert itq[1:] == ["0.5500", "timeout"]
     assert next(line for line in lines if line.startswith("lsh")).split()[1] == "failed"
+
+
+def test_a_run_into_a_log_prints_one_line_per_finished_cell(tmp_path, capsys):
+    toy = write_toy_dataset(tmp_path / "toy.npz")
+    config = write_config(tmp_path / "m.toml", f"""
+[defaults]
+datasets = ["{toy}"]
+bits = [8, 16]
+[[experiment]]
+name = "log"
+methods = ["lsh", {{ method = "toy-projection", params = {{ fail_at_bits = 16 }} }}]
+""")
+    assert main(["run", config, "--out", str(tmp_path / "results")]) == 1  # captured: not a terminal
+    lines = capsys.readouterr().out.splitlines()
+    done = [line for line in lines if line.startswith("done: ")]
+    assert len(done) == 3 and len([line for line in lines if line.startswith("failed: ")]) == 1
+    assert all(" MAP 0." in line and " fit " in line and "distinct_fraction=" in line for line in done)
+    assert any(line.startswith("done: log/lsh on ") and " at 16 bits" in line for line in done)
