@@ -87,8 +87,19 @@ def cmd_run(args) -> int | None:
     if not args.quiet:
         if records:
             print(summary_table(records))
+            for line in preset_gap_lines(records):
+                print(line)
         print(f"{done} of {len(records)} cells done; records in {args.out}/ (tables: hashbench report {args.out})")
     return 0 if done == len(records) else 1  # a script or CI job can tell that a cell did not finish
+
+
+def preset_gap_lines(records) -> list[str]:
+    """The shipped quick-versus-paper measurements of the methods this run ran at their quick preset."""
+    from hashbench.benchmark.preset_gaps import gap_notes
+
+    quick = [r["spec"]["method"] for r in records if r["spec"]["params"].get("preset") == "quick"]
+    fingerprints = {r.get("dataset_fingerprint") for r in records if r["spec"]["dataset"] == "mosaic"}
+    return gap_notes(quick, fingerprints)
 
 
 def summary_table(records) -> str:

@@ -418,6 +418,17 @@ def schedule_note(frame: pd.DataFrame, rows: list[Row], row_value: str) -> str:
     return f"Schedules other than the paper's: {'; '.join(dict.fromkeys(named))}." if named else ""
 
 
+def preset_gap_note(frame: pd.DataFrame) -> str:
+    """The caption's sentences on quick presets far from the paper's (see :mod:`~hashbench.benchmark.preset_gaps`)."""
+    from hashbench.benchmark.preset_gaps import gap_notes
+
+    if "param_preset" not in frame:
+        return ""
+    quick = frame[frame["param_preset"] == "quick"]
+    fingerprints = set(quick.loc[quick["dataset"] == "mosaic", "dataset_fingerprint"].dropna())
+    return " ".join(f"{line[0].upper()}{line[1:]}." for line in gap_notes(quick["method"].unique(), fingerprints))
+
+
 def caption(*parts: str) -> str:
     return " ".join(p for p in parts if p)
 
@@ -447,7 +458,7 @@ def _map_table(key: str, title: str, row_header: str, frame: pd.DataFrame, rows:
     paper_measure = f"MAP@{numbers['topk']}, {numbers['protocol']} protocol"
     references = list(REFERENCE_ROWS) if options.references is not None else []
     text = caption(f"{title}: {metric_label(frame, options.protocol)}.", schedule_note(frame, rows, row_value),
-                   cell_counts(frame), paper_note(datasets, paper_measure))  # fmt: skip
+                   preset_gap_note(frame), cell_counts(frame), paper_note(datasets, paper_measure))  # fmt: skip
     table = Table(key, text, row_header, [r.name for r in rows] + references, n_reference_rows=len(references))
     if references:
         table.note(f"Reference rows, never marked: {RANDOM_CODES} = MAP of uniformly random codes (one draw per seed "
