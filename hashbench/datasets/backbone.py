@@ -80,6 +80,9 @@ class _MosaicCNN(nn.Module):
         """The rest of ``forward`` (none for a network without dropout)."""
         return trunk_outputs
 
+    def trunk_parameters(self):
+        return self.trunk.parameters()
+
 
 class Fc7Backbone(_MosaicCNN):
     """Conv trunk (3 x [3x3 conv, 2x2 max-pool, ReLU]) -> flatten -> fc6 -> fc7 (ReLU, dropout each) -> head."""

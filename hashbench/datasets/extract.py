@@ -76,6 +76,9 @@ class VGG16Fc7(nn.Module):
         """fc6 and fc7, with fc6's dropout in training mode."""
         return self.fc7(trunk_outputs)
 
+    def trunk_parameters(self):
+        return self.features.parameters()
+
 
 def vgg16_fc7(pretrained: bool, weights_dir=None, *, allow_download=True) -> VGG16Fc7:
     vgg = models.vgg16(weights=None)

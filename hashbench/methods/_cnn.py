@@ -55,6 +55,8 @@ from hashbench.methods._torch import TorchHasher, Update, check_positive_number,
 
 #: thresholds computed from the training outputs; a number is a fixed threshold
 MEAN_THRESHOLDS = ("mean", "bit-mean")
+#: which backbone layers image mode fine-tunes: all, or the top (the layers after the trunk: fc6 and fc7)
+FINE_TUNED_LAYERS = ("all", "top")
 ENCODE_BATCH = 256
 
 
@@ -213,17 +215,25 @@ class CNNHasher(TorchHasher):
         if self.frozen_backbone:
             features = torch.as_tensor(split.features)
             return lambda indices: features[torch.as_tensor(indices)].to(self.device_)
-        if self._backbone_fixed() and not (training and self.augments_images):
-            kind = "trunk" if training else "eval"
-            if kind == "eval" or hasattr(self.network_.backbone, "forward_trunk"):
-                outputs, wrap = frozen_outputs(split, kind, self.device_), TrunkOutputs if training else BackboneOutputs
-                return lambda indices: wrap(outputs[torch.as_tensor(indices, device=outputs.device)])
-        return lambda indices: load_images(split, indices, self.device_)
+        cached = None
+        if training and self._fixed("trunk") and not self.augments_images:
+            cached = "trunk", TrunkOutputs
+        elif not training and self._fixed("backbone"):
+            cached = "eval", BackboneOutputs
+        if cached is None:
+            return lambda indices: load_images(split, indices, self.device_)
+        kind, wrap = cached
+        outputs = frozen_outputs(split, kind, self.device_)
+        return lambda indices: wrap(outputs[torch.as_tensor(indices, device=outputs.device)])
 
-    def _backbone_fixed(self) -> bool:
-        """Image mode with a backbone that does not learn (``backbone_lr=0``, or frozen by the method)."""
+    def _fixed(self, part: str) -> bool:
+        """Image mode with a ``"backbone"`` that does not learn (``backbone_lr=0``, or frozen by the
+        method), or a ``"trunk"`` that does not (``fine_tune="top"`` too), split from the rest."""
         backbone = getattr(getattr(self, "network_", None), "backbone", None)
-        return backbone is not None and not any(p.requires_grad for p in backbone.parameters())
+        if backbone is None or (part == "trunk" and not hasattr(backbone, "trunk_parameters")):
+            return False
+        parameters = backbone.trunk_parameters() if part == "trunk" else backbone.parameters()
+        return not any(p.requires_grad for p in parameters)
 
     # --- settings --------------------------------------------------------------------------------
     def _resolve_settings(self, train) -> dict:
@@ -234,6 +244,7 @@ class CNNHasher(TorchHasher):
             settings["backbone_lr"] = settings["lr"]
         if settings["backbone_lr"] != 0:
             check_positive_number(settings["backbone_lr"], "backbone_lr (or 0)")
+        check_choice(settings.get("fine_tune", "all"), FINE_TUNED_LAYERS, "fine_tune")
         if self.preset == "paper" and self.epochs is None and self.n_bits in self.paper_epochs_by_bits:
             settings["epochs"] = self.paper_epochs_by_bits[self.n_bits]
         return settings
@@ -262,6 +273,11 @@ class CNNHasher(TorchHasher):
             self.networks_["backbone"] = backbone
             # backbone_lr=0: the releases' VGG16 at lr 0, kept out of the backward pass
             backbone.requires_grad_(self.settings_["backbone_lr"] != 0)
+            if self.settings_.get("fine_tune", "all") == "top":
+                if not hasattr(backbone, "trunk_parameters"):
+                    raise InvalidInputError(f"fine_tune='top' needs a backbone split into trunk and top; {type(backbone).__name__} is not")
+                for parameter in backbone.trunk_parameters():
+                    parameter.requires_grad_(False)
         return self.network_
 
     def _training_outputs(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,7 +296,8 @@ class CNNHasher(TorchHasher):
         at ``lr``, the backbone (image mode) at ``backbone_lr``."""
         groups = [{"params": self.network_.code_layer.parameters(), "lr": self.settings_["lr"]}]
         if self.network_.backbone is not None and self.settings_["backbone_lr"] != 0:
-            groups.append({"params": self.network_.backbone.parameters(), "lr": self.settings_["backbone_lr"]})
+            learning = [p for p in self.network_.backbone.parameters() if p.requires_grad]
+            groups.append({"params": learning, "lr": self.settings_["backbone_lr"]})
         optimiser = torch.optim.SGD(groups, lr=self.settings_["lr"], momentum=0.9, weight_decay=self.weight_decay)
         return [Update(optimiser, self._objective)]
 

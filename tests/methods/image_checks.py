@@ -88,5 +88,8 @@ class TrunkBackbone(TinyBackbone):
     def forward_top(self, trunk_outputs: torch.Tensor) -> torch.Tensor:
         return self.top(trunk_outputs)
 
+    def trunk_parameters(self):
+        return self.layers.parameters()
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_top(self.forward_trunk(images))

@@ -189,7 +189,7 @@ def test_a_fixed_backbone_runs_once_per_dataset_and_trains_as_on_images(cls, mon
     # eval mode), and a second fit on the same data reuses them
     assert trunk_passes <= 2 * len(train) + len(query) + rotated
     assert sum(calls) == trunk_passes + rotated
-    monkeypatch.setattr(CNNHasher, "_backbone_fixed", lambda self: False)  # images every batch
+    monkeypatch.setattr(CNNHasher, "_fixed", lambda self, part: False)  # images every batch
     uncached = small(cls, seed=2, backbone_lr=0).fit(train)
     np.testing.assert_array_equal(codes.unpack(), uncached.encode(query).unpack())
     assert sum(calls) > trunk_passes + 3 * len(train)
