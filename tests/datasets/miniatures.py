@@ -70,11 +70,11 @@ def mirflickr(root: Path, n_images: int = 120, seed: int = 0) -> np.ndarray:
 
 
 def nuswide(root: Path, n: int = 150, n_concepts: int = 24, seed: int = 0) -> np.ndarray:
-    """A NUS-WIDE tree with ``n_concepts`` concepts whose frequencies fall with their number, so the
-    21 kept are the first 21; returns the (n, n_concepts) labels written."""
+    """A NUS-WIDE tree with ``n_concepts`` concepts whose counts fall strictly with their number
+    (50 items down to 3), so the 21 kept are the first 21; returns the (n, n_concepts) labels written."""
     rng = np.random.default_rng(seed)
-    frequency = np.linspace(0.35, 0.02, n_concepts)
-    labels = (rng.random((n, n_concepts)) < frequency).astype(np.uint8)
+    counts = np.linspace(50, 3, n_concepts).astype(int)
+    labels = np.stack([rng.permutation(n) < count for count in counts], axis=1).astype(np.uint8)
     concepts = [f"concept{j:02d}" for j in range(n_concepts)]
     (root / "ImageList").mkdir(parents=True)
     (root / "ImageList" / "Imagelist.txt").write_text(
