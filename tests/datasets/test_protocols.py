@@ -55,10 +55,10 @@ def stored(dataset_path):
 
 # Miniature sizes: 20 training and 4 test images per class for CIFAR-10 (200 / 40).
 CIFAR_CASES = {
-    "cifar10-q1000-t5000-db54000": (dict(query_size=3, train_size=10), {"query": 30, "train": 100, "database": 110}),
-    "cifar10-q1000-t5000-db59000": (dict(query_size=3, train_size=10), {"query": 30, "train": 100, "database": 210}),
+    "cifar10-q1000-t5000-db54000": ({"query_size": 3, "train_size": 10}, {"query": 30, "train": 100, "database": 110}),
+    "cifar10-q1000-t5000-db59000": ({"query_size": 3, "train_size": 10}, {"query": 30, "train": 100, "database": 210}),
     "cifar10-q10000-db50000": ({}, {"query": 40, "train": 200, "database": 200}),
-    "cifar10-q10000-t5000-db50000": (dict(train_size=5), {"query": 40, "train": 50, "database": 200}),
+    "cifar10-q10000-t5000-db50000": ({"train_size": 5}, {"query": 40, "train": 50, "database": 200}),
 }
 
 
@@ -202,15 +202,15 @@ def test_prepare_resumes_after_an_interruption(cifar, tmp_path):
         base = pooled_extractor(resize)
         return Interrupting(backbone=base.backbone, preprocess=base.preprocess)
 
-    options = dict(
-        extractor_factory=factory,
-        work_dir=tmp_path / "parts",
-        quiet=True,
-        chunk_size=64,
-        batch_size=64,
-        query_size=3,
-        train_size=10,
-    )
+    options = {
+        "extractor_factory": factory,
+        "work_dir": tmp_path / "parts",
+        "quiet": True,
+        "chunk_size": 64,
+        "batch_size": 64,
+        "query_size": 3,
+        "train_size": 10,
+    }
     with pytest.raises(KeyboardInterrupt):
         prepare_protocol("cifar10-q1000-t5000-db54000", root, tmp_path / "c.npz", **options)
     assert not (tmp_path / "c.npz").exists() and len(list((tmp_path / "parts").glob("chunk_*.npz"))) == 2
