@@ -58,6 +58,7 @@ CIFAR_CASES = {
     "cifar10-q1000-t5000-db54000": ({"query_size": 3, "train_size": 10}, {"query": 30, "train": 100, "database": 110}),
     "cifar10-q1000-t5000-db59000": ({"query_size": 3, "train_size": 10}, {"query": 30, "train": 100, "database": 210}),
     "cifar10-q10000-db50000": ({}, {"query": 40, "train": 200, "database": 200}),
+    "cifar10-q10000-db50000-drawn": ({"query_size": 4, "train_size": 20}, {"query": 40, "train": 200, "database": 200}),
     "cifar10-q10000-t5000-db50000": ({"train_size": 5}, {"query": 40, "train": 50, "database": 200}),
 }
 
