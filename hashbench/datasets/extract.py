@@ -139,6 +139,8 @@ def build_backbone(
     if name not in BACKBONES:
         raise HashbenchError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
     spec = BACKBONES[name]
+    if pretrained and name == "vit-b16-cls" and image_size != 224:
+        raise HashbenchError(f"the ImageNet weights of {name} are for 224x224 inputs, got --image-size {image_size}")
     model = spec.build(image_size)
     if pretrained:
         model.load_state_dict(load_weights(spec.weights, weights_dir, allow_download=allow_download))

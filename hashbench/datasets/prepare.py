@@ -242,10 +242,10 @@ def _run_protocol(args) -> None:
 
     out, work = _paths(args, args.protocol)
     pretrained = not args.untrained
-    provenance = weights_provenance(args.backbone, pretrained, args.weights_dir)
+    provenance = {}
 
     def factory(resize):
-        return build_extractor(
+        extractor = build_extractor(
             with_detector=False,
             backbone=args.backbone,
             pretrained=pretrained,
@@ -253,6 +253,9 @@ def _run_protocol(args) -> None:
             resize=resize,
             **_factory_options(args),
         )
+        # after the build, so that weights it downloaded into torch's cache are hashed too
+        provenance.update(weights_provenance(args.backbone, pretrained, args.weights_dir))
+        return extractor
 
     ds = prepare_protocol(
         args.protocol,

@@ -55,7 +55,8 @@ def prepare_protocol(
     """Build ``protocol_id``'s data file at ``out``.
 
     ``extractor_factory(resize)`` gives the Extractor for the protocol's resize mode;
-    ``provenance`` (the backbone's record, see ``extract.weights_provenance``) is stored in ``info``.
+    ``provenance`` (the backbone's record, see ``extract.weights_provenance``; the factory may fill
+    it in) is stored in ``info``.
     ``query_size`` / ``train_size`` override the protocol's sizes (see ``protocols``).
     """
     from hashbench.datasets import save_dataset
@@ -104,7 +105,7 @@ def prepare_protocol(
         "split_overlaps": overlaps,
         "source_files": source.checksums(Path(root)),
         "source_info": source.info,
-        "backbone": provenance or {},
+        "backbone": dict(provenance or {}),
         "preprocessing": repr(extractor.preprocess),
         "topk": spec.topk,
         "skipped_images": skipped,

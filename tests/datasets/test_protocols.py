@@ -16,7 +16,7 @@ from hashbench.datasets.extract import BACKBONES, Extractor, build_backbone, ima
 from hashbench.datasets.protocols import PROTOCOLS, draw_split, protocol
 from hashbench.datasets.sources import read_cifar10
 from hashbench.datasets.standard import prepare_protocol
-from hashbench.errors import InvalidInputError
+from hashbench.errors import HashbenchError, InvalidInputError
 from tests.datasets import miniatures
 
 IMAGE_SIDE = 8
@@ -320,3 +320,8 @@ def test_cli_prepares_a_protocol_with_an_untrained_backbone(cifar, tmp_path, cap
     assert ds.train.features.shape[1] == 4096
     assert ds.info["backbone"]["backbone"] == "alexnet-fc7" and ds.info["backbone"]["pretrained"] is False
     assert "Resize(size=(64, 64)" in ds.info["preprocessing"]
+
+
+def test_pretrained_vit_needs_its_input_size():
+    with pytest.raises(HashbenchError, match="224x224 inputs, got --image-size 64"):
+        build_backbone("vit-b16-cls", pretrained=True, image_size=64, allow_download=False)
