@@ -151,6 +151,7 @@ _ROOT_HELP = {
     "cifar10": "folder holding cifar-10-batches-py/ (the python version)",
     "nuswide": "NUS_DIR (Flickr/, ImageList/Imagelist.txt, Groundtruth/AllLabels/, Concepts81.txt)",
     "mirflickr": "folder holding mirflickr/im*.jpg and annotations/ (the 24 label files)",
+    "mirflickr-bihalf": "folder holding Bi-half's img.txt, targets.txt and images/",
     "hashnet-coco": "folder holding HashNet's train.txt, test.txt, database.txt for MS-COCO",
     "hashnet-nuswide81": "folder holding HashNet's train.txt, test.txt, database.txt for NUS-WIDE (81)",
     "hashnet-imagenet100": "folder holding HashNet's train.txt, test.txt, database.txt for ImageNet-100",

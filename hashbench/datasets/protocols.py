@@ -21,6 +21,7 @@ Draw rules (``Protocol.draw``), always in this order from one ``numpy.random.def
   label thus has at least ``query_size`` queries, and queries are never in the database.
 - ``random`` (multi-label sources): items with no label are dropped; ``query_size`` random items are
   queries, the rest database, and ``train_size`` random database items are the training set.
+  ``random-all`` draws the same way from every item, labelled or not.
 - ``lists``: the split is the one a published list folder gives (``train.txt``, ``test.txt``,
   ``database.txt``); nothing is drawn.
 
@@ -39,7 +40,7 @@ from hashbench.datasets.prepare import prepared_dataset
 from hashbench.errors import InvalidInputError
 from hashbench.registry import register_dataset
 
-DRAWS = ("per-class", "test-set", "per-concept", "random", "lists")
+DRAWS = ("per-class", "test-set", "per-concept", "random", "random-all", "lists")
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ PROTOCOLS = {
             "MAP@all",
             "full",
             "GreedyHash (unsupervised), TBH, CIBHash's database and training pool",
-            "notes/baselines-releases.md (GreedyHash and TBH releases: the official 50,000 / 10,000)",
+            "ssppp/GreedyHash @e5089b2 unsupervised_vgg.py (torchvision's 50,000 / 10,000); ymcidence/TBH @778dd1c "
+            "(cifar10_fc7_{train,test}.mat, 50,000 / 10,000)",
         ),
         Protocol(
             "cifar10-q10000-db50000-drawn",
@@ -130,7 +132,7 @@ PROTOCOLS = {
             "MAP@all",
             "full",
             "Bi-half 'CIFAR-10 (I)' (seeded per-class split); DeepHash-pytorch `cifar10-2`",
-            _CIFAR_SOURCES + "; notes/baselines-releases.md (Bi-half release)",
+            _CIFAR_SOURCES + "; liyunqianggyn/Deep-Unsupervised-Image-Hashing @1cd671a ImageHashing/Cifar10_I.py",
         ),
         Protocol(
             "cifar10-q10000-t5000-db50000",
@@ -146,7 +148,8 @@ PROTOCOLS = {
             "MAP@all",
             "full",
             "Bi-half 'CIFAR-10 (II)'; CIBHash trains on the same 5,000 (its queries are 5,000 of the test set)",
-            "notes/baselines-releases.md (Bi-half, CIBHash releases)",
+            "liyunqianggyn/Deep-Unsupervised-Image-Hashing @1cd671a ImageHashing/Cifar10_II.py; zexuanqiu/CIBHash "
+            "@4c896ee utils/data.py (500 training images per class)",
         ),
         Protocol(
             "nuswide21-q2100-t10500",
@@ -209,8 +212,28 @@ PROTOCOLS = {
             5000,
             "MAP@all",
             "centre-crop",
-            "Bi-half (FLICKR25K), unsupervised papers after it",
-            "notes/baselines-releases.md (Bi-half release: 2,000 / 5,000 / database = all non-query)",
+            "the 20,015 labelled images of SSDH's lists (2,000 / 18,015) with 5,000 training images, the sizes "
+            "Bi-half's script draws",
+            "yangerkun/IJCAI2018_SSDH @49d1938 flickr/img_{test,database}.txt (2,000 / 18,015 lines, 24 labels; "
+            "counted); training size from Bi-half's ImageHashing/Flickr25k.py (num_train = 5000)",
+        ),
+        Protocol(
+            "flickr25k-q2000-t5000-db23000",
+            "mirflickr-bihalf",
+            "MIRFLICKR-25000 as the Bi-half release lists it (img.txt, targets.txt: all 25,000 images, 24 labels): "
+            "2,000 random queries, the other 23,000 as database, 5,000 training images drawn from it",
+            "random-all",
+            2000,
+            5000,
+            True,
+            {"query": 2000, "train": 5000, "database": 23000},
+            5000,
+            "MAP@all",
+            "centre-crop",
+            "Bi-half (FLICKR25K; its script reports MAP@all)",
+            "liyunqianggyn/Deep-Unsupervised-Image-Hashing @1cd671a: ImageHashing/data/flickr25k.py (2,000 queries, "
+            "5,000 training, database = all non-queries) and data/Flickr25k/{img,targets}.txt (25,000 lines, 24 labels, "
+            "419 rows without a label; counted)",
         ),
         Protocol(
             "flickr25k-q2000-t10000-db18015",
@@ -225,7 +248,9 @@ PROTOCOLS = {
             "MAP@all",
             "centre-crop",
             "SSDH (its release: 10,000 / 2,000 / 18,015, MAP@1000 and MAP@all)",
-            "notes/baselines-releases.md (SSDH release, main.py)",
+            "yangerkun/IJCAI2018_SSDH @49d1938: main.py (n_train 10000, n_test 2000, n_db 18015, n_label 24) and "
+            "flickr/img_{train,test,database}.txt (10,000 / 2,000 / 18,015 lines, the training images among the "
+            "database's; counted)",
         ),
         Protocol(
             "imagenet100-hashnet-q5000-t13000",
@@ -295,8 +320,8 @@ def draw_split(
         query = _per_label(labels, usable, q, rng)
         database = np.setdiff1d(usable, query)
         train = _per_label(labels, database, t, rng)
-    elif spec.draw == "random":
-        usable = np.flatnonzero(labels.any(axis=1))
+    elif spec.draw in ("random", "random-all"):
+        usable = np.flatnonzero(labels.any(axis=1)) if spec.draw == "random" else np.arange(len(labels))
         _need(len(usable), q + 1, "the labelled items", "queries and a database")
         query = rng.choice(usable, q, replace=False)
         database = np.setdiff1d(usable, query)

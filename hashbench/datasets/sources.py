@@ -17,6 +17,9 @@ naming it and what the folder should hold.
   files of its 24 labels (``animals.txt`` ... ``water.txt``, one 1-based image number per line;
   the ``*_r1.txt`` "relevant" subsets are not used) in ``ROOT/annotations/`` or
   ``ROOT/mirflickr25k_annotations_v080/``.
+- ``mirflickr-bihalf``: MIRFLICKR-25000 as the Bi-half release ships its labels: ``ROOT/img.txt``
+  (one image file name per line), ``ROOT/targets.txt`` (its 24 labels, one row of 0/1 per image)
+  and the images in ``ROOT/images/``.
 - ``hashnet-*``: a HashNet list folder (``train.txt``, ``test.txt``, ``database.txt``, each line
   ``path label label ...``) and the images under ``image_root``. The listed paths are those of the
   list authors' machines; each is found under ``image_root`` by the shortest tail of its path that
@@ -213,6 +216,30 @@ def read_mirflickr(root: Path) -> Source:
     return Source("mirflickr", items, labels, list(MIRFLICKR_LABELS), files)
 
 
+def read_bihalf_flickr(root: Path) -> Source:
+    root = Path(root)
+    names_file = _require(root / "img.txt", "Bi-half FLICKR25K image list (wrong --root?)")
+    targets_file = _require(root / "targets.txt", "Bi-half FLICKR25K label file")
+    names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
+    try:
+        targets = np.loadtxt(targets_file, dtype=np.int64, ndmin=2)
+    except ValueError as error:
+        raise InvalidInputError(f"{str(targets_file)!r}: not rows of 0/1 labels ({error})") from None
+    if len(targets) != len(names) or targets.shape[1] != len(MIRFLICKR_LABELS) or not np.isin(targets, (0, 1)).all():
+        raise InvalidInputError(
+            f"{str(targets_file)!r}: expected {len(names)} rows of {len(MIRFLICKR_LABELS)} 0/1 "
+            f"labels (one per img.txt line), got shape {targets.shape}"
+        )
+    items = [root / "images" / name for name in names]
+    return Source(
+        "mirflickr-bihalf",
+        items,
+        targets.astype(np.uint8),
+        [f"label {j}" for j in range(targets.shape[1])],
+        [names_file, targets_file],
+    )
+
+
 # ---- HashNet list folders -----------------------------------------------------------------------
 
 LIST_FILES = {"train": "train.txt", "query": "test.txt", "database": "database.txt"}
@@ -278,5 +305,6 @@ SOURCES = {
     "cifar10": read_cifar10,
     "nuswide": read_nuswide21,
     "mirflickr": read_mirflickr,
+    "mirflickr-bihalf": read_bihalf_flickr,
     **{name: read_hashnet_lists for name in LIST_LABELS},
 }

@@ -124,3 +124,18 @@ def hashnet_lists(
     for i, name in enumerate(names):
         jpeg(root / "images" / name, i)
     return lines
+
+
+def bihalf_flickr(root: Path, n_images: int = 60, seed: int = 0) -> np.ndarray:
+    """Bi-half's FLICKR25K layout: img.txt, targets.txt (24 labels, a tenth of the rows without one)
+    and images/; returns the labels written."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((n_images, len(MIRFLICKR_LABELS))) < 0.1).astype(int)
+    labels[::10] = 0
+    names = [f"im{i + 1}.jpg" for i in range(n_images)]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "img.txt").write_text("".join(f"{name}\n" for name in names))
+    np.savetxt(root / "targets.txt", labels, fmt="%d")
+    for i, name in enumerate(names):
+        jpeg(root / "images" / name, i)
+    return labels

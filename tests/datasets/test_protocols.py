@@ -154,6 +154,18 @@ def test_mirflickr_protocols(protocol_id, train_size, tmp_path):
     assert ds.label_names[0] == "animals" and len(ds.label_names) == 24
 
 
+def test_bihalf_flickr_draws_from_every_image_labelled_or_not(tmp_path):
+    labels = miniatures.bihalf_flickr(tmp_path / "bihalf")
+    ds = prepare("flickr25k-q2000-t5000-db23000", tmp_path / "bihalf", tmp_path, query_size=10, train_size=20)
+    assert (len(ds.query), len(ds.train), len(ds.database)) == (10, 20, 50)  # all 60 images, 6 of them unlabelled
+    data = stored(tmp_path / "flickr25k-q2000-t5000-db23000.npz")
+    for split in ("query", "train", "database"):
+        np.testing.assert_array_equal(data[f"{split}_labels"], labels[data[f"{split}_index"]])
+    (tmp_path / "bihalf" / "targets.txt").write_text("0 1\n")
+    with pytest.raises(InvalidInputError, match="targets.txt.*expected 60 rows of 24"):
+        prepare("flickr25k-q2000-t5000-db23000", tmp_path / "bihalf", tmp_path)
+
+
 @pytest.mark.parametrize(
     "protocol_id, n_labels, train_in_database",
     [
