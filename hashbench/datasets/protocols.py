@@ -295,6 +295,13 @@ def draw_split(
     (``train`` / ``test`` for CIFAR-10, ``train`` / ``query`` / ``database`` for list folders).
     ``query_size`` / ``train_size`` override the protocol's (same units).
     """
+    fixed = {"lists": ("query_size", "train_size"), "test-set": ("query_size",)}.get(spec.draw, ())
+    given = [name for name, value in (("query_size", query_size), ("train_size", train_size)) if value is not None]
+    if set(given) & set(fixed):
+        raise InvalidInputError(
+            f"{spec.id} takes its {' and '.join(f.split('_')[0] for f in fixed)} split from the "
+            f"source; {', '.join(given)} cannot change it"
+        )
     q = spec.query_size if query_size is None else query_size
     t = spec.train_size if train_size is None else train_size
     rng = np.random.default_rng(seed)

@@ -116,6 +116,14 @@ def test_split_draws_follow_the_seed(cifar):
     assert not np.array_equal(first["query"], other["query"])
 
 
+def test_sizes_the_source_fixes_cannot_be_overridden():
+    labels = np.eye(2, dtype=np.uint8)[[0, 1, 0, 1]]
+    with pytest.raises(InvalidInputError, match="takes its query and train split from the source; train_size"):
+        draw_split(protocol("coco-hashnet-q5000-t10000"), labels, {}, 0, train_size=1)
+    with pytest.raises(InvalidInputError, match="takes its query split from the source; query_size"):
+        draw_split(protocol("cifar10-q10000-db50000"), labels, {}, 0, query_size=1)
+
+
 def test_per_concept_draw_on_a_hand_made_case():
     """Four items hold label 0, three label 1; one query per label never draws an item twice."""
     labels = np.array([[1, 1], [1, 1], [1, 0], [1, 0], [0, 1], [0, 0]])
