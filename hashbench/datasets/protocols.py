@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from hashbench._validation import unknown_name_message
 from hashbench.datasets.prepare import prepared_dataset
 from hashbench.errors import InvalidInputError
 from hashbench.registry import register_dataset
@@ -274,8 +275,6 @@ PROTOCOLS = {
 
 def protocol(protocol_id: str) -> Protocol:
     if protocol_id not in PROTOCOLS:
-        from hashbench._validation import unknown_name_message
-
         raise InvalidInputError(unknown_name_message("protocol", protocol_id, PROTOCOLS))
     return PROTOCOLS[protocol_id]
 
