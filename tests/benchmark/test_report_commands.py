@@ -217,9 +217,9 @@ def test_reproduce_protocols_runs_the_published_cells_and_writes_them_beside_the
         'datasets = ["cifar10-q10000-db50000-drawn"]\nmethods = ["lsh", "bihalf"]\n'
     )
     numbers = ({"method": "lsh", "protocol": "cifar10-q10000-db50000-drawn", "bits": 16, "topk": 1000, "map": 0.5,
-                "source": "a test"},
+                "convention": "official", "source": "a test"},
                {"method": "itq", "protocol": "nuswide21-q2100-t10500", "bits": 16, "topk": 1000, "map": 0.7,
-                "source": "another"})
+                "convention": "deephash", "source": "another"})
     monkeypatch.setattr(published, "published_numbers", lambda: numbers)
     out = tmp_path / "results"
     assert main(["reproduce", "protocols", "--config", str(tmp_path / "matrix.toml"), "--out", str(out), "--quiet"]) == 0
