@@ -9,7 +9,9 @@
   CSV each one plots.
 - ``hashbench reproduce TARGET``: runs the experiments of a matrix file (default
   ``configs/paper.toml``) whose role feeds that table or figure (``TARGET_ROLES``), then writes it
-  from exactly the cells they ran.
+  from exactly the cells they ran. ``hashbench reproduce protocols`` runs the cells of
+  ``configs/standard.toml`` for which the methods' papers report a number on a standard protocol
+  (``hashbench.benchmark.published``) and writes ours beside theirs (``OUT/report/protocols.md``).
 
 A table or figure the results hold nothing for is skipped with a one-line note.
 """
@@ -40,8 +42,10 @@ TARGET_ROLES = {
     "figure2": tables.COMPARISON_ROLES, "figure3": ("epochs",), "figure4": ("sensitivity",),
     "cost_accuracy": tables.COMPARISON_ROLES,
 }  # fmt: skip
-TARGETS = tuple(tables.TABLES) + figures.FIGURES
+PROTOCOLS_TARGET = "protocols"
+TARGETS = (*tables.TABLES, *figures.FIGURES, PROTOCOLS_TARGET)
 DEFAULT_CONFIG = Path("configs/paper.toml")
+PROTOCOLS_CONFIG = Path("configs/standard.toml")
 DEFAULT_REPRODUCE_OUT = Path("results/paper")
 
 
@@ -88,11 +92,12 @@ def add_commands(subparsers) -> None:
         description="Run the experiments of the matrix file whose role feeds TARGET (table3, figure2 "
         "and cost_accuracy: main; table4: timing; table5: ablation; figure3: epochs; figure4: "
         "sensitivity; finished cells are reused unless --force), then write its table (OUT/report) or "
-        "figure (OUT/figures) from those cells.",
+        "figure (OUT/figures) from those cells. 'protocols' runs the cells of configs/standard.toml that "
+        "the methods' papers report a number for and writes ours beside theirs (OUT/report/protocols.md).",
     )
     reproduce.add_argument("target", choices=TARGETS, metavar="TARGET", help=", ".join(TARGETS))
-    reproduce.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                           help=f"matrix file (default {DEFAULT_CONFIG})")
+    reproduce.add_argument("--config", type=Path,
+                           help=f"matrix file (default {DEFAULT_CONFIG}; {PROTOCOLS_CONFIG} for protocols)")
     reproduce.add_argument("--out", type=Path, default=DEFAULT_REPRODUCE_OUT,
                            help=f"results folder (default {DEFAULT_REPRODUCE_OUT})")
     reproduce.add_argument("--datasets", nargs="+", action=list_option(), help="only these datasets")
@@ -213,8 +218,11 @@ def cmd_reproduce(args) -> None:
     from hashbench.benchmark.config import load_config
     from hashbench.benchmark.runner import run_config
 
+    if args.target == PROTOCOLS_TARGET:
+        return reproduce_protocols(args)
     formats = parse_formats(args.format)
     protocol = check_choice(args.protocol, PROTOCOLS, "--protocol")
+    args.config = args.config or DEFAULT_CONFIG
     matrix = load_config(args.config)
     roles = TARGET_ROLES[args.target]
     experiments = [e.name for e in matrix.experiments if e.role in roles]
@@ -235,6 +243,31 @@ def cmd_reproduce(args) -> None:
     else:
         written = write_figures(results, records, args.out / "figures", [args.target], protocol=protocol)
     print_written(written)
+
+
+def reproduce_protocols(args) -> None:
+    from hashbench.benchmark import published
+    from hashbench.benchmark.config import load_config
+    from hashbench.benchmark.runner import run_config
+
+    config = args.config or PROTOCOLS_CONFIG
+    matrix = load_config(config)
+    numbers = published.published_numbers()
+    cells = published.wanted_cells(matrix.cells(datasets=args.datasets, bits=args.bits), numbers)
+    if not cells:
+        raise InvalidInputError(f"{config} has no cell (method, protocol, bits, k) that a published number is for")
+    for cell in cells:  # one cell at a time: the filters of a run select a product of axes
+        run_config(matrix, args.out, experiments=[cell.experiment], methods=[cell.label], datasets=[cell.dataset],
+                   bits=[cell.n_bits], seeds=[cell.seed], executor=args.executor, force=args.force, quiet=args.quiet)
+    results, _ = load(args.out)
+    results, _ = only_cells(results, [], {cell.id for cell in cells})
+    text = published.comparison_markdown(published.comparison_table(results, numbers))
+    path = args.out / "report" / "protocols.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    if not args.quiet:
+        sys.stdout.write(text)
+    print_written([path])
 
 
 def only_cells(results: pd.DataFrame, records: list[dict], cell_ids: set[str]) -> tuple[pd.DataFrame, list[dict]]:

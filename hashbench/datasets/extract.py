@@ -1,9 +1,28 @@
-"""Feature and object extraction for the real datasets: VGG16 fc7 features, Faster R-CNN detections.
+"""Feature and object extraction for the real datasets: CNN / ViT features, Faster R-CNN detections.
 
-Used by ``hashbench prepare coco`` and ``hashbench prepare nuswide``. Extraction runs batched (on
-CUDA when asked), shows progress, and resumes: images are processed in chunks whose results are
-written atomically to a work folder, so a re-run continues after the last finished chunk. Images
-that fail to decode are counted, reported and skipped, never silently kept.
+Used by ``hashbench prepare``. Extraction runs batched (on CUDA when asked), shows progress, and
+resumes: images are processed in chunks whose results are written atomically to a work folder, so
+a re-run continues after the last finished chunk. Images that fail to decode are counted, reported
+and skipped, never silently kept. An image is a file (a ``Path``) or a :class:`MemoryImage` (pixels
+read from an archive such as CIFAR-10's pickles).
+
+Backbones (``BACKBONES``, ``--backbone``), each torchvision's ImageNet model cut before its classifier:
+
+- ``vgg16-fc7`` (default): VGG16's fc7 after its ReLU, 4,096-d; the features of LAGNH and of most
+  unsupervised hashing papers since 2016 (weights ``IMAGENET1K_V1``, ``vgg16-397923af.pth``);
+- ``alexnet-fc7``: AlexNet's fc7 after its ReLU, 4,096-d; the older literature's features
+  (``IMAGENET1K_V1``, ``alexnet-owt-7be5be79.pth``);
+- ``resnet50-pool``: ResNet-50's globally average-pooled last block, 2,048-d
+  (``IMAGENET1K_V1``, ``resnet50-0676ba61.pth``, the original training recipe);
+- ``vit-b16-cls``: ViT-B/16's class token after the final layer norm, 768-d, the input of its
+  classification head (``IMAGENET1K_V1``, ``vit_b_16-c867db91.pth``), for the papers that hash
+  the features of large pretrained transformers.
+
+Each is evaluated in eval mode (no dropout). Every backbone's weights use the same ImageNet
+evaluation preprocessing (resize to 256, centre crop 224, ImageNet mean and std), the transform
+torchvision ships with each of these weights; ``image_preprocessing(resize="full")`` resizes the whole
+image to the square instead (for CIFAR-10's 32x32 images, as the GreedyHash, CIBHash and
+DeepHash-pytorch releases do).
 
 Weights come from torchvision. An offline machine serves them from ``--weights-dir`` or torch's
 hub cache (``torch.hub.get_dir()/checkpoints``) under torchvision's own file names; when neither
@@ -48,7 +67,7 @@ def load_weights(weights, weights_dir: Path | None, *, allow_download: bool = Tr
     if allow_download:
         try:
             return weights.get_state_dict(progress=True, check_hash=True)
-        except Exception as error:  # no network, proxy, HTTP error: all end in the same advice
+        except Exception as error:  # noqa: BLE001 (no network, proxy, HTTP error: all end in the same advice)
             reason = f"download failed ({error})"
     raise MissingWeightsError(
         f"weights file {filename!r} not found in {', '.join(map(str, places))} and {reason}; "
@@ -80,11 +99,94 @@ class VGG16Fc7(nn.Module):
         return self.features.parameters()
 
 
-def vgg16_fc7(pretrained: bool, weights_dir=None, *, allow_download=True) -> VGG16Fc7:
-    vgg = models.vgg16(weights=None)
+class AlexNetFc7(nn.Module):
+    """AlexNet up to fc7 (after its ReLU), 4096-d."""
+
+    def __init__(self, alexnet: models.AlexNet):
+        super().__init__()
+        self.features, self.avgpool = alexnet.features, alexnet.avgpool
+        self.fc7 = alexnet.classifier[:6]  # dropout, fc6, ReLU, dropout, fc7, ReLU
+
+    def forward(self, x):
+        return self.fc7(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def _headless(model: nn.Module, head: str) -> nn.Module:
+    """``model`` with its classification layer ``head`` replaced by the identity."""
+    setattr(model, head, nn.Identity())
+    return model
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one feature extractor: the torchvision model, its weights, the cut, the width."""
+
+    build: Callable  # build(image_size) -> the full torchvision model, untrained
+    weights: object  # the torchvision weights enum member
+    cut: Callable  # cut(model) -> the module giving the features
+    dim: int
+    description: str
+
+
+BACKBONES = {
+    "vgg16-fc7": BackboneSpec(lambda size: models.vgg16(weights=None), models.VGG16_Weights.IMAGENET1K_V1, VGG16Fc7,
+                              4096, "VGG16 fc7 after ReLU"),
+    "alexnet-fc7": BackboneSpec(lambda size: models.alexnet(weights=None), models.AlexNet_Weights.IMAGENET1K_V1,
+                                AlexNetFc7, 4096, "AlexNet fc7 after ReLU"),
+    "resnet50-pool": BackboneSpec(lambda size: models.resnet50(weights=None), models.ResNet50_Weights.IMAGENET1K_V1,
+                                  lambda m: _headless(m, "fc"), 2048, "ResNet-50 global average pool"),
+    # torchvision's ViT fixes its input size at construction (224 for the ImageNet weights)
+    "vit-b16-cls": BackboneSpec(lambda size: models.vit_b_16(weights=None, image_size=size),
+                                models.ViT_B_16_Weights.IMAGENET1K_V1, lambda m: _headless(m, "heads"), 768,
+                                "ViT-B/16 class token after the final layer norm"),
+}  # fmt: skip
+DEFAULT_BACKBONE = "vgg16-fc7"
+
+
+def build_backbone(
+    name: str, pretrained: bool, weights_dir=None, *, allow_download=True, image_size: int = 224
+) -> nn.Module:
+    """The feature extractor ``name`` (see ``BACKBONES``) in eval mode, with ImageNet weights if ``pretrained``."""
+    if name not in BACKBONES:
+        raise HashbenchError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
+    spec = BACKBONES[name]
+    if pretrained and name == "vit-b16-cls" and image_size != 224:
+        raise HashbenchError(f"the ImageNet weights of {name} are for 224x224 inputs, got --image-size {image_size}")
+    model = spec.build(image_size)
     if pretrained:
-        vgg.load_state_dict(load_weights(models.VGG16_Weights.IMAGENET1K_V1, weights_dir, allow_download=allow_download))
-    return VGG16Fc7(vgg).eval()
+        model.load_state_dict(load_weights(spec.weights, weights_dir, allow_download=allow_download))
+    return spec.cut(model).eval()
+
+
+def weights_provenance(name: str, pretrained: bool, weights_dir=None) -> dict:
+    """What a prepared file records about a backbone's weights: file name, URL, and the SHA-256 of
+    the file that was read (None when untrained, or when the file is not on disk)."""
+    spec = BACKBONES[name]
+    filename = spec.weights.url.rsplit("/", 1)[-1]
+    record = {
+        "backbone": name,
+        "description": spec.description,
+        "dim": spec.dim,
+        "pretrained": pretrained,
+        "weights": str(spec.weights) if pretrained else None,
+        "file": filename if pretrained else None,
+        "url": spec.weights.url if pretrained else None,
+        "sha256": None,
+    }
+    if pretrained:
+        places = ([Path(weights_dir)] if weights_dir else []) + [Path(torch.hub.get_dir()) / "checkpoints"]
+        found = next((place / filename for place in places if (place / filename).is_file()), None)
+        if found is not None:
+            record["sha256"] = file_sha256(found)
+    return record
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 #: detectors by name -> (constructor, COCO weights); tests use the light MobileNet one untrained
@@ -108,27 +210,33 @@ def coco_detector(name: str, pretrained: bool, weights_dir=None, *, allow_downlo
     return model.eval()
 
 
-def fc7_preprocessing(image_size: int = 224) -> Callable:
-    """The standard ImageNet evaluation transform (resize to 256/224 of the crop, centre crop)."""
-    return transforms.Compose(
-        [
-            transforms.Resize(round(image_size * 256 / 224)),
-            transforms.CenterCrop(image_size),
-            transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
+#: how an image reaches the backbone's square input: resize the short side to 256/224 of it and
+#: crop the centre (the ImageNet evaluation transform), or resize the whole image to the square
+RESIZE_MODES = ("centre-crop", "full")
+
+
+def image_preprocessing(image_size: int = 224, resize: str = "centre-crop") -> Callable:
+    """The ImageNet evaluation transform (``resize="centre-crop"``), or a plain resize of the whole
+    image to ``image_size`` squared (``"full"``), then ImageNet mean / std normalisation."""
+    if resize not in RESIZE_MODES:
+        raise HashbenchError(f"unknown resize mode {resize!r}; known: {', '.join(RESIZE_MODES)}")
+    steps = (
+        [transforms.Resize(round(image_size * 256 / 224)), transforms.CenterCrop(image_size)]
+        if resize == "centre-crop"
+        else [transforms.Resize((image_size, image_size))]
     )
+    return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 @dataclass
 class Extractor:
-    """What to compute per image: fc7 features and, optionally, detection scores per category.
+    """What to compute per image: backbone features and, optionally, detection scores per category.
 
     ``category_ids`` lists the detector label ids that become aux columns, in order; the aux score
     of an image for a category is the highest score among its detections of that category (0 if none).
     """
 
-    fc7: nn.Module
+    backbone: nn.Module
     preprocess: Callable
     detector: nn.Module | None = None
     category_ids: Sequence[int] = ()
@@ -136,19 +244,19 @@ class Extractor:
 
     def signature(self) -> str:
         """Changes when the models or settings change, so stale chunks are never reused."""
-        state = [self.fc7, self.detector]
+        state = [self.backbone, self.detector]
         digest = hashlib.sha256(repr((self.preprocess, list(self.category_ids), [repr(m) for m in state])).encode())
         for module in state:
-            for tensor in (module.state_dict().values() if module is not None else ()):
+            for tensor in module.state_dict().values() if module is not None else ():
                 digest.update(tensor.detach().cpu().flatten()[:64].numpy().tobytes())
         return digest.hexdigest()[:16]
 
     @torch.no_grad()
     def __call__(self, images: list[Image.Image]) -> dict[str, np.ndarray]:
         device = torch.device(self.device)
-        self.fc7.to(device)
+        self.backbone.to(device)
         batch = torch.stack([self.preprocess(im) for im in images]).to(device)
-        out = {"features": self.fc7(batch).float().cpu().numpy()}
+        out = {"features": self.backbone(batch).float().cpu().numpy()}
         if self.detector is not None:
             self.detector.to(device)
             tensors = [transforms.functional.to_tensor(im).to(device) for im in images]
@@ -163,9 +271,23 @@ class Extractor:
         return out
 
 
-def _open_rgb(path: Path) -> Image.Image | None:
+@dataclass(frozen=True)
+class MemoryImage:
+    """An image held in memory, uint8 (H, W, 3), named by ``key`` (e.g. ``data_batch_1:17``) so a
+    resumed extraction can tell whether its chunks belong to the same images."""
+
+    key: str
+    pixels: np.ndarray
+
+    def __str__(self) -> str:
+        return self.key
+
+
+def _open_rgb(item: Path | MemoryImage) -> Image.Image | None:
+    if isinstance(item, MemoryImage):
+        return Image.fromarray(item.pixels).convert("RGB")
     try:
-        with Image.open(path) as image:
+        with Image.open(item) as image:
             return image.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
@@ -180,15 +302,19 @@ def extract_all(
     batch_size: int = 64,
     quiet: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Run ``extractor`` over every image, resuming from finished chunks in ``work_dir``.
+    """Run ``extractor`` over every image (files or :class:`MemoryImage`), resuming from finished
+    chunks in ``work_dir``.
 
     Returns the concatenated outputs plus ``ok`` (False for images that failed to decode, whose
     output rows are zeros and must be dropped by the caller).
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {"paths": hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest(),
-                "extractor": extractor.signature(), "chunk_size": chunk_size}
+    manifest = {
+        "paths": hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest(),
+        "extractor": extractor.signature(),
+        "chunk_size": chunk_size,
+    }
     manifest_file = work_dir / "manifest.json"
     if manifest_file.exists() and json.loads(manifest_file.read_text()) != manifest:
         for stale in work_dir.glob("chunk_*.npz"):

@@ -1,3 +1,4 @@
+import json
 import re
 
 import numpy as np
@@ -189,3 +190,46 @@ def test_report_html_health_and_ranges_on_a_real_run(tiny_matrix, capsys):
     assert "No cell failed or timed out." in page
     assert "random codes" in page and "Provenance" in page
     assert f"wrote {report / 'index.html'}" in capsys.readouterr().out
+
+
+def test_reproduce_protocols_runs_the_published_cells_and_writes_them_beside_the_numbers(tmp_path, monkeypatch, capsys):
+    import hashbench as hb
+    from hashbench.benchmark import published
+
+    monkeypatch.setenv("HASHBENCH_DATA_DIR", str(tmp_path / "data"))
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 3, (4, 16))
+
+    def split(n, name):
+        classes = rng.integers(0, 4, n)
+        features = (centres[classes] + rng.normal(0, 1, (n, 16))).astype(np.float32)
+        return hb.Split(features, np.eye(4, dtype=np.uint8)[classes], None, name=name)
+
+    dataset = hb.HashingDataset("cifar10-q10000-db50000-drawn", split(100, "train"), split(20, "query"),
+                                split(100, "database"))
+    hb.save_dataset(dataset, tmp_path / "data" / "cifar10-q10000-db50000-drawn.npz")
+    (tmp_path / "matrix.toml").write_text(
+        '[defaults]\nbits = [8, 16]\nseeds = [0]\n'
+        '[[experiment]]\nname = "map1000"\ntopk = 1000\n'
+        'datasets = [{ name = "cifar10-q10000-db50000-drawn", optional = true }, { name = "nuswide21-q2100-t10500", '
+        'optional = true }]\nmethods = ["lsh", "itq"]\n'
+        '[[experiment]]\nname = "map1000-quick"\ntopk = 1000\ncommon_params = { preset = "quick" }\n'
+        'datasets = ["cifar10-q10000-db50000-drawn"]\nmethods = ["lsh", "bihalf"]\n'
+    )
+    numbers = ({"method": "lsh", "protocol": "cifar10-q10000-db50000-drawn", "bits": 16, "topk": 1000, "map": 0.5,
+                "convention": "official", "source": "a test"},
+               {"method": "itq", "protocol": "nuswide21-q2100-t10500", "bits": 16, "topk": 1000, "map": 0.7,
+                "convention": "deephash", "source": "another"})
+    monkeypatch.setattr(published, "published_numbers", lambda: numbers)
+    out = tmp_path / "results"
+    assert main(["reproduce", "protocols", "--config", str(tmp_path / "matrix.toml"), "--out", str(out), "--quiet"]) == 0
+    text = (out / "report" / "protocols.md").read_text()
+    rows = table_rows(text)
+    assert rows["lsh"].split(" | ")[5] == "0.5000" and "(n=1)" in rows["lsh"]
+    assert "not run" in rows["itq"]  # its protocol is not prepared: skipped, never an error
+    records = [json.loads(r.read_text()) for r in out.rglob("*.json") if r.parent.name != "reference"]
+    # only the published cell ran: lsh at 16 bits (its record is shared with the quick experiment's
+    # identical cell, which the table does not count twice)
+    assert {(r["spec"]["method"], r["spec"]["n_bits"]) for r in records} == {("lsh", 16)}
+    ours = records[0]["metrics"]["map"]
+    assert rows["lsh"].split(" | ")[4] == f"{ours:.4f} (n=1)"

@@ -40,11 +40,20 @@ def _coco_tree(root: Path, n_train=10, n_val=3) -> dict:
             cats = set(rng.choice([1, 3, 18], rng.integers(0, 3), replace=False).tolist())
             truth[subset, image_id] = cats
             for c in cats:
-                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": c,
-                                    "bbox": [1, 1, 10, 10], "area": 100, "iscrowd": 0})
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": c,
+                        "bbox": [1, 1, 10, 10],
+                        "area": 100,
+                        "iscrowd": 0,
+                    }
+                )
         (root / "annotations").mkdir(parents=True, exist_ok=True)
         (root / "annotations" / f"instances_{subset}.json").write_text(
-            json.dumps({"images": images, "annotations": annotations, "categories": CATEGORIES}))
+            json.dumps({"images": images, "annotations": annotations, "categories": CATEGORIES})
+        )
     return truth
 
 
@@ -56,9 +65,14 @@ def small_extractor_factory():
 
     def factory(category_ids=()):
         if "extractor" not in cache:
-            cache["extractor"] = build_extractor(category_ids, with_detector=True, pretrained=False,
-                                                 image_size=32, detector="fasterrcnn_mobilenet_v3_large_320_fpn",
-                                                 detector_min_size=64)
+            cache["extractor"] = build_extractor(
+                category_ids,
+                with_detector=True,
+                pretrained=False,
+                image_size=32,
+                detector="fasterrcnn_mobilenet_v3_large_320_fpn",
+                detector_min_size=64,
+            )
         cache["extractor"].category_ids = list(category_ids)
         return cache["extractor"]
 
@@ -70,8 +84,17 @@ def test_coco_pipeline_end_to_end(tmp_path, small_extractor_factory):
     (tmp_path / "coco" / "train2017" / f"{7 * 3 + 5:012d}.jpg").write_bytes(b"not a jpeg")  # one broken image
     out = tmp_path / "coco.npz"
     with pytest.warns(UserWarning, match="1 image"):
-        prepare_coco(tmp_path / "coco", out, n_train=4, seed=0, extractor_factory=small_extractor_factory,
-                     work_dir=tmp_path / "parts", chunk_size=3, batch_size=2, quiet=True)
+        prepare_coco(
+            tmp_path / "coco",
+            out,
+            n_train=4,
+            seed=0,
+            extractor_factory=small_extractor_factory,
+            work_dir=tmp_path / "parts",
+            chunk_size=3,
+            batch_size=2,
+            quiet=True,
+        )
     ds = hb.load_dataset(out)
     assert (len(ds.train), len(ds.database), len(ds.query)) == (4, 5, 3)  # 10 train2017 = 4 + 6, one broken
     assert ds.train.features.shape[1] == 4096 and ds.label_names == ["person", "car", "dog"]
@@ -89,11 +112,16 @@ def test_coco_pipeline_end_to_end(tmp_path, small_extractor_factory):
 def test_detections_become_aux_columns_by_category_id():
     class FakeDetector(torch.nn.Module):
         def forward(self, images):
-            return [{"labels": torch.tensor([18, 18, 3, 44]), "scores": torch.tensor([0.3, 0.9, 0.6, 0.99])}
-                    for _ in images]
+            return [
+                {"labels": torch.tensor([18, 18, 3, 44]), "scores": torch.tensor([0.3, 0.9, 0.6, 0.99])} for _ in images
+            ]
 
-    extractor = Extractor(fc7=torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(2)),
-                          preprocess=lambda im: torch.zeros(3, 4, 4), detector=FakeDetector(), category_ids=[1, 3, 18])
+    extractor = Extractor(
+        backbone=torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(2)),
+        preprocess=lambda im: torch.zeros(3, 4, 4),
+        detector=FakeDetector(),
+        category_ids=[1, 3, 18],
+    )
     out = extractor([Image.new("RGB", (8, 8))])
     np.testing.assert_allclose(out["aux_scores"], [[0.0, 0.6, 0.9]])  # id 44 is not a kept category
 
@@ -112,10 +140,14 @@ def test_extraction_resumes_after_interruption(tmp_path):
                 raise KeyboardInterrupt
             return {"features": np.full((len(images), 2), float(len(calls)), np.float32)}
 
-    extractor = Interrupting(fc7=torch.nn.Identity(), preprocess=None)
+    extractor = Interrupting(backbone=torch.nn.Identity(), preprocess=None)
     with pytest.raises(KeyboardInterrupt):
         extract_all(paths, extractor, tmp_path / "work", chunk_size=3, batch_size=3, quiet=True)
-    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["chunk_00000.npz", "chunk_00001.npz", "manifest.json"]
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [
+        "chunk_00000.npz",
+        "chunk_00001.npz",
+        "manifest.json",
+    ]
     result = extract_all(paths, extractor, tmp_path / "work", chunk_size=3, batch_size=3, quiet=True)
     assert calls == [3, 3, 1, 1]  # the two finished chunks were not recomputed
     assert result["features"][:, 0].tolist() == [1, 1, 1, 2, 2, 2, 4] and result["ok"].all()
@@ -127,8 +159,16 @@ def test_missing_annotation_file_and_unknown_category(tmp_path, small_extractor_
     _coco_tree(tmp_path / "coco", n_train=2, n_val=1)
     annotations = tmp_path / "coco" / "annotations" / "instances_val2017.json"
     data = json.loads(annotations.read_text())
-    data["annotations"].append({"id": 99, "image_id": data["images"][0]["id"], "category_id": 77, "bbox": [0, 0, 1, 1],
-                                "area": 1, "iscrowd": 0})
+    data["annotations"].append(
+        {
+            "id": 99,
+            "image_id": data["images"][0]["id"],
+            "category_id": 77,
+            "bbox": [0, 0, 1, 1],
+            "area": 1,
+            "iscrowd": 0,
+        }
+    )
     annotations.write_text(json.dumps(data))
     with pytest.raises(InvalidInputError, match="unknown category ids \\[77\\]"):
         read_coco_labels(annotations)
@@ -183,8 +223,17 @@ def test_nuswide_split_rules():
 def test_nuswide_pipeline_end_to_end(tmp_path, small_extractor_factory):
     labels = _nus_tree(tmp_path / "nus")
     out = tmp_path / "nus.npz"
-    ds = prepare_nuswide(tmp_path / "nus", out, n_concepts=3, queries_per_concept=2, n_train=5, seed=1,
-                         extractor_factory=lambda: small_extractor_factory(), work_dir=tmp_path / "parts", quiet=True)
+    ds = prepare_nuswide(
+        tmp_path / "nus",
+        out,
+        n_concepts=3,
+        queries_per_concept=2,
+        n_train=5,
+        seed=1,
+        extractor_factory=lambda: small_extractor_factory(),
+        work_dir=tmp_path / "parts",
+        quiet=True,
+    )
     loaded = hb.load_dataset(out)
     assert loaded.label_names == ["concept0", "concept1", "concept2"] and loaded.aux_names[0] == "tag0"
     assert len(loaded.train) == 5 and loaded.train.aux.shape[1] == 6
@@ -196,9 +245,15 @@ def test_nuswide_pipeline_end_to_end(tmp_path, small_extractor_factory):
 
 def test_cli_import_converts_a_npz(tmp_path, capsys):
     rng = np.random.default_rng(0)
-    arrays = {f"{s}_{k}": (rng.normal(size=(6, 4)).astype(np.float32) if k == "features"
-                           else rng.integers(0, 2, (6, 3)).astype(np.uint8))
-              for s in ("train", "query", "database") for k in ("features", "labels")}
+    arrays = {
+        f"{s}_{k}": (
+            rng.normal(size=(6, 4)).astype(np.float32)
+            if k == "features"
+            else rng.integers(0, 2, (6, 3)).astype(np.uint8)
+        )
+        for s in ("train", "query", "database")
+        for k in ("features", "labels")
+    }
     np.savez(tmp_path / "in.npz", **arrays)
     assert main(["prepare", "import", str(tmp_path / "in.npz"), "--out", str(tmp_path / "out.npz")]) == 0
     assert "wrote" in capsys.readouterr().out
@@ -206,7 +261,8 @@ def test_cli_import_converts_a_npz(tmp_path, capsys):
 
 
 def test_cli_reports_missing_root_without_traceback(tmp_path, capsys):
-    code = main(["prepare", "coco", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c.npz"),
-                 "--no-download"])
+    code = main(
+        ["prepare", "coco", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c.npz"), "--no-download"]
+    )
     assert code == 2
     assert "does not exist" in capsys.readouterr().err
