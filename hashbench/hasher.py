@@ -42,7 +42,7 @@ class Hasher(BaseEstimator):
     fast: ClassVar[bool] = False
     #: the conformance suite trains the default (paper) preset on its fc7-like check set; a method
     #: whose paper schedule takes more than a few minutes there even on 1,000 items (a fixed,
-    #: large number of steps) sets False, and that check then trains its quick preset
+    #: large number of steps) sets False, and that check is then left out
     paper_preset_affordable: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs):
