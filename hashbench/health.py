@@ -12,8 +12,11 @@ directly, so every run record can show them beside the MAP:
 - ``mean_abs_correlation``: mean absolute Pearson correlation over pairs of bits that are not
   exactly constant (their correlation is undefined otherwise); 0 when fewer than two such bits.
 
-``is_degenerate`` is the runner's warning rule: more than 10% constant bits, or fewer distinct
-codes than 1% of the items.
+``is_degenerate`` is the runner's warning rule (``DEGENERATE_RULE``): more than 10% constant bits,
+fewer distinct codes than 1% of the items, or a mean absolute bit correlation above 0.9. The last
+catches codes whose bits are near-copies of one another: a few items on the other side of some
+bits' hyperplanes give them more than 1% distinct codes, yet such a code carries little more than
+one bit, while independent bits of any balance have correlations near 0.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ from hashbench.errors import InvalidInputError
 CONSTANT_AGREEMENT = 0.99
 DEGENERATE_CONSTANT_BITS = 0.1
 DEGENERATE_DISTINCT_FRACTION = 0.01
+DEGENERATE_CORRELATION = 0.9
+DEGENERATE_RULE = (
+    f"constant_bits > {DEGENERATE_CONSTANT_BITS}, distinct_fraction < {DEGENERATE_DISTINCT_FRACTION} "
+    f"or mean_abs_correlation > {DEGENERATE_CORRELATION}"
+)
 STAT_KEYS = ("constant_bits", "mean_abs_balance", "distinct_fraction", "mean_abs_correlation")
 
 
@@ -58,7 +66,11 @@ def _mean_abs_correlation(bits: np.ndarray, ones: np.ndarray) -> float:
 
 def is_degenerate(stats: dict[str, float]) -> bool:
     """The warning rule of the runner and the reports (see the module docstring)."""
-    return stats["constant_bits"] > DEGENERATE_CONSTANT_BITS or stats["distinct_fraction"] < DEGENERATE_DISTINCT_FRACTION
+    return (
+        stats["constant_bits"] > DEGENERATE_CONSTANT_BITS
+        or stats["distinct_fraction"] < DEGENERATE_DISTINCT_FRACTION
+        or stats["mean_abs_correlation"] > DEGENERATE_CORRELATION
+    )
 
 
 def describe_health(stats: dict[str, float]) -> str:

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 import hashbench as hb
-from hashbench.checks import conformance_dataset, random_codes_map
+from hashbench.checks import check_paper_preset, check_set, conformance_dataset, health_problems, random_codes_map
 from hashbench.cli import main
 
 ROOT = Path(__file__).parents[1]
 DOC = ROOT / "docs" / "adding-a-method.md"
 CONSTANT_PLUGIN = Path(__file__).parent / "plugins" / "constant_codes.py"
+COLLAPSING_PLUGIN = Path(__file__).parent / "plugins" / "collapsing_paper_preset.py"
 
 #: methods whose four quick fits take minutes on 2 cores: checked by `pytest -m slow` (and `hashbench check`)
 SLOW_CHECKS = {"tbh", "lagnh", "greedyhash", "bihalf", "cibhash", "wsih", "uh-bdnn"}
@@ -59,8 +60,40 @@ def test_documented_plugins_pass(tmp_path, class_name, name):
 def test_constant_codes_fail_naming_constant_bits_and_random_level_map():
     hb.load_plugin(CONSTANT_PLUGIN)
     failures = hb.check_method("constant-codes")
-    assert [f.split(":")[0] for f in failures] == ["healthy_codes", "beats_random"]
+    assert [f.split(":")[0] for f in failures] == ["healthy_codes", "beats_random", "paper_preset"]
     assert "constant_bits=1.00" in failures[0] and "distinct_fraction" in failures[0]
+    assert "fc7-like check set" in failures[2] and "constant_bits=1.00" in failures[2]
+
+
+def test_a_default_preset_that_collapses_fails_though_quick_is_healthy():
+    hb.load_plugin(COLLAPSING_PLUGIN)
+    failures = hb.check_method("collapsing-paper-preset")
+    assert [f.split(":")[0] for f in failures] == ["paper_preset"]
+    assert "preset='paper'" in failures[0] and "mean_abs_correlation=1.00 > 0.9" in failures[0]
+    cls = hb.list_methods()["collapsing-paper-preset"]
+
+    class Unaffordable(cls):  # declares its paper schedule unaffordable: the fc7-like check leaves it out
+        paper_preset_affordable = False
+
+    assert check_paper_preset(Unaffordable, {"n_bits": 16, "preset": "quick"}) is None
+
+
+def test_healthy_codes_fail_on_bits_that_copy_each_other():
+    rng = np.random.default_rng(0)
+    split = rng.random((500, 1)) < 0.5
+    copies = split ^ (rng.random((500, 64)) < 0.015)  # every bit the same split, 1.5% of it flipped
+    problem = health_problems(hb.BinaryCodes.from_bits(copies))
+    assert "mean_abs_correlation" in problem and "distinct_fraction" not in problem and "constant" not in problem
+
+
+def test_check_set_has_fc7_like_statistics():
+    from hashbench.datasets.statistics import feature_statistics
+
+    dataset = check_set()
+    stats = feature_statistics(dataset.train)
+    assert (len(dataset.train), len(dataset.query), len(dataset.database)) == (1000, 200, 2000)
+    assert 0.45 < stats["median_cosine"] < 0.6 and 0.5 < stats["zero_fraction"] < 0.65
+    assert check_set() is dataset
 
 
 def test_each_contract_is_caught(monkeypatch):
@@ -113,7 +146,8 @@ def test_cli_check_exit_codes_and_failures_one_per_line(capsys):
     assert status == 0 and "lsh: all checks passed" in out
     status, out, _ = run_cli(capsys, "--plugin", str(CONSTANT_PLUGIN), "check", "constant-codes", "--param", "seed=3")
     assert status == 1
-    assert [line.split(":")[0] for line in out.splitlines()[:-1]] == ["FAIL healthy_codes", "FAIL beats_random"]
+    failed = [line.split(":")[0] for line in out.splitlines()[:-1]]
+    assert failed == ["FAIL healthy_codes", "FAIL beats_random", "FAIL paper_preset"]
 
 
 def test_cli_check_errors_are_one_line(tmp_path, capsys):

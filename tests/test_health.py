@@ -3,7 +3,7 @@ import pytest
 
 import hashbench as hb
 from hashbench.codes import BinaryCodes
-from hashbench.health import STAT_KEYS, is_degenerate
+from hashbench.health import DEGENERATE_RULE, STAT_KEYS, is_degenerate
 
 
 def test_hand_worked_codes():
@@ -68,3 +68,15 @@ def test_random_codes_are_healthy_and_constant_codes_are_degenerate():
 def test_bad_input_is_named(codes, message):
     with pytest.raises(hb.InvalidInputError, match=message):
         hb.code_stats(codes)
+
+
+def test_bits_that_copy_one_split_are_degenerate_though_no_bit_is_constant():
+    rng = np.random.default_rng(3)
+    split = rng.random((2000, 1)) < 0.5
+    copies = split ^ (rng.random((2000, 64)) < 0.015)  # 64 noisy copies of one bit
+    stats = hb.code_stats(copies)
+    assert stats["constant_bits"] == 0 and stats["distinct_fraction"] > 0.2
+    assert stats["mean_abs_correlation"] > 0.9 and is_degenerate(stats)
+    independent = hb.code_stats(rng.random((2000, 64)) < 0.5)
+    assert not is_degenerate(independent)
+    assert "mean_abs_correlation > 0.9" in DEGENERATE_RULE

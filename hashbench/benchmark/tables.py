@@ -66,7 +66,7 @@ from hashbench.benchmark.paper import (
 from hashbench.benchmark.metrics import Convention
 from hashbench.benchmark.references import RANDOM_CODES, RAW_FEATURES, References, Unavailable
 from hashbench.errors import UnknownNameError
-from hashbench.health import DEGENERATE_CONSTANT_BITS, DEGENERATE_DISTINCT_FRACTION, STAT_KEYS, describe_health, is_degenerate
+from hashbench.health import DEGENERATE_RULE, STAT_KEYS, describe_health, is_degenerate
 
 #: Roles whose cells are compared in Tables 3 and 4 (Table 4 adds the timing-only cells).
 COMPARISON_ROLES = ("main",)
@@ -491,8 +491,7 @@ def _map_table(key: str, title: str, row_header: str, frame: pd.DataFrame, rows:
     if options.health:
         table.note(f"Code health (database codes, mean over seeds): constant_bits = fraction of bits on which 99% of "
                    f"the items agree; mean_abs_balance = mean |2p - 1|; distinct_fraction = distinct codes / items; "
-                   f"mean_abs_correlation = mean |correlation| between bits. {DEGENERATE_MARK} = constant_bits > "
-                   f"{DEGENERATE_CONSTANT_BITS} or distinct_fraction < {DEGENERATE_DISTINCT_FRACTION}.")  # fmt: skip
+                   f"mean_abs_correlation = mean |correlation| between bits. {DEGENERATE_MARK} = {DEGENERATE_RULE}.")  # fmt: skip
     return table
 
 

@@ -178,6 +178,7 @@ class TBH(TorchHasher):
     input_kind = "features"
     uses_aux = False
     citation = "Shen, Qin, Chen, Yu, Liu, Zhu, Shen, Shao. Auto-Encoding Twin-Bottleneck Hashing. CVPR 2020"
+    paper_preset_affordable = False  # 100,000 steps of 400 whatever the training set's size
     presets = {
         "paper": {"steps": 100_000, "batch_size": 400, "lr": 1e-4},
         "quick": {"steps": 3000, "batch_size": 200, "lr": 3e-4},

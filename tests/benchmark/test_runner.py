@@ -210,3 +210,13 @@ def test_records_hold_code_stats_and_a_degenerate_cell_is_warned_about(tmp_path,
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1
     assert degenerate.describe() in warnings[0] and "constant_bits=0.33" in warnings[0]
+
+
+def test_a_cell_whose_bits_copy_one_another_is_warned_about(tmp_path, toy_npz, capsys):
+    # fifty power iterations turn every projection into the top principal direction: one bit, copied
+    copied = toy_cell(toy_npz, n_bits=12, params={"n_epochs": 50})
+    (record,) = run_cells([copied], tmp_path, quiet=True)
+    stats = record["code_stats"]
+    assert stats["constant_bits"] == 0 and stats["distinct_fraction"] >= 0.01 and stats["mean_abs_correlation"] > 0.9
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "mean_abs_correlation=1.00" in warnings[0]

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import hashbench as hb
+from hashbench.checks import check_set
 from hashbench.datasets.base import Split
 from hashbench.methods.ssdh import (
     SSDH,
@@ -98,3 +99,42 @@ def test_on_features_sharing_one_direction_the_loss_prefers_every_bit_equal():
     one_split = torch.where(torch.arange(n) < hubs, -1.0, 1.0)[:, None].expand(n, bits)
     hyperplanes = torch.sign((features - features.mean(0)) @ torch.randn(dim, bits, generator=torch.Generator().manual_seed(0)))
     assert pairwise_loss(one_split, similarity) < 0.2 * pairwise_loss(hyperplanes, similarity)
+
+
+def fc7_like_maps(method, dataset) -> tuple[float, dict]:
+    """MAP@1000 and code statistics of a fitted ``method``'s database codes on ``dataset``."""
+    query, database = method.encode(dataset.query), method.encode(dataset.database)
+    scores = hb.evaluate(query, database, dataset.query.labels, dataset.database.labels, topk=1000)
+    return scores.map, hb.code_stats(database)
+
+
+def test_weight_decay_not_the_loss_sets_the_code_layer_size(one_thread):
+    """The cause of the paper schedule's collapse with the VGG solver's decay: at lr=2 SGD's
+    weight_decay=5e-4 shrinks the code layer by 1% per step, faster than the pairwise loss (whose
+    gradient scales with the few known pairs) holds it; without decay it keeps its size."""
+    train = check_set().train
+    settings = {"n_bits": 16, "frozen_backbone": True, "epochs": 8, "batch_size": 24}
+    start = SSDH(**{**settings, "epochs": 1, "lr": 1e-12}).fit(train)
+    decayed, kept = SSDH(**settings, weight_decay=5e-4).fit(train), SSDH(**settings).fit(train)
+    size = {
+        name: float(m.network_.code_layer.weight.detach().norm())
+        for name, m in [("start", start), ("decayed", decayed), ("kept", kept)]
+    }
+    assert size["decayed"] < 0.1 * size["start"] and size["kept"] > 0.9 * size["start"]
+    assert kept.history_[-1]["pairwise"] < 0.8 * decayed.history_[-1]["pairwise"]  # the decay costs the loss
+
+
+@pytest.mark.slow
+def test_paper_preset_on_fc7_like_features_keeps_the_codes_alive(one_thread):
+    """The generated fc7-like set, on which the paper preset with weight_decay=5e-4 ended with one
+    or two codes: at the defaults the codes are many, weakly correlated, and retrieve at LSH's
+    level or better."""
+    dataset = hb.load_dataset("fc7-like")
+    ssdh_map, stats = fc7_like_maps(SSDH(n_bits=64, frozen_backbone=True).fit(dataset.train), dataset)
+    lsh_map, _ = fc7_like_maps(hb.create_method("lsh", n_bits=64).fit(dataset.train), dataset)
+    assert stats["distinct_fraction"] >= 0.2 and stats["mean_abs_correlation"] <= 0.5
+    assert ssdh_map > lsh_map - 0.05
+    collapsed_map, collapsed = fc7_like_maps(
+        SSDH(n_bits=64, frozen_backbone=True, weight_decay=5e-4).fit(dataset.train), dataset
+    )
+    assert collapsed["distinct_fraction"] < 0.01 and collapsed_map < lsh_map - 0.2
