@@ -55,7 +55,8 @@ from hashbench.methods._torch import TorchHasher, Update, check_positive_number,
 
 #: thresholds computed from the training outputs; a number is a fixed threshold
 MEAN_THRESHOLDS = ("mean", "bit-mean")
-#: which backbone layers image mode fine-tunes: all, or the top (the layers after the trunk: fc6 and fc7)
+#: which backbone layers image mode fine-tunes: all, or the top (the layers after the trunk: fc6 and
+#: fc7; all of a backbone that declares no trunk)
 FINE_TUNED_LAYERS = ("all", "top")
 ENCODE_BATCH = 256
 
@@ -273,9 +274,8 @@ class CNNHasher(TorchHasher):
             self.networks_["backbone"] = backbone
             # backbone_lr=0: the releases' VGG16 at lr 0, kept out of the backward pass
             backbone.requires_grad_(self.settings_["backbone_lr"] != 0)
-            if self.settings_.get("fine_tune", "all") == "top":
-                if not hasattr(backbone, "trunk_parameters"):
-                    raise InvalidInputError(f"fine_tune='top' needs a backbone split into trunk and top; {type(backbone).__name__} is not")
+            # a backbone that declares no trunk (no trunk_parameters) is all top
+            if self.settings_.get("fine_tune", "all") == "top" and hasattr(backbone, "trunk_parameters"):
                 for parameter in backbone.trunk_parameters():
                     parameter.requires_grad_(False)
         return self.network_

@@ -27,7 +27,10 @@ Free choices (default):
 - the code layer reads the features centred and scaled to unit RMS norm and starts from
   unit-variance pre-activations (see :mod:`hashbench.methods._cnn`); ``lr=2.0`` on that scale
   (our choice; configs/tuning.toml chooses among 0.5, 2 and 8); ``backbone_lr=1e-3`` in image mode;
-- image mode fine-tunes every backbone layer; ``frozen_backbone=True`` trains the code layer only.
+- image mode fine-tunes every backbone layer (``fine_tune="all"``, the paper preset's) or, at the
+  quick preset, the layers after the convolutional trunk (``fine_tune="top"``: fc6 and fc7 of the
+  mosaic CNN or VGG16; the trunk's outputs are then computed once per dataset);
+  ``frozen_backbone=True`` trains the code layer only.
 
 **Weight decay.** The loss's gradient scales with the share of known pairs in a batch (a few
 percent), so it is small, while SGD's decay shrinks the code layer by ``lr x weight_decay /
@@ -141,7 +144,10 @@ class SSDH(CNNHasher):
     name = "ssdh"
     citation = "Yang, Deng, Liu, Liu, Tao. Semantic Structure-based Unsupervised Deep Hashing. IJCAI 2018"
     thresholded = False  # codes are sign(h)
-    presets = {"paper": {"epochs": 50, "batch_size": 24}, "quick": {"epochs": 8, "batch_size": 64}}
+    presets = {
+        "paper": {"epochs": 50, "batch_size": 24, "fine_tune": "all"},
+        "quick": {"epochs": 8, "batch_size": 64, "fine_tune": "top"},
+    }
 
     def __init__(
         self,
@@ -159,8 +165,10 @@ class SSDH(CNNHasher):
         alpha: float = 2.0,
         structure_sample: int = 2000,
         histogram_bins: int = 100,
+        fine_tune: str | None = None,
     ):
         super().__init__(n_bits, seed=seed, device=device)
+        self.fine_tune = fine_tune
         self.frozen_backbone = frozen_backbone
         self.preset = preset
         self.epochs = epochs

@@ -75,12 +75,15 @@ def parameter_gradients(network: nn.Module, loss: torch.Tensor) -> float:
 
 
 class TrunkBackbone(TinyBackbone):
-    """:class:`TinyBackbone` with a dropout layer on top, split like the mosaic and VGG16 backbones:
-    ``forward_trunk`` (no randomness) then ``forward_top`` (dropout in training mode)."""
+    """:class:`TinyBackbone` with a linear layer and dropout on top, split like the mosaic and VGG16
+    backbones: ``forward_trunk`` (no randomness) then ``forward_top`` (dropout in training mode)."""
 
     def __init__(self):
         super().__init__()
-        self.top = nn.Dropout(0.5)
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(4321)
+        self.top = nn.Sequential(nn.Linear(16, 16), nn.Dropout(0.5))
+        torch.random.set_rng_state(generator_state)
 
     def forward_trunk(self, images: torch.Tensor) -> torch.Tensor:
         return self.layers(images - 0.5)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import hashbench as hb
+from hashbench.errors import InvalidInputError
 from hashbench.methods import _cnn
 from hashbench.methods._cnn import CNNHasher, standardisation
 from hashbench.methods.cibhash import CIBHash
@@ -93,7 +94,7 @@ def test_presets_set_schedules_and_explicit_arguments_win(cls):
     quick = cls.presets["quick"]
     assert set(quick) == set(cls.presets["paper"])
     # quick schedules are shorter; they may take larger steps
-    assert all(quick[k] <= cls.presets["paper"][k] for k in quick if k not in ("batch_size", "lr"))
+    assert all(quick[k] <= cls.presets["paper"][k] for k in quick if k not in ("batch_size", "lr", "fine_tune"))
     explicit = {**{k: v for k, v in SMALL[cls].items() if k not in quick}, "n_bits": 8, "epochs": 1}
     method = cls(preset="quick", **explicit).fit(image_split(32))
     assert {k: method.settings_[k] for k in quick} == {**quick, "epochs": 1}
@@ -201,3 +202,21 @@ def test_augmented_training_images_are_not_cached(monkeypatch, one_thread):
     monkeypatch.setattr(_cnn, "load_images", lambda split, idx, device: seen.append(len(idx)) or real_load(split, idx, device))
     CIBHash(n_bits=8, epochs=1, batch_size=32).fit(train)
     assert sum(seen) >= 2 * len(train) // 2  # the training batches' images (the eval outputs come from the cache)
+
+
+def test_fine_tuning_the_top_keeps_the_trunk_and_reads_it_from_the_cache(monkeypatch, one_thread):
+    train = image_split(64, backbone=TrunkBackbone)
+    calls = []
+    original = TrunkBackbone.forward_trunk
+    monkeypatch.setattr(TrunkBackbone, "forward_trunk", lambda self, x: calls.append(len(x)) or original(self, x))
+    method = small(SSDH, fine_tune="top", epochs=3).fit(train)
+    start = TrunkBackbone()
+    trunk_changed = [not torch.equal(a, b) for a, b in zip(start.layers.parameters(), method.network_.backbone.layers.parameters())]
+    top_changed = [not torch.equal(a, b) for a, b in zip(start.top.parameters(), method.network_.backbone.top.parameters())]
+    assert not any(trunk_changed) and all(top_changed)
+    assert calls[0] == len(train) and sum(calls[:1]) == len(train)  # the trunk once, then three epochs from it
+    assert sum(calls) <= 2 * len(train)  # and at most one more pass, in eval mode for the codes' threshold
+    with pytest.raises(InvalidInputError, match="fine_tune"):
+        small(SSDH, fine_tune="middle").fit(train)
+    whole = small(SSDH, fine_tune="top", backbone_lr=1e-3).fit(image_split(32))  # TinyBackbone declares no trunk
+    assert all(p.requires_grad for p in whole.network_.backbone.parameters())
