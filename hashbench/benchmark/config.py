@@ -11,6 +11,7 @@ A matrix file has optional ``[defaults]`` and one or more ``[[experiment]]`` tab
     device = "cpu"                 # cpu | cuda | cuda:N | auto
     executor = "local"             # local | processes | ray | slurm
     workers = 2                    # parallel workers of the "processes" executor
+    threads = 1                    # CPU threads of each cell (0: torch's default, one per core)
     timeout_s = 3600               # per cell; omitted = no limit
     record_epochs = []             # epochs after which MAP is recorded (iterative methods)
     common_params = {}             # hyper-parameters given to every method that has them
@@ -40,6 +41,11 @@ optional = true }``: keys other than ``name``, ``label`` and ``optional`` are op
 file's stem for a path, with the options appended); an ``optional`` dataset that cannot be loaded
 is skipped at run time with a one-line note (e.g. prepared COCO features that are not there).
 
+``threads`` fixes the CPU threads torch uses in each cell: a float sum split over more threads
+adds in another order, so a method trained with 2 threads gives (slightly) different codes than
+with 1; the default 1 makes a cell's numbers independent of the machine's core count (``workers``
+of the ``processes`` executor then use the cores), 0 leaves torch's default of one per core.
+
 Each cell's method seed is derived from the matrix seed and the cell's axes (method,
 hyper-parameters, dataset, bits), never from the experiment or label, so the same computation
 gets the same seed wherever it appears; dataset splits are fixed by the dataset alone.
@@ -68,6 +74,7 @@ SETTINGS_DEFAULTS = {
     "device": "cpu",
     "executor": "local",
     "workers": 2,
+    "threads": 1,
     "timeout_s": None,
     "record_epochs": [],
     "common_params": {},
@@ -355,6 +362,7 @@ def parse_settings(raw: dict, base_dir: Path, where: str) -> dict:
     )
     settings["topk"] = check_int(raw["topk"], f"{where}: topk", minimum=1)
     settings["workers"] = check_int(raw["workers"], f"{where}: workers", minimum=1)
+    settings["threads"] = check_int(raw["threads"], f"{where}: threads", minimum=0)
     check_choice(raw["protocol"], PROTOCOLS, f"protocol in {where}")
     check_choice(raw["executor"], EXECUTORS, f"executor in {where}")
     settings["device"] = check_device(raw["device"], where)

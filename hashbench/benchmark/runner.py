@@ -77,6 +77,7 @@ class CellTask:
     method_source: tuple[str, str] | None = None  # (module, file) of a method defined outside hashbench
     data_dir: str | None = None
     epoch_bars: bool = True
+    threads: int = 1  # torch's CPU threads in the cell (0: torch's default)
 
     @property
     def record_path(self) -> Path:
@@ -93,6 +94,7 @@ def run_cells(
     quiet: bool = False,
     data_dir=None,
     workers: int = 2,
+    threads: int = 1,
     **executor_options,
 ) -> list[dict]:
     """Run ``cells`` (skipping finished ones unless ``force``) and return their records, in order.
@@ -114,7 +116,9 @@ def run_cells(
     records, leaders, followers = plan(cells, out_dir, force)
     pool = make_executor(executor, workers=workers, out_dir=out_dir, **executor_options)
     tasks = [
-        CellTask(c, str(out_dir), method_source(c.method), str(data_dir) if data_dir else None, pool.epoch_bars and not quiet)
+        CellTask(
+            c, str(out_dir), method_source(c.method), str(data_dir) if data_dir else None, pool.epoch_bars and not quiet, threads
+        )
         for c in sorted(leaders.values(), key=lambda c: canonical_json([c.dataset_source, c.dataset_options]))
     ]  # ordered by dataset: each worker loads a dataset once per stretch of cells on it
     log_lines = not quiet and not sys.stdout.isatty()  # a log file or a pipe: one line per finished cell
@@ -210,7 +214,7 @@ def group_by_executor(matrix: Matrix, cells: list[Cell], executor: str | None) -
     groups: dict[str, tuple[dict, list[Cell]]] = {}
     for cell in cells:
         s = matrix.experiment(cell.experiment).settings
-        settings = {"executor": executor or s["executor"], "workers": s["workers"], **s["executor_options"]}
+        settings = {"executor": executor or s["executor"], "workers": s["workers"], "threads": s["threads"], **s["executor_options"]}
         groups.setdefault(canonical_json(settings), (settings, []))[1].append(cell)
     return list(groups.values())
 
@@ -325,6 +329,7 @@ def execute_cell(task: CellTask) -> dict:
     prepare_worker(task)
     cell = task.cell
     record = new_record(cell, started=iso_now())
+    record["environment"]["threads"] = task.threads or torch.get_num_threads()
     try:
         dataset = load_cell_dataset(cell)
     except Exception as error:
@@ -332,7 +337,7 @@ def execute_cell(task: CellTask) -> dict:
     else:
         reset_peak_memory(cell.device)
         try:
-            with time_limit(cell.timeout_s):
+            with time_limit(cell.timeout_s), cpu_threads(task.threads):
                 outcome, codes, ap = measure_cell(cell, dataset)
             task.record_path.parent.mkdir(parents=True, exist_ok=True)
             for split, split_codes in codes.items():
@@ -347,6 +352,18 @@ def execute_cell(task: CellTask) -> dict:
     record["finished"] = iso_now()
     store.write_json_atomic(task.record_path, record)
     return record
+
+
+@contextmanager
+def cpu_threads(threads: int):
+    """torch's CPU thread count set to ``threads`` for the block (0 leaves it as it is)."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def new_record(cell: Cell, *, started: str) -> dict:

@@ -72,6 +72,20 @@ def test_seed_flows_to_the_method_and_reruns_give_identical_codes(tmp_path, toy_
     assert first["metrics"] == again["metrics"] and other_seed["spec"]["method_seed"] != first["spec"]["method_seed"]
 
 
+def test_a_cell_runs_at_its_thread_count_and_the_caller_keeps_its_own(tmp_path, toy_npz, monkeypatch):
+    import torch
+
+    from hashbench.benchmark import runner
+
+    seen, measure = [], runner.measure_cell
+    monkeypatch.setattr(runner, "measure_cell", lambda *args: (seen.append(torch.get_num_threads()), measure(*args))[1])
+    before = torch.get_num_threads()
+    pinned = run_cells([toy_cell(toy_npz)], tmp_path / "a", quiet=True, threads=1)[0]
+    default = run_cells([toy_cell(toy_npz)], tmp_path / "b", quiet=True, threads=0)[0]
+    assert seen == [1, before] and torch.get_num_threads() == before
+    assert pinned["environment"]["threads"] == 1 and default["environment"]["threads"] == before
+
+
 def test_a_failing_cell_is_recorded_and_the_matrix_goes_on_and_resume_skips_finished(tmp_path, toy_npz):
     cells = [toy_cell(toy_npz, params={"fail_at_bits": 8}, n_bits=n) for n in (8, 12, 16)]
     records = run_cells(cells, tmp_path, quiet=True)
