@@ -16,9 +16,12 @@ import os
 import tempfile
 import warnings
 import zipfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
+
+from hashbench.errors import InvalidInputError
 
 DATA_DIR_VARIABLE = "HASHBENCH_DATA_DIR"
 
@@ -55,6 +58,17 @@ def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray], *, compress: boo
         raise
 
 
+def build_lock(path: Path | None):
+    """Held while the cache file ``path`` is built, so that a second process that needs the same
+    file (two workers of one run, two runs) waits for it instead of building it again; no lock
+    for ``path=None`` (no cache)."""
+    if path is None:
+        return nullcontext()
+    from filelock import FileLock
+
+    return FileLock(f"{path}.lock")
+
+
 def _current_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
@@ -69,3 +83,25 @@ def read_npz_whole(path: Path) -> dict[str, np.ndarray] | None:
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:
         warnings.warn(f"cache file {path} is unreadable ({error}); rebuilding it", RuntimeWarning, stacklevel=3)
         return None
+
+
+def default_output(name: str, data_dir=None) -> Path:
+    """Where ``hashbench prepare NAME`` writes its dataset file."""
+    return resolve_data_dir(data_dir) / f"{name}.npz"
+
+
+def prepared_dataset(name: str):
+    """A dataset builder that loads the file ``hashbench prepare NAME`` wrote to the data folder."""
+
+    def build(data_dir=None):
+        from hashbench.datasets import load_dataset
+
+        path = default_output(name, data_dir)
+        if not path.is_file():
+            raise InvalidInputError(
+                f"dataset {name!r} is not prepared: no {path}; run `hashbench prepare {name} --root DIR` first "
+                "(see the README's 'Real datasets' section)"
+            )
+        return load_dataset(path)
+
+    return build

@@ -42,8 +42,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torchvision import models, transforms
-from torchvision.models import detection
 from tqdm.auto import tqdm
 
 from hashbench.errors import HashbenchError
@@ -79,7 +77,7 @@ def load_weights(weights, weights_dir: Path | None, *, allow_download: bool = Tr
 class VGG16Fc7(nn.Module):
     """VGG16 up to fc7 (after its ReLU): the 4096-d features of the paper and its baselines."""
 
-    def __init__(self, vgg: models.VGG):
+    def __init__(self, vgg: nn.Module):
         super().__init__()
         self.features, self.avgpool = vgg.features, vgg.avgpool
         self.fc7 = vgg.classifier[:5]  # fc6, ReLU, Dropout, fc7, ReLU
@@ -102,7 +100,7 @@ class VGG16Fc7(nn.Module):
 class AlexNetFc7(nn.Module):
     """AlexNet up to fc7 (after its ReLU), 4096-d."""
 
-    def __init__(self, alexnet: models.AlexNet):
+    def __init__(self, alexnet: nn.Module):
         super().__init__()
         self.features, self.avgpool = alexnet.features, alexnet.avgpool
         self.fc7 = alexnet.classifier[:6]  # dropout, fc6, ReLU, dropout, fc7, ReLU
@@ -117,28 +115,47 @@ def _headless(model: nn.Module, head: str) -> nn.Module:
     return model
 
 
+def torchvision_object(dotted: str):
+    """An attribute of ``torchvision.models`` by dotted name, e.g. ``"VGG16_Weights.IMAGENET1K_V1"``.
+    torchvision is imported here, on first use: it adds hundreds of MB to every process that
+    imports it, and only feature extraction needs it (every ``hashbench`` command loads this module)."""
+    from torchvision import models
+
+    target = models
+    for part in dotted.split("."):
+        target = getattr(target, part)
+    return target
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
     """How to build one feature extractor: the torchvision model, its weights, the cut, the width."""
 
-    build: Callable  # build(image_size) -> the full torchvision model, untrained
-    weights: object  # the torchvision weights enum member
+    model: str  # the torchvision.models constructor
+    weights_name: str  # its weights enum member, under torchvision.models
     cut: Callable  # cut(model) -> the module giving the features
     dim: int
     description: str
+    sized: bool = False  # the constructor takes the input size (ViT fixes it at construction)
+
+    def build(self, image_size: int) -> nn.Module:
+        """The full torchvision model, untrained."""
+        size = {"image_size": image_size} if self.sized else {}
+        return torchvision_object(self.model)(weights=None, **size)
+
+    @property
+    def weights(self):
+        return torchvision_object(self.weights_name)
 
 
 BACKBONES = {
-    "vgg16-fc7": BackboneSpec(lambda size: models.vgg16(weights=None), models.VGG16_Weights.IMAGENET1K_V1, VGG16Fc7,
-                              4096, "VGG16 fc7 after ReLU"),
-    "alexnet-fc7": BackboneSpec(lambda size: models.alexnet(weights=None), models.AlexNet_Weights.IMAGENET1K_V1,
-                                AlexNetFc7, 4096, "AlexNet fc7 after ReLU"),
-    "resnet50-pool": BackboneSpec(lambda size: models.resnet50(weights=None), models.ResNet50_Weights.IMAGENET1K_V1,
-                                  lambda m: _headless(m, "fc"), 2048, "ResNet-50 global average pool"),
+    "vgg16-fc7": BackboneSpec("vgg16", "VGG16_Weights.IMAGENET1K_V1", VGG16Fc7, 4096, "VGG16 fc7 after ReLU"),
+    "alexnet-fc7": BackboneSpec("alexnet", "AlexNet_Weights.IMAGENET1K_V1", AlexNetFc7, 4096, "AlexNet fc7 after ReLU"),
+    "resnet50-pool": BackboneSpec("resnet50", "ResNet50_Weights.IMAGENET1K_V1", lambda m: _headless(m, "fc"), 2048,
+                                  "ResNet-50 global average pool"),
     # torchvision's ViT fixes its input size at construction (224 for the ImageNet weights)
-    "vit-b16-cls": BackboneSpec(lambda size: models.vit_b_16(weights=None, image_size=size),
-                                models.ViT_B_16_Weights.IMAGENET1K_V1, lambda m: _headless(m, "heads"), 768,
-                                "ViT-B/16 class token after the final layer norm"),
+    "vit-b16-cls": BackboneSpec("vit_b_16", "ViT_B_16_Weights.IMAGENET1K_V1", lambda m: _headless(m, "heads"), 768,
+                                "ViT-B/16 class token after the final layer norm", sized=True),
 }  # fmt: skip
 DEFAULT_BACKBONE = "vgg16-fc7"
 
@@ -191,10 +208,10 @@ def file_sha256(path: Path) -> str:
 
 #: detectors by name -> (constructor, COCO weights); tests use the light MobileNet one untrained
 DETECTORS = {
-    "fasterrcnn_resnet50_fpn": (detection.fasterrcnn_resnet50_fpn, detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1),
+    "fasterrcnn_resnet50_fpn": ("detection.fasterrcnn_resnet50_fpn", "detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1"),
     "fasterrcnn_mobilenet_v3_large_320_fpn": (
-        detection.fasterrcnn_mobilenet_v3_large_320_fpn,
-        detection.FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1,
+        "detection.fasterrcnn_mobilenet_v3_large_320_fpn",
+        "detection.FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1",
     ),
 }
 
@@ -203,7 +220,7 @@ def coco_detector(name: str, pretrained: bool, weights_dir=None, *, allow_downlo
     """A torchvision Faster R-CNN whose labels are COCO category ids (1..90, torchvision's numbering)."""
     if name not in DETECTORS:
         raise HashbenchError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
-    build, weights = DETECTORS[name]
+    build, weights = (torchvision_object(dotted) for dotted in DETECTORS[name])
     model = build(weights=None, weights_backbone=None, num_classes=91, min_size=min_size)
     if pretrained:
         model.load_state_dict(load_weights(weights, weights_dir, allow_download=allow_download))
@@ -220,6 +237,8 @@ def image_preprocessing(image_size: int = 224, resize: str = "centre-crop") -> C
     image to ``image_size`` squared (``"full"``), then ImageNet mean / std normalisation."""
     if resize not in RESIZE_MODES:
         raise HashbenchError(f"unknown resize mode {resize!r}; known: {', '.join(RESIZE_MODES)}")
+    from torchvision import transforms
+
     steps = (
         [transforms.Resize(round(image_size * 256 / 224)), transforms.CenterCrop(image_size)]
         if resize == "centre-crop"
@@ -258,8 +277,10 @@ class Extractor:
         batch = torch.stack([self.preprocess(im) for im in images]).to(device)
         out = {"features": self.backbone(batch).float().cpu().numpy()}
         if self.detector is not None:
+            from torchvision.transforms.functional import to_tensor
+
             self.detector.to(device)
-            tensors = [transforms.functional.to_tensor(im).to(device) for im in images]
+            tensors = [to_tensor(im).to(device) for im in images]
             scores = np.zeros((len(images), len(self.category_ids)), np.float32)
             column = {cid: j for j, cid in enumerate(self.category_ids)}
             for i, det in enumerate(self.detector(tensors)):

@@ -259,11 +259,19 @@ def build_mosaic(
     path = None
     if cache:
         path = cache_files.resolve_data_dir(data_dir) / f"mosaic-{cache_files.cache_key(objects_params)}.npz"
-    arrays = cache_files.read_npz_whole(path) if path is not None and path.exists() else None
-    if arrays is None or json.loads(str(arrays["meta"]))["params"] != objects_params:
-        arrays = _build_arrays(objects_params)
-        if path is not None:
-            cache_files.write_npz_atomic(path, arrays)
+
+    def cached():
+        arrays = cache_files.read_npz_whole(path) if path is not None and path.exists() else None
+        return arrays if arrays is not None and json.loads(str(arrays["meta"]))["params"] == objects_params else None
+
+    arrays = cached()
+    if arrays is None:
+        with cache_files.build_lock(path):
+            arrays = cached()  # built by another process while this one waited
+            if arrays is None:
+                arrays = _build_arrays(objects_params)
+                if path is not None:
+                    cache_files.write_npz_atomic(path, arrays)
     if params["aux"] == "tags":
         arrays = _with_tags(arrays, params)
     dataset = dataset_from_arrays(arrays, name)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from hashbench.datasets.base import HashingDataset, Split
-from hashbench.datasets.prepare import prepared_dataset
+from hashbench.datasets.cache import prepared_dataset
 from hashbench.errors import InvalidInputError
 from hashbench.registry import register_dataset
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hashbench.datasets.cache import resolve_data_dir
+from hashbench.datasets.cache import default_output
 from hashbench.datasets.extract import (
     DEFAULT_BACKBONE,
     DETECTORS,
@@ -27,7 +27,6 @@ from hashbench.datasets.extract import (
     coco_detector,
     image_preprocessing,
 )
-from hashbench.errors import InvalidInputError
 
 
 def build_extractor(
@@ -58,27 +57,6 @@ def build_extractor(
         category_ids=list(category_ids),
         device=device,
     )
-
-
-def default_output(name: str, data_dir=None) -> Path:
-    return resolve_data_dir(data_dir) / f"{name}.npz"
-
-
-def prepared_dataset(name: str):
-    """A dataset builder that loads the file ``hashbench prepare NAME`` wrote to the data folder."""
-
-    def build(data_dir=None):
-        from hashbench.datasets import load_dataset
-
-        path = default_output(name, data_dir)
-        if not path.is_file():
-            raise InvalidInputError(
-                f"dataset {name!r} is not prepared: no {path}; run `hashbench prepare {name} --root DIR` first "
-                "(see the README's 'Real datasets' section)"
-            )
-        return load_dataset(path)
-
-    return build
 
 
 def add_commands(subparsers) -> None:

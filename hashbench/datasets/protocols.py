@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from hashbench._validation import unknown_name_message
-from hashbench.datasets.prepare import prepared_dataset
+from hashbench.datasets.cache import prepared_dataset
 from hashbench.errors import InvalidInputError
 from hashbench.registry import register_dataset
 

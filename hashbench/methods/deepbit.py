@@ -90,7 +90,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.transforms.v2.functional import rotate
 
 from hashbench._validation import check_choice
 from hashbench.datasets.base import Split
@@ -132,6 +131,9 @@ def rotation_loss(
 
 def rotate_each(images: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     """Each image rotated by its own angle (degrees), about its centre, zero-filled corners."""
+    # imported here: torchvision adds hundreds of MB to a process, and only this stage needs it
+    from torchvision.transforms.v2.functional import rotate
+
     rotated = torch.empty_like(images)
     for angle in angles.unique():
         chosen = angles == angle

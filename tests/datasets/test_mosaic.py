@@ -146,6 +146,31 @@ def test_same_seed_gives_byte_identical_arrays_and_other_seed_differs(micro, mic
     assert not np.array_equal(different.train.features, micro.train.features)
 
 
+def test_two_builds_of_one_cache_file_at_once_build_it_once(tmp_path, monkeypatch):
+    import threading
+
+    builds, build = [], mosaic._build_arrays
+    started = threading.Barrier(2)
+
+    def counted(params):
+        builds.append(params)
+        return build(params)
+
+    def load(results):
+        started.wait()
+        results.append(hb.load_dataset("mosaic", data_dir=tmp_path, **MICRO))
+
+    monkeypatch.setattr(mosaic, "_build_arrays", counted)
+    results = []
+    threads = [threading.Thread(target=load, args=(results,)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(builds) == 1 and len(results) == 2
+    assert results[0].fingerprint == results[1].fingerprint
+
+
 def test_pooled_features_keep_the_fully_convolutional_backbone(micro, tmp_path):
     pooled = hb.load_dataset("mosaic", data_dir=tmp_path, features="pooled", **MICRO)
     assert pooled.train.features.shape == (len(pooled.train), 256) and pooled.info["params"]["features"] == "pooled"
