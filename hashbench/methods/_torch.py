@@ -186,7 +186,7 @@ class TorchHasher(Hasher):
 
     def _updates(self) -> list[Update]:
         parameters = [p for module in self.networks_.values() for p in module.parameters()]
-        return [Update(torch.optim.Adam(parameters, lr=self.settings_["lr"]), self._objective)]
+        return [Update(adam(parameters, lr=self.settings_["lr"]), self._objective)]
 
     def _objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """The loss minimised: the sum of the terms (methods weigh them in ``_loss_terms`` or here)."""
@@ -220,6 +220,12 @@ class TorchHasher(Hasher):
     def _uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
         """U(0, 1) samples drawn from ``generator_`` (on the CPU, so runs match across devices)."""
         return torch.rand(shape, generator=self.generator_).to(self.device_)
+
+
+def adam(parameters, *, lr: float, **options) -> torch.optim.Adam:
+    """torch's Adam in its fused form: the same update, computed in one pass over each parameter
+    instead of one pass per arithmetic operation (several times faster on the CPU)."""
+    return torch.optim.Adam(parameters, lr=lr, fused=True, **options)
 
 
 def optimiser_step(optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None:

@@ -78,7 +78,7 @@ from hashbench._validation import check_positive_int
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
 from hashbench.methods._cnn import CNNHasher, standardisation
-from hashbench.methods._torch import Update, check_positive_number
+from hashbench.methods._torch import Update, adam, check_positive_number
 from hashbench.methods.greedyhash import greedy_sign
 
 CROP_AREA = (0.7, 1.0)
@@ -240,7 +240,7 @@ class CIBHash(CNNHasher):
 
     def _updates(self) -> list[Update]:
         """Adam on the encoder alone (the release's optimiser)."""
-        optimiser = torch.optim.Adam(self.network_.code_layer.parameters(), lr=self.settings_["lr"])
+        optimiser = adam(self.network_.code_layer.parameters(), lr=self.settings_["lr"])
         return [Update(optimiser, self._objective)]
 
     def _view(self, inputs: torch.Tensor) -> torch.Tensor:

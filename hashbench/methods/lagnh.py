@@ -115,7 +115,13 @@ from hashbench.methods._lagnh_net import (
     cosine,
     discriminator,
 )
-from hashbench.methods._torch import TorchHasher, Update, check_finite_terms, encode_in_batches
+from hashbench.methods._torch import (
+    TorchHasher,
+    Update,
+    adam,
+    check_finite_terms,
+    encode_in_batches,
+)
 
 COCO = dict(lambda1=100.0, lambda2=1.0, lambda3=1.0, k=1.0, lr=1e-4, epochs=300, batch_size=1024, hidden=1024)
 PRESETS = {
@@ -252,9 +258,9 @@ class LAGNH(TorchHasher):
         net, critic = self.networks_["generator"], self.networks_["discriminator"]
         weights = self.loss_weights()
         return [
-            Update(torch.optim.Adam(critic.parameters(), lr=self.settings_["lr"]), itemgetter("discriminator")),
+            Update(adam(critic.parameters(), lr=self.settings_["lr"]), itemgetter("discriminator")),
             Update(
-                torch.optim.Adam(net.parameters(), lr=self.settings_["lr"]),
+                adam(net.parameters(), lr=self.settings_["lr"]),
                 lambda terms: sum(weights[term] * value for term, value in terms.items()),
             ),
         ]

@@ -94,7 +94,7 @@ from torch import nn
 from hashbench._validation import check_positive_int
 from hashbench.datasets.base import Split
 from hashbench.methods._cnn import standardisation
-from hashbench.methods._torch import TorchHasher, Update, encode_in_batches, endless_batches
+from hashbench.methods._torch import TorchHasher, Update, adam, encode_in_batches, endless_batches
 
 #: the release's optimiser is Keras's Adam, whose epsilon default differs from torch's 1e-8
 KERAS_ADAM_EPSILON = 1e-7
@@ -252,14 +252,12 @@ class TBH(TorchHasher):
 
     def _updates(self) -> list[Update]:
         """Per batch one encoder/decoder step, then one discriminator step."""
-        def adam(parameters):
-            return torch.optim.Adam(parameters, lr=self.settings_["lr"], eps=KERAS_ADAM_EPSILON)
-
+        settings = {"lr": self.settings_["lr"], "eps": KERAS_ADAM_EPSILON}
         discriminators = [self.code_discriminator_, self.continuous_discriminator_]
         return [
-            Update(adam(self.autoencoder_.parameters()), self._autoencoder_loss),
+            Update(adam(self.autoencoder_.parameters(), **settings), self._autoencoder_loss),
             Update(
-                adam([p for d in discriminators for p in d.parameters()]),
+                adam([p for d in discriminators for p in d.parameters()], **settings),
                 lambda terms: terms["code_critic"] + terms["continuous_critic"],
             ),
         ]

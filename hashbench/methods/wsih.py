@@ -56,7 +56,7 @@ from torch import nn
 from hashbench._validation import check_positive_int
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
-from hashbench.methods._torch import TorchHasher, Update, encode_in_batches
+from hashbench.methods._torch import TorchHasher, Update, adam, encode_in_batches
 
 RELEASE_WIDTHS = {"block1": 4096, "block2": 2048, "block3": 1024, "decoder": 1024}
 RELEASE_FEATURE_WIDTH = 4096
@@ -179,7 +179,7 @@ class WSIH(TorchHasher):
     def _updates(self) -> list[Update]:
         """Stage 1 trains the prototype network; stage 2 blocks 3, the code layer and the decoder
         (a fresh Adam, made when stage 2 starts)."""
-        return [Update(torch.optim.Adam(self.network_.parameters(), lr=self.settings_["lr"]), self._objective)]
+        return [Update(adam(self.network_.parameters(), lr=self.settings_["lr"]), self._objective)]
 
     def _n_epochs(self) -> int:
         return self.settings_["web_epochs"] + self.settings_["epochs"]
@@ -204,7 +204,7 @@ class WSIH(TorchHasher):
         for parameter in (p for block in (network.block1, network.block2) for p in block.parameters()):
             parameter.requires_grad_(False)
         trained = [network.block3, network.code, self.decoder_]
-        optimiser = torch.optim.Adam([p for module in trained for p in module.parameters()], lr=self.settings_["lr"])
+        optimiser = adam([p for module in trained for p in module.parameters()], lr=self.settings_["lr"])
         self.updates_ = [Update(optimiser, self._objective)]
 
     def _loss_terms(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
