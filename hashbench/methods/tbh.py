@@ -40,10 +40,13 @@ last epoch taking what is left.
 Free choices and defaults (hyper-parameters of :class:`TBH`):
 
 - Presets: ``"paper"`` = the release's 100,000 steps of 400 at ``lr=1e-4`` (about 800 passes over
-  its 50,000 CIFAR-10 items; 8,000 passes over mosaic's 5,000); ``"quick"`` = 3,000 steps of 200
-  at ``lr=3e-4`` (our choice: the shortest schedule tried whose codes pass the conformance
-  check's 20% distinct codes). TBH learns slowly and its early codes are cluster-like; the share
-  of distinct codes grows with the items seen (steps x batch) whatever the batch size, MAP with
+  its 50,000 CIFAR-10 items; 8,000 passes over mosaic's 5,000) with its widths (below);
+  ``"quick"`` = 3,000 steps of 200 at ``lr=3e-4`` with half the widths (512 / 256). Both are our
+  choice: the shortest schedule tried whose codes pass the conformance check's 20% distinct
+  codes, and widths that halve its cost (a step is matrix products near the CPU's peak; the
+  release's widths give 22% distinct codes and MAP@100 0.93 on the check's data, 16 bits, seed 0;
+  half widths 22% and 0.90; quarter widths 17%). TBH learns slowly and its early codes are
+  cluster-like; the share of distinct codes grows with the items seen (steps x batch) whatever the batch size, MAP with
   the steps. On the conformance data (16 bits, lr 3e-4, seed 0), steps x batch: 400 x 400 gave
   MAP@100 0.59 and 7% distinct database codes; 800 x 200, 0.68 and 12%; 1,600 x 100, 0.80 and
   10%; 2,000 x 200, 0.89 and 16%; 2,000 x 400, 0.91 and 21%; 3,000 x 200, 0.93 and 22% (seeds 1
@@ -51,8 +54,9 @@ Free choices and defaults (hyper-parameters of :class:`TBH`):
   (4% distinct after 400 x 400); 1e-4 learned slower (MAP@100 0.41 after 400 x 400, from
   torch's start). Thresholds at 0.5 in training, centred and scaled inputs, a hidden
   discriminator layer: none moved the share of distinct codes by more than a few points. On
-  mosaic's fc7 the quick preset gives MAP@1000 0.745 / 0.756 at 32 / 64 bits (LSH 0.774 /
-  0.792); the paper preset at 64 bits, along its schedule: 0.714 after 1,000 steps, 0.737 after
+  mosaic's fc7 (32 bits, seed 0) the quick preset gives MAP@1000 0.733, and 0.747 at the
+  release's widths in twice the time. On an earlier mosaic build (LSH 0.774 / 0.792 at 32 / 64
+  bits) the paper preset at 64 bits, along its schedule: 0.714 after 1,000 steps, 0.737 after
   2,000, 0.744 after 4,000, 0.769 after 8,000, 0.788 after 16,000, 0.792 after 20,000 and after
   25,000 (a quarter of it; the rest did not run here). On the globally pooled mosaic features
   (one component shared by every item) the quick codes stay cluster-like (32 / 64 bits: MAP
@@ -62,8 +66,8 @@ Free choices and defaults (hyper-parameters of :class:`TBH`):
 - ``lr=None``: the preset's; Adam with Keras's defaults otherwise (epsilon 1e-7), for
   encoder/decoder and discriminators alike.
 - Layers start as Keras's ``Dense`` (the release's framework): Glorot-uniform weights, zero biases.
-- ``middle_width=1024``, ``continuous_width=512``: the release's sizes for 4096-d features, kept as
-  they are for other widths.
+- ``middle_width``, ``continuous_width``: the preset's; 1,024 and 512 at the paper preset, the
+  release's sizes for 4096-d features, kept as they are for other feature widths.
 - ``discriminator_width=None``: logistic discriminators (one linear layer, as the release);
   an integer adds a hidden ReLU layer of that width.
 - ``stochastic_neurons=True``: thresholds drawn from U(0, 1) while training (stochastic neurons);
@@ -180,8 +184,8 @@ class TBH(TorchHasher):
     citation = "Shen, Qin, Chen, Yu, Liu, Zhu, Shen, Shao. Auto-Encoding Twin-Bottleneck Hashing. CVPR 2020"
     paper_preset_affordable = False  # 100,000 steps of 400 whatever the training set's size
     presets = {
-        "paper": {"steps": 100_000, "batch_size": 400, "lr": 1e-4},
-        "quick": {"steps": 3000, "batch_size": 200, "lr": 3e-4},
+        "paper": {"steps": 100_000, "batch_size": 400, "lr": 1e-4, "middle_width": 1024, "continuous_width": 512},
+        "quick": {"steps": 3000, "batch_size": 200, "lr": 3e-4, "middle_width": 512, "continuous_width": 256},
     }
 
     def __init__(
@@ -194,8 +198,8 @@ class TBH(TorchHasher):
         steps: int | None = None,
         batch_size: int | None = None,
         lr: float | None = None,
-        middle_width: int = 1024,
-        continuous_width: int = 512,
+        middle_width: int | None = None,
+        continuous_width: int | None = None,
         discriminator_width: int | None = None,
         adjacency_power: float = 1.4,
         adversarial_weight: float = 1.0,
@@ -217,17 +221,19 @@ class TBH(TorchHasher):
 
     def _resolve_settings(self, train: Split) -> dict:
         settings = super()._resolve_settings(train)
-        check_positive_int(settings["steps"], "steps")
+        for key in ("steps", "middle_width", "continuous_width"):
+            check_positive_int(settings[key], key)
         return settings
 
     def _build(self, train: Split) -> None:
         self.input_shift_ = standardisation(self._train_tensor("features"), centre=self.centre)[0].to(self.device_)
         self.autoencoder_ = TwinBottleneckAutoEncoder(
-            train.features.shape[1], self.n_bits, self.middle_width, self.continuous_width, self.adjacency_power,
+            train.features.shape[1], self.n_bits, self.settings_["middle_width"], self.settings_["continuous_width"],
+            self.adjacency_power,
             relu_output=bool((train.features >= 0).all()) and not self.centre,
         ).to(self.device_)  # fmt: skip
         self.code_discriminator_ = discriminator(self.n_bits, self.discriminator_width).to(self.device_)
-        self.continuous_discriminator_ = discriminator(self.continuous_width, self.discriminator_width).to(self.device_)
+        self.continuous_discriminator_ = discriminator(self.settings_["continuous_width"], self.discriminator_width).to(self.device_)
         self.networks_ = {
             "autoencoder": self.autoencoder_,
             "code_discriminator": self.code_discriminator_,
@@ -279,7 +285,7 @@ class TBH(TorchHasher):
         )
         bits, decoded, reconstruction = self.autoencoder_(x, thresholds)
         code_prior = (self._uniform((n, self.n_bits)) < 0.5).float()
-        continuous_prior = self._uniform((n, self.continuous_width))
+        continuous_prior = self._uniform((n, self.settings_["continuous_width"]))
         judge_codes, judge_continuous = self.code_discriminator_, self.continuous_discriminator_
         return {
             "reconstruction": 0.5 * (reconstruction - x).pow(2).sum(),
