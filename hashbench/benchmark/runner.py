@@ -29,7 +29,9 @@ long native call finishes before the cell stops.
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import gc
 import importlib
 import importlib.metadata
 import inspect
@@ -351,7 +353,19 @@ def execute_cell(task: CellTask) -> dict:
         record["memory"] = peak_memory(cell.device)
     record["finished"] = iso_now()
     store.write_json_atomic(task.record_path, record)
+    release_freed_memory()
     return record
+
+
+def release_freed_memory() -> None:
+    """Hand the memory a finished cell freed back to the system. glibc keeps freed blocks of the
+    heap for reuse, and cells of different sizes in one process leave it fragmented, so without
+    this the process' resident memory grows cell after cell to well above any one cell's need."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):
+        pass  # not glibc: nothing to trim
 
 
 @contextmanager
