@@ -209,18 +209,19 @@ class CNNHasher(TorchHasher):
     augments_images: ClassVar[bool] = False
 
     def _batch_inputs(self, split: Split, *, training: bool = True) -> Callable[[np.ndarray], torch.Tensor]:
-        """``indices -> network input``: features in frozen mode; in image mode, images, or what a
-        fixed backbone computes from them, cached once per dataset: its eval-mode outputs outside
-        training, and in training its trunk outputs (the layers before any dropout, so dropout stays
-        as random as with the images), unless the method augments the training images."""
+        """``indices -> network input``: features in frozen mode; in image mode, images, or what the
+        fixed part of the backbone computes from them, cached once per dataset: a fixed backbone's
+        eval-mode outputs outside training, else a fixed trunk's outputs (the layers before any
+        dropout, so dropout stays as random as with the images), except for training images that
+        the method augments."""
         if self.frozen_backbone:
             features = torch.as_tensor(split.features)
             return lambda indices: features[torch.as_tensor(indices)].to(self.device_)
         cached = None
-        if training and self._fixed("trunk") and not self.augments_images:
-            cached = "trunk", TrunkOutputs
-        elif not training and self._fixed("backbone"):
+        if not training and self._fixed("backbone"):
             cached = "eval", BackboneOutputs
+        elif self._fixed("trunk") and not (training and self.augments_images):
+            cached = "trunk", TrunkOutputs
         if cached is None:
             return lambda indices: load_images(split, indices, self.device_)
         kind, wrap = cached
