@@ -149,6 +149,29 @@ def coordinate_descent_codes(
     return codes
 
 
+def reconstruction_statistics(inputs: torch.Tensor, codes: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What ``||X - B W^T - 1 b^T||^2`` needs of the inputs X (m x d) and codes B (m x r), in
+    float64: ||X||^2, X^T 1, X^T B, B^T B, B^T 1 and m."""
+    x, b = inputs.double(), codes.double()
+    return {"x_norm": x.pow(2).sum(), "x_sum": x.sum(0), "xb": x.T @ b, "bb": b.T @ b, "b_sum": b.sum(0), "m": len(x)}
+
+
+def reconstruction_error(decoder: nn.Linear, statistics: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``||X - B W^T - 1 b^T||^2`` for the decoder's weight W (d x r) and bias b, expanded as
+    ||X||^2 - 2<X^T B, W> - 2 (X^T 1).b + <W B^T B, W> + 2 (B^T 1).(W^T b) + m ||b||^2 and
+    summed in float64 (the terms are large and nearly cancel); differentiable in W and b."""
+    weight, bias, s = decoder.weight.double(), decoder.bias.double(), statistics
+    error = (
+        s["x_norm"]
+        - 2 * (s["xb"] * weight).sum()
+        - 2 * s["x_sum"] @ bias
+        + ((weight @ s["bb"]) * weight).sum()
+        + 2 * s["b_sum"] @ (weight.T @ bias)
+        + s["m"] * bias @ bias
+    )
+    return error.to(decoder.weight.dtype)
+
+
 class UHBDNN(TorchHasher):
     """Unsupervised hashing with a binary deep neural network (Do et al., ECCV 2016); see the module docstring."""
 
@@ -222,7 +245,7 @@ class UHBDNN(TorchHasher):
             residual = inputs - decoder(self.codes_)
             real_codes = self.network_.encoder(inputs)
             self.codes_ = coordinate_descent_codes(self.codes_, residual, decoder.weight, real_codes, self.lambdas[1])
-            terms = self._loss_terms(torch.arange(len(inputs)))
+            terms = self._loss_terms()
         self.objective_.append(float(sum(terms.values())))
         return terms
 
@@ -230,9 +253,8 @@ class UHBDNN(TorchHasher):
         """A fresh L-BFGS on the network with B fixed; its result is kept only if J fell. The first
         one fits the network to the ITQ codes (``initial_lbfgs_iterations``), the later ones run
         ``lbfgs_iterations``."""
-        everything = torch.arange(len(self._train))
         with torch.no_grad():
-            before = float(sum(self._loss_terms(everything).values()))
+            before = float(sum(self._loss_terms().values()))
         saved = copy.deepcopy(self.network_.state_dict())
         optimiser = torch.optim.LBFGS(
             self.network_.parameters(), max_iter=self._lbfgs_iterations(epoch), line_search_fn="strong_wolfe"
@@ -240,7 +262,7 @@ class UHBDNN(TorchHasher):
 
         def objective():
             optimiser.zero_grad(set_to_none=True)
-            terms = self._loss_terms(everything)
+            terms = self._loss_terms()
             check_finite_terms(terms, epoch, self.method_name)
             loss = sum(terms.values())
             loss.backward()
@@ -248,7 +270,7 @@ class UHBDNN(TorchHasher):
 
         optimiser.step(objective)
         with torch.no_grad():
-            after = float(sum(self._loss_terms(everything).values()))
+            after = float(sum(self._loss_terms().values()))
         if not after < before:
             self.network_.load_state_dict(saved)
             after = before
@@ -257,23 +279,38 @@ class UHBDNN(TorchHasher):
     def _lbfgs_iterations(self, epoch: int) -> int:
         return self.settings_["initial_lbfgs_iterations" if epoch == 1 else "lbfgs_iterations"]
 
-    def _loss_terms(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _loss_terms(self, rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The objective's terms, weights applied, for the network on the training items ``rows``
-        with their current codes B (``codes_``)."""
+        (all of them when None) with their current codes B (``codes_``). Over all items the
+        reconstruction term comes from statistics of X and B (:func:`reconstruction_error`), so
+        the many evaluations of an L-BFGS run build no n x d tensor."""
         weight_decay, binary, independence, balance = self.lambdas
-        x, targets = self._train_tensors["inputs"][rows], self.codes_[rows]
+        x, targets = self._train_tensors["inputs"], self.codes_
+        if rows is None:
+            squared_error = reconstruction_error(self.network_.decoder, self._reconstruction_statistics())
+        else:
+            x, targets = x[rows], targets[rows]
+            squared_error = (self.network_.decoder(targets) - x).pow(2).sum()
         m = len(x)
         codes = self.network_.encoder(x)
-        reconstruction = self.network_.decoder(targets)
         identity = torch.eye(self.n_bits, device=x.device)
         weights = [p for name, p in self.network_.named_parameters() if name.endswith("weight")]
         return {
-            "reconstruction": (reconstruction - x).pow(2).sum() / (2 * m),
+            "reconstruction": squared_error / (2 * m),
             "weight_decay": weight_decay / 2 * sum(w.pow(2).sum() for w in weights),
             "binary": binary / (2 * m) * (codes - targets).pow(2).sum(),
             "independence": independence / 2 * (codes.T @ codes / m - identity).pow(2).sum(),
             "balance": balance / (2 * m) * codes.sum(dim=0).pow(2).sum(),
         }
+
+    def _reconstruction_statistics(self) -> dict[str, torch.Tensor]:
+        """:func:`reconstruction_statistics` of the training inputs and the current codes B,
+        computed again only when B has changed."""
+        codes, statistics = self._train_tensors.get("reconstruction", (None, None))
+        if codes is not self.codes_:
+            statistics = reconstruction_statistics(self._train_tensors["inputs"], self.codes_)
+            self._train_tensors["reconstruction"] = (self.codes_, statistics)
+        return statistics
 
     def _encode(self, split: Split):
         self.network_.eval()

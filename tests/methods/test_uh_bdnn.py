@@ -4,7 +4,14 @@ import torch
 
 import hashbench as hb
 from hashbench.datasets.base import Split
-from hashbench.methods.uh_bdnn import BinaryDeepNetwork, UHBDNN, coordinate_descent_codes, default_hidden_sizes
+from hashbench.methods.uh_bdnn import (
+    UHBDNN,
+    BinaryDeepNetwork,
+    coordinate_descent_codes,
+    default_hidden_sizes,
+    reconstruction_error,
+    reconstruction_statistics,
+)
 from tests.methods.feature_deep_checks import (  # noqa: F401  (shared checks run for UH-BDNN)
     N_FEATURES,
     check_nan_is_reported_with_epoch_and_term,
@@ -41,6 +48,32 @@ def test_each_objective_term_sends_a_gradient_to_the_network(make_method, one_th
         for term in ("reconstruction", "weight_decay", "binary", "independence", "balance"):
             assert parameter_gradients(method.network_, terms[term]) > 0, term
             terms = method._loss_terms(torch.arange(len(train)))
+
+
+def test_the_reconstruction_error_from_statistics_is_the_squared_error_and_its_gradient():
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.rand(300, 20, generator=generator)
+    codes = torch.randint(0, 2, (300, 6), generator=generator).float() * 2 - 1
+    decoder = torch.nn.Linear(6, 20)
+    direct = (decoder(codes) - inputs).pow(2).sum()
+    expanded = reconstruction_error(decoder, reconstruction_statistics(inputs, codes))
+    torch.testing.assert_close(expanded, direct, rtol=1e-5, atol=1e-4)
+    by_statistics = torch.autograd.grad(expanded, list(decoder.parameters()))
+    by_residual = torch.autograd.grad(direct, list(decoder.parameters()))
+    for a, b in zip(by_statistics, by_residual):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_terms_over_all_items_equal_the_terms_of_every_row(make_method, one_thread):
+    train = feature_split()
+    method = make_method().fit(train)
+    with method._fitting(train):
+        method._train_tensors["inputs"] = method._tensor(method._rescaled(train.features))
+        with torch.no_grad():
+            every_row, all_items = method._loss_terms(torch.arange(len(train))), method._loss_terms()
+    assert set(every_row) == set(all_items)
+    for term in every_row:
+        torch.testing.assert_close(all_items[term], every_row[term], rtol=1e-5, atol=1e-6)
 
 
 def test_features_are_rescaled_to_the_unit_interval_by_one_scalar():
