@@ -4,7 +4,8 @@ A quick preset is a short schedule for smoke runs and first looks; it earns its 
 is close to the paper preset's. The mosaic build is the same on every machine (see
 :mod:`hashbench.datasets.mosaic`), so the comparison is measured once and shipped in
 ``hashbench/data/mosaic_preset_gaps.json``: per method, MAP@1000 (official protocol) of both
-presets at 32 bits, seed 0. ``hashbench run`` names the methods whose
+presets at 32 bits, seed 0, two CPU threads (as ``configs/quick.toml`` runs its cells; see
+``threads`` in :mod:`hashbench.benchmark.config`). ``hashbench run`` names the methods whose
 quick preset is further than ``GAP_LIMIT`` from the paper preset, and those whose paper preset
 was not measured (too long to run here), under its summary table; the report's captions do the
 same. ``python -m hashbench.benchmark.preset_gaps [METHOD ...]`` measures (again) and writes the file.
@@ -20,6 +21,7 @@ GAP_LIMIT = 0.01
 #: paper presets too long to measure on a CPU, with why
 TOO_LONG = {"tbh": "100,000 steps of 400: hours on CPU"}
 BITS = 32
+THREADS = 2
 PATH = Path(__file__).resolve().parent.parent / "data" / "mosaic_preset_gaps.json"
 
 
@@ -54,23 +56,25 @@ def gap_notes(methods, fingerprints, gaps: dict | None = None) -> list[str]:
 def measure(names: list[str], path: Path = PATH) -> dict:
     """Fit each method at both presets on mosaic and store the MAPs (other methods' entries kept)."""
     import hashbench as hb
+    from hashbench.benchmark.runner import cpu_threads
 
     dataset = hb.load_dataset("mosaic")
-    gaps = load_gaps(path)
-    if gaps.get("fingerprint") != dataset.fingerprint:
-        gaps = {"fingerprint": dataset.fingerprint, "bits": BITS, "seed": 0, "protocol": "official", "topk": 1000,
-                "methods": {}}
     for name in names:
         entry = {"paper": None, "note": TOO_LONG[name]} if name in TOO_LONG else {}
         for preset in ("quick",) if name in TOO_LONG else ("quick", "paper"):
-            method = hb.create_method(name, n_bits=BITS, seed=0, preset=preset).fit(dataset.train)
+            with cpu_threads(THREADS):
+                method = hb.create_method(name, n_bits=BITS, seed=0, preset=preset).fit(dataset.train)
             scores = hb.evaluate(method.encode(dataset.query), method.encode(dataset.database),
                                  dataset.query.labels, dataset.database.labels, topk=1000)
             entry[preset] = round(float(scores.map), 4)
             print(name, preset, entry, flush=True)
+        gaps = load_gaps(path)  # read again: other measurements may have finished meanwhile
+        if gaps.get("fingerprint") != dataset.fingerprint:
+            gaps = {"fingerprint": dataset.fingerprint, "bits": BITS, "seed": 0, "threads": THREADS,
+                    "protocol": "official", "topk": 1000, "methods": {}}
         gaps["methods"][name] = entry
         path.write_text(json.dumps(gaps, indent=1, sort_keys=True) + "\n")
-    return gaps
+    return load_gaps(path)
 
 
 if __name__ == "__main__":
