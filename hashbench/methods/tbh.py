@@ -46,8 +46,8 @@ Free choices and defaults (hyper-parameters of :class:`TBH`):
   codes, and widths that halve its cost (a step is matrix products near the CPU's peak; the
   release's widths give 22% distinct codes and MAP@100 0.93 on the check's data, 16 bits, seed 0;
   half widths 22% and 0.90; quarter widths 17%). TBH learns slowly and its early codes are
-  cluster-like; the share of distinct codes grows with the items seen (steps x batch) whatever the batch size, MAP with
-  the steps. On the conformance data (16 bits, lr 3e-4, seed 0), steps x batch: 400 x 400 gave
+  cluster-like; the share of distinct codes grows with the items seen (steps x batch) whatever
+  the batch size, MAP with the steps. On the conformance data (16 bits, lr 3e-4, seed 0), steps x batch: 400 x 400 gave
   MAP@100 0.59 and 7% distinct database codes; 800 x 200, 0.68 and 12%; 1,600 x 100, 0.80 and
   10%; 2,000 x 200, 0.89 and 16%; 2,000 x 400, 0.91 and 21%; 3,000 x 200, 0.93 and 22% (seeds 1
   and 2: 21% and 24%; ITQ: MAP@100 0.96). A learning rate of 1e-3 made codes more cluster-like
