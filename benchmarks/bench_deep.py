@@ -24,7 +24,7 @@ import torch
 from bench_shallow import official_map, structured_dataset
 
 import hashbench as hb
-from hashbench.benchmark.paper import paper_seconds
+from hashbench.reporting.paper import paper_seconds
 
 METHODS = ("uh-bdnn", "tbh", "wsih", "deepbit", "ssdh", "sadh")
 SIZES = {"small": (1000, 200, 4000, 512), "full": (5000, 1000, 20_000, 4096)}  # train, query, database, dims

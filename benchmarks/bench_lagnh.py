@@ -33,7 +33,7 @@ import torch
 from bench_shallow import official_map, structured_dataset
 
 import hashbench as hb
-from hashbench.benchmark.paper import paper_seconds, paper_training_epochs
+from hashbench.reporting.paper import paper_seconds, paper_training_epochs
 from hashbench.methods._torch import minibatches
 from hashbench.methods.lagnh import LAGNH
 

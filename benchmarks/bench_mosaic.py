@@ -22,7 +22,7 @@ import pytest
 from bench_shallow import official_map
 
 import hashbench as hb
-from hashbench.benchmark.references import raw_features_map
+from hashbench.reporting.references import raw_features_map
 from hashbench.datasets.statistics import feature_statistics
 
 BUILD_SECONDS = 60

@@ -7,7 +7,7 @@
                          ds.query.labels, ds.database.labels, topk=1000)
 """
 
-from hashbench.benchmark.metrics import Scores, evaluate
+from hashbench.metrics import Scores, evaluate
 from hashbench.codes import BinaryCodes
 from hashbench.datasets import load_dataset, save_dataset
 from hashbench.datasets.base import HashingDataset, Split

@@ -45,7 +45,7 @@ import time
 import numpy as np
 from sklearn.base import clone
 
-from hashbench.benchmark.metrics import evaluate
+from hashbench.metrics import evaluate
 from hashbench.codes import BinaryCodes
 from hashbench.datasets.base import HashingDataset, Split
 from hashbench.errors import HashbenchError, InvalidInputError, NotFittedError

@@ -22,6 +22,9 @@ from hashbench._validation import unknown_name_message
 from hashbench.errors import InvalidInputError, UnknownNameError
 
 ENTRY_POINT_GROUP = "hashbench.methods"
+#: packages whose public modules register built-in methods and datasets when imported (by name:
+#: the registry sits below them, and they import it to register)
+BUILT_IN_PACKAGES = ("hashbench.methods", "hashbench.datasets")
 
 _METHODS: dict[str, type] = {}
 _DATASETS: dict[str, DatasetEntry] = {}
@@ -57,13 +60,11 @@ def discover() -> None:
     if _discovered:
         return
     _discovered = True
-    import hashbench.datasets
-    import hashbench.methods
-
-    for package in (hashbench.methods, hashbench.datasets):
+    for package_name in BUILT_IN_PACKAGES:
+        package = importlib.import_module(package_name)
         for module in pkgutil.iter_modules(package.__path__):
             if not module.name.startswith("_"):
-                importlib.import_module(f"{package.__name__}.{module.name}")
+                importlib.import_module(f"{package_name}.{module.name}")
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         entry.load()  # importing the class registers it
 

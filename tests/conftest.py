@@ -1,7 +1,11 @@
 import numpy as np
 import pytest
 
+import hashbench as hb
 from hashbench.datasets.base import Split
+
+# A mosaic dataset small enough to build in a few seconds, on the shipped backbone.
+MICRO = dict(size="tiny", n_train=60, n_query=20, n_database=100, n_web=20)
 
 
 @pytest.fixture
@@ -13,3 +17,13 @@ def clustered_split():
     features = centres[cluster] + rng.normal(0, 1, (200, 16))
     labels = np.eye(4, dtype=np.uint8)[cluster]
     return Split(features=features.astype(np.float32), labels=labels, aux=labels.astype(np.float32), name="train")
+
+
+@pytest.fixture(scope="session")
+def micro_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("mosaic-cache")
+
+
+@pytest.fixture(scope="session")
+def micro(micro_dir):
+    return hb.load_dataset("mosaic", data_dir=micro_dir, **MICRO)

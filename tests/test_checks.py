@@ -160,12 +160,3 @@ def test_cli_check_errors_are_one_line(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
     status, _, err = run_cli(capsys, "check", "itq", "--param", "n_iter")
     assert status == 2 and "KEY=VALUE" in err
-
-
-def test_param_values_are_python_literals_or_strings():
-    from hashbench.cli import parse_param
-
-    assert parse_param("n_iter=20") == ("n_iter", 20)
-    assert parse_param("lambdas=(1.0, 2.0)") == ("lambdas", (1.0, 2.0))
-    assert parse_param("preset=quick") == ("preset", "quick")
-    assert np.isclose(parse_param("lr=1e-3")[1], 1e-3)

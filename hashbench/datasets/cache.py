@@ -94,7 +94,7 @@ def prepared_dataset(name: str):
     """A dataset builder that loads the file ``hashbench prepare NAME`` wrote to the data folder."""
 
     def build(data_dir=None):
-        from hashbench.datasets import load_dataset
+        from hashbench.datasets.formats import read_path
 
         path = default_output(name, data_dir)
         if not path.is_file():
@@ -102,6 +102,6 @@ def prepared_dataset(name: str):
                 f"dataset {name!r} is not prepared: no {path}; run `hashbench prepare {name} --root DIR` first "
                 "(see the README's 'Real datasets' section)"
             )
-        return load_dataset(path)
+        return read_path(path)
 
     return build

@@ -384,3 +384,33 @@ def _concatenate(chunks: list[dict]) -> dict[str, np.ndarray]:
     for key, (width, dtype) in widths.items():
         joined[key] = np.concatenate([c.get(key, np.zeros((len(c["ok"]), width), dtype)) for c in chunks])
     return joined
+
+
+def build_extractor(
+    category_ids=(),
+    *,
+    with_detector,
+    backbone=DEFAULT_BACKBONE,
+    pretrained=True,
+    weights_dir=None,
+    allow_download=True,
+    device="cpu",
+    image_size=224,
+    resize="centre-crop",
+    detector="fasterrcnn_resnet50_fpn",
+    detector_min_size=800,
+) -> Extractor:
+    """A ``backbone`` feature extractor (+ a COCO detector when ``with_detector``), pretrained unless told otherwise."""
+    return Extractor(
+        backbone=build_backbone(
+            backbone, pretrained, weights_dir, allow_download=allow_download, image_size=image_size
+        ),
+        preprocess=image_preprocessing(image_size, resize),
+        detector=coco_detector(
+            detector, pretrained, weights_dir, allow_download=allow_download, min_size=detector_min_size
+        )
+        if with_detector
+        else None,
+        category_ids=list(category_ids),
+        device=device,
+    )

@@ -8,7 +8,7 @@ import hashbench as hb
 from hashbench.datasets import mosaic
 from hashbench.datasets.cache import read_npz_whole, resolve_data_dir, write_npz_atomic
 
-from .conftest import MICRO
+from tests.conftest import MICRO
 
 
 def _cache_file(directory):

@@ -13,7 +13,7 @@ from hashbench.datasets.mosaic import render_mosaics
 from hashbench.errors import InvalidInputError, UnknownNameError
 from hashbench.methods._cnn import CodeNetwork, load_images
 
-from .conftest import MICRO
+from tests.conftest import MICRO
 
 FC7_WIDTH = 1024
 

@@ -1,1 +1,0 @@
-"""Metrics, timing, the matrix runner, result store, executors, tables, figures, paper numbers."""

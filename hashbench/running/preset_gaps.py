@@ -1,0 +1,83 @@
+"""How far each method's ``quick`` preset lands from its ``paper`` preset, measured once on mosaic.
+
+A quick preset is a short schedule for smoke runs and first looks; it earns its name when its MAP
+is close to the paper preset's. The mosaic build is the same on every machine (see
+:mod:`hashbench.datasets.mosaic`), so the comparison is measured once and shipped in
+``hashbench/data/mosaic_preset_gaps.json``: per method, MAP@1000 (official protocol) of both
+presets at 32 bits, seed 0, two CPU threads (as ``configs/quick.toml`` runs its cells; see
+``threads`` in :mod:`hashbench.running.config`). ``hashbench run`` names the methods whose
+quick preset is further than ``GAP_LIMIT`` from the paper preset, and those whose paper preset
+was not measured (too long to run here), under its summary table; the report's captions do the
+same. ``python -m hashbench.running.preset_gaps [METHOD ...]`` measures (again) and writes the file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+GAP_LIMIT = 0.01
+#: paper presets too long to measure on a CPU, with why
+TOO_LONG = {"tbh": "100,000 steps of 400: hours on CPU"}
+BITS = 32
+THREADS = 2
+PATH = Path(__file__).resolve().parent.parent / "data" / "mosaic_preset_gaps.json"
+
+
+def load_gaps(path: Path = PATH) -> dict:
+    """The shipped measurements ({} when the file is missing)."""
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def gap_notes(methods, fingerprints, gaps: dict | None = None) -> list[str]:
+    """Lines naming, among ``methods`` (labels run with their quick preset), those whose quick
+    preset is further than ``GAP_LIMIT`` from the paper preset or whose paper preset is unmeasured;
+    none unless mosaic with the measured build (``fingerprints``: the run's mosaic fingerprints)."""
+    gaps = load_gaps() if gaps is None else gaps
+    if not gaps or gaps["fingerprint"] not in fingerprints:
+        return []
+    far, unmeasured = [], []
+    for method in sorted(set(methods) & set(gaps["methods"])):
+        entry = gaps["methods"][method]
+        if entry.get("paper") is None:
+            unmeasured.append(f"{method} ({entry.get('note', 'not measured')})")
+        elif abs(entry["quick"] - entry["paper"]) > GAP_LIMIT:
+            far.append(f"{method} {entry['quick']:.3f} vs {entry['paper']:.3f}")
+    where = f"on mosaic at {gaps['bits']} bits, seed {gaps['seed']}"
+    lines = []
+    if far:
+        lines.append(f"quick preset more than {GAP_LIMIT} MAP from the paper preset ({where}): " + ", ".join(far))
+    if unmeasured:
+        lines.append("paper preset not measured: " + ", ".join(unmeasured))
+    return lines
+
+
+def measure(names: list[str], path: Path = PATH) -> dict:
+    """Fit each method at both presets on mosaic and store the MAPs (other methods' entries kept)."""
+    from hashbench.datasets import load_dataset
+    from hashbench.metrics import evaluate
+    from hashbench.registry import create_method
+    from hashbench.running.worker import cpu_threads
+
+    dataset = load_dataset("mosaic")
+    for name in names:
+        entry = {"paper": None, "note": TOO_LONG[name]} if name in TOO_LONG else {}
+        for preset in ("quick",) if name in TOO_LONG else ("quick", "paper"):
+            with cpu_threads(THREADS):
+                method = create_method(name, n_bits=BITS, seed=0, preset=preset).fit(dataset.train)
+            scores = evaluate(method.encode(dataset.query), method.encode(dataset.database),
+                                 dataset.query.labels, dataset.database.labels, topk=1000)
+            entry[preset] = round(float(scores.map), 4)
+            print(name, preset, entry, flush=True)
+        gaps = load_gaps(path)  # read again: other measurements may have finished meanwhile
+        if gaps.get("fingerprint") != dataset.fingerprint:
+            gaps = {"fingerprint": dataset.fingerprint, "bits": BITS, "seed": 0, "threads": THREADS,
+                    "protocol": "official", "topk": 1000, "methods": {}}
+        gaps["methods"][name] = entry
+        path.write_text(json.dumps(gaps, indent=1, sort_keys=True) + "\n")
+    return load_gaps(path)
+
+
+if __name__ == "__main__":
+    measure(sys.argv[1:])
