@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hashbench as hb
-from hashbench import metrics
+from hashbench import metrics, ranking
 from hashbench.errors import InvalidInputError, UnknownNameError
 
 CONVENTIONS = list(itertools.product(metrics.NORMALISATIONS, metrics.TIE_RULES, metrics.NO_RELEVANT_RULES))
@@ -343,7 +343,7 @@ def test_every_convention_matches_the_reference(problem):
 @given(retrieval_problems())
 def test_torch_backend_matches_the_reference(problem):
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(metrics, "_ranker_for", lambda device: metrics.TorchRanker(torch.device("cpu")))
+        patch.setattr(metrics, "ranker_for", lambda device: ranking.TorchRanker(torch.device("cpu")))
         assert_matches_reference(problem, [c for c in CONVENTIONS if c[2] == "skip"])
 
 
@@ -353,13 +353,13 @@ def test_chunks_and_threads_do_not_change_the_scores(monkeypatch):
     q_labels, db_labels = rng.random((37, 5)) < 0.3, rng.random((300, 5)) < 0.3
     options = {"topk": 50, "protocol": "tie_aware", "normalise": "min-r-k"}
     whole = hb.evaluate(q_bits, db_bits, q_labels, db_labels, **options)
-    monkeypatch.setattr(metrics, "QUERY_CHUNK", 4)
+    monkeypatch.setattr(ranking, "QUERY_CHUNK", 4)
     chunked = hb.evaluate(q_bits, db_bits, q_labels, db_labels, **options)
     assert whole.map == chunked.map and whole.map_range == chunked.map_range and whole.maps == chunked.maps
     np.testing.assert_allclose(whole.precision_curve, chunked.precision_curve)
-    monkeypatch.setattr(metrics, "TORCH_CHUNK_BYTES", 1)  # one query per chunk
-    on_torch = metrics.TorchRanker(torch.device("cpu"))
-    monkeypatch.setattr(metrics, "_ranker_for", lambda device: on_torch)
+    monkeypatch.setattr(ranking, "TORCH_CHUNK_BYTES", 1)  # one query per chunk
+    on_torch = ranking.TorchRanker(torch.device("cpu"))
+    monkeypatch.setattr(metrics, "ranker_for", lambda device: on_torch)
     by_torch = hb.evaluate(q_bits, db_bits, q_labels, db_labels, **options)
     np.testing.assert_allclose([by_torch.map, *by_torch.map_range], [whole.map, *whole.map_range], rtol=1e-12)
     np.testing.assert_allclose(list(by_torch.maps.values()), list(whole.maps.values()), rtol=1e-12)

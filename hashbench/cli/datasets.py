@@ -22,7 +22,6 @@ import numpy as np
 
 from hashbench.cli.options import add_data_dir, key_values
 from hashbench.datasets.statistics import TooFewItemsError, feature_statistics
-from hashbench.errors import InvalidInputError
 
 SAMPLE_GRID = (4, 6)
 

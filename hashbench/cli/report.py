@@ -28,7 +28,7 @@ from hashbench.cli.options import add_data_dir, add_executor, add_filters, add_r
 from hashbench._validation import check_choice
 from hashbench.reporting import figures
 from hashbench.reporting import html_report
-from hashbench.reporting import tables
+from hashbench.reporting import table_model, table_writers, tables
 from hashbench.metrics import PROTOCOLS
 from hashbench.reporting.references import References
 from hashbench.errors import InvalidInputError
@@ -125,7 +125,7 @@ def parse_formats(text: str) -> list[str]:
     formats = [f.strip() for f in text.split(",") if f.strip()]
     if not formats:
         raise InvalidInputError("--format needs at least one of: md, tex")
-    return [check_choice(f, tables.WRITERS, "--format") for f in formats]
+    return [check_choice(f, table_writers.WRITERS, "--format") for f in formats]
 
 
 # ----------------------------------------------------------------------------- writing
@@ -141,7 +141,7 @@ def write_results_table(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     return paths
 
 
-def build_tables(results: pd.DataFrame, names, options: tables.TableOptions) -> list[tables.Table]:
+def build_tables(results: pd.DataFrame, names, options: table_model.TableOptions) -> list[table_model.Table]:
     built = []
     for name in names:
         table = tables.build_table(name, results, options)
@@ -194,11 +194,11 @@ def cmd_report(args) -> None:
     results, records = load(args.results_dir)
     out_dir = args.out or args.results_dir / "report"
     references = None if args.no_references else References(args.results_dir, records)
-    options = tables.TableOptions(protocol=protocol, health=args.health, ranges=args.ranges, references=references)
+    options = table_model.TableOptions(protocol=protocol, health=args.health, ranges=args.ranges, references=references)
     written = write_results_table(results, out_dir)
     built = build_tables(results, tables.TABLES, options)
     for table in built:
-        written += tables.write_table(table, out_dir, formats)
+        written += table_writers.write_table(table, out_dir, formats)
     if args.html:
         drawn = write_figures(results, records, out_dir / "figures", figures.FIGURES, highlight=args.highlight,
                               protocol=protocol)  # fmt: skip
@@ -235,9 +235,9 @@ def cmd_reproduce(args) -> None:
     results, records = load(args.out)
     results, records = only_cells(results, records, {cell.id for cell in cells})
     if args.target in tables.TABLES:
-        options = tables.TableOptions(protocol=protocol, references=References(args.out, records))
+        options = table_model.TableOptions(protocol=protocol, references=References(args.out, records))
         written = [path for table in build_tables(results, [args.target], options)
-                   for path in tables.write_table(table, args.out / "report", formats)]  # fmt: skip
+                   for path in table_writers.write_table(table, args.out / "report", formats)]  # fmt: skip
         markdown = [p for p in written if p.suffix == ".md"]
         if markdown and not args.quiet:
             sys.stdout.write(markdown[0].read_text(encoding="utf-8"))

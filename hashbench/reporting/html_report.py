@@ -22,7 +22,9 @@ from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
-from hashbench.reporting.tables import DEGENERATE_MARK, TIE_MARK, Table, cell_text, legend, protocol_description
+from hashbench.reporting.table_model import DEGENERATE_MARK, TIE_MARK, Table
+from hashbench.reporting.table_writers import entry_text, legend
+from hashbench.reporting.captions import protocol_description
 
 ERROR_CHARS = 240  # a failed cell's error is cut to one line of about this length
 VERSIONED = ("torch", "numpy", "scikit-learn")
@@ -127,13 +129,13 @@ def table_html(table: Table) -> str:
     bodies = {"": [], "reference": []}
     for index, name in enumerate(table.rows):
         entries = [f'<th scope="row" data-sort="{escape(name)}">{escape(name)}</th>']
-        for position, column in enumerate(table.cells):
+        for position, column in enumerate(table.entries):
             cell = column[index]
             classes = [MARK_CLASSES[cell.mark]] if cell.mark else []
             classes += ["tied"] if cell.tied else []
             sort = cell.text if cell.text is not None else ("" if cell.mean is None else repr(cell.mean))
             attributes = f' class="{" ".join(classes)}"' if classes else ""
-            entries.append(f'<td{attributes} data-sort="{escape(sort)}">{escape(cell_text(table, position, index))}</td>')
+            entries.append(f'<td{attributes} data-sort="{escape(sort)}">{escape(entry_text(table, position, index))}</td>')
         bodies["" if index < compared else "reference"].append(f"<tr>{''.join(entries)}</tr>")
     body_html = f"<tbody>{''.join(bodies[''])}</tbody>"
     if bodies["reference"]:

@@ -61,7 +61,7 @@ from pathlib import Path
 from hashbench._validation import check_choice, unknown_name_message
 from hashbench.metrics import PROTOCOLS
 from hashbench.errors import InvalidInputError, UnknownNameError
-from hashbench.running.cell import DEFAULT_ROLE, Cell, canonical_json, short_hash
+from hashbench.running.cell import DEFAULT_ROLE, Cell
 
 EXECUTORS = ("local", "processes", "ray", "slurm")
 SETTINGS_DEFAULTS = {

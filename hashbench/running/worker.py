@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hashbench.codes import BinaryCodes
 from hashbench.datasets import load_dataset
 from hashbench.datasets.cache import DATA_DIR_VARIABLE
 from hashbench.errors import UnknownNameError

@@ -1,10 +1,8 @@
 import numpy as np
-import pytest
 from matplotlib.image import imread
 
 from hashbench.cli import main
 from hashbench.cli.datasets import describe_text, sample_annotations
-from hashbench.errors import InvalidInputError
 
 from tests.conftest import MICRO
 

@@ -6,7 +6,7 @@ from matplotlib.image import imread
 
 from hashbench.reporting import html_report
 from hashbench.cli import main
-from tests.running.cdp import Chromium, find_chromium
+from tests.reporting.cdp import Chromium, find_chromium
 from tests.reporting.report_fixtures import comparison_records, make_record, variant_records, write_records
 
 

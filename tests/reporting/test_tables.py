@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from hashbench.running import store
-from hashbench.reporting import tables
+from hashbench.reporting import table_model, table_writers, tables
 from hashbench.reporting.references import Unavailable
 from hashbench.running.store import load_results
 from tests.reporting.report_fixtures import (
@@ -26,7 +26,7 @@ def results(tmp_path):
 def column(table, group, title):
     """{row name: (text, mark)} of one column."""
     index = [(c.group, c.title) for c in table.columns].index((group, title))
-    return {row: (tables.cell_text(table, index, i), cell.mark) for i, (row, cell) in enumerate(zip(table.rows, table.cells[index]))}
+    return {row: (table_writers.entry_text(table, index, i), cell.mark) for i, (row, cell) in enumerate(zip(table.rows, table.entries[index]))}
 
 
 def test_table3_means_stds_seed_counts_and_marks(results):
@@ -36,7 +36,7 @@ def test_table3_means_stds_seed_counts_and_marks(results):
     assert ours32["LAGNH"] == ("0.8500", 1)  # its duplicate from the figure2 experiment counts once
     assert ours16["my-plugin"] == ("0.9000", 1) and ours16["LAGNH"] == ("0.8000", 2)
     assert ours16["ITQ"] == ("0.6100", 0)
-    assert ours16["SKLSH"] == (tables.MISSING, 0)  # not run
+    assert ours16["SKLSH"] == (table_model.MISSING, 0)  # not run
 
 
 def test_table3_shows_failed_cells_as_such(results):
@@ -57,7 +57,7 @@ def test_table3_paper_columns_are_labelled_with_the_papers_dataset(results):
     assert [c.group for c in table.columns] == ["mosaic"] * 2 + ["paper (MS-COCO)"] * 2
     paper32 = column(table, "paper (MS-COCO)", "32 bits")
     assert paper32["LAGNH"] == ("0.8655", 1) and paper32["ITQ"] == ("0.7607", 2)  # as marked in the paper
-    assert paper32["my-plugin"] == (tables.MISSING, 0)
+    assert paper32["my-plugin"] == (table_model.MISSING, 0)
     assert "official protocol" in table.caption and "not the paper's MS-COCO" in table.caption
 
 
@@ -78,7 +78,7 @@ def test_several_settings_of_a_method_get_one_row_each(tmp_path):
     ours = column(table, "mosaic", "32 bits")
     assert ours["ITQ (n_iter=10)"] == ("0.6000", 2) and ours["ITQ (n_iter=50)"] == ("0.7000", 1)
     paper = column(table, "paper (MS-COCO)", "32 bits")
-    assert paper["ITQ (n_iter=10)"][0] == "0.7607" and paper["ITQ (n_iter=50)"][0] == tables.MISSING
+    assert paper["ITQ (n_iter=10)"][0] == "0.7607" and paper["ITQ (n_iter=50)"][0] == table_model.MISSING
 
 
 def test_one_setting_per_dataset_makes_one_row(tmp_path):
@@ -91,7 +91,7 @@ def test_one_setting_per_dataset_makes_one_row(tmp_path):
 
 
 def test_protocol_chooses_the_map_column(results):
-    table = tables.table3(results, tables.TableOptions(protocol="deephash"))
+    table = tables.table3(results, table_model.TableOptions(protocol="deephash"))
     assert column(table, "mosaic", "32 bits")["LAGNH"] == ("0.8400", 0)
     assert "deephash protocol: normalise=retrieved, ties=stable, no_relevant=zero" in table.caption
     # the records' per-query AP is official, and they have no codes to rescore: no marks, and a note why
@@ -105,7 +105,7 @@ def test_table4_seconds_device_and_paper_times(results):
     assert train["LAGNH"] == ("9.0000", 0)  # one seed: no test over seeds, so no marks
     assert "mosaic train s not marked: Welch's test needs two seeds per cell (LSH, LAGNH, my-plugin ran one)." in table.notes
     assert encode["LAGNH"][0] == "0.5000"  # query + database
-    device = table.cells[0]
+    device = table.entries[0]
     assert table.columns[0].title == "device" and device[table.rows.index("ITQ")].text == "cpu"
     assert column(table, "paper (MS-COCO)", "train s")["LAGNH"] == ("466.3686", 1)
     assert column(table, "paper (MS-COCO)", "encode s")["TBH"] == ("3.2057", 1)
@@ -117,9 +117,9 @@ def test_table4_gives_each_device_its_own_row(tmp_path):
                make_record("lagnh", fit_s=1.0, device="cuda", device_name="NVIDIA H100")]
     table = tables.table4(results_of(records, tmp_path))
     lagnh = [i for i, row in enumerate(table.rows) if row == "LAGNH"]
-    assert sorted(table.cells[0][i].text for i in lagnh) == ["NVIDIA H100", "cpu"]
-    train = table.cells[[c.title for c in table.columns].index("train s")]
-    assert sorted(tables.format_cell(train[i]) for i in lagnh) == ["1.0000", "10.0000"]
+    assert sorted(table.entries[0][i].text for i in lagnh) == ["NVIDIA H100", "cpu"]
+    train = table.entries[[c.title for c in table.columns].index("train s")]
+    assert sorted(table_model.format_entry(train[i]) for i in lagnh) == ["1.0000", "10.0000"]
 
 
 def test_table5_variants_in_paper_order_with_failures(results):
@@ -139,23 +139,23 @@ def test_tables_are_none_without_material(tmp_path):
 
 def test_markdown_and_latex_writers(results, tmp_path):
     table = tables.table3(results)
-    markdown = tables.to_markdown(table)
+    markdown = table_writers.to_markdown(table)
     assert "| LAGNH | _0.8000_ | **0.8500** | **0.8476** | **0.8655** |" in markdown
     assert "| mosaic 16 bits | mosaic 32 bits | paper (MS-COCO) 16 bits |" in markdown
     assert "Best per column in **bold**, second best in _italics_ (the paper underlines it): our MAP columns only " \
            "where Wilcoxon's signed-rank test" in markdown
-    latex = tables.to_latex(table)
+    latex = table_writers.to_latex(table)
     assert r"\underline{0.7200 $\pm$ 0.0200 (n=3)}" in latex and r"\textbf{0.8500}" in latex
     assert r"\multicolumn{2}{c}{paper (MS-COCO)}" in latex and r"\cmidrule(lr){4-5}" in latex
     assert latex.count(r"\\") == len(table.rows) + 2
-    paths = tables.write_table(table, tmp_path / "out")
+    paths = table_writers.write_table(table, tmp_path / "out")
     assert [p.name for p in paths] == ["table3.md", "table3.tex"]
     assert paths[0].read_text() == markdown
 
 
 def test_latex_escapes_special_characters():
-    assert tables.latex_escape("my_method 50% & #1") == r"my\_method 50\% \& \#1"
-    assert tables.latex_escape("0.5 ± 0.1 † ≈") == r"0.5 $\pm$ 0.1 \textsuperscript{\dag} $\approx$"
+    assert table_writers.latex_escape("my_method 50% & #1") == r"my\_method 50\% \& \#1"
+    assert table_writers.latex_escape("0.5 ± 0.1 † ≈") == r"0.5 $\pm$ 0.1 \textsuperscript{\dag} $\approx$"
 
 
 # ----------------------------------------------------------------------------- significance marks
@@ -172,7 +172,7 @@ def results_with_ap(per_query: dict[str, list[np.ndarray]], tmp_path):
 
 def marks(table, group="mosaic", title="32 bits"):
     return {row: (mark, cell.tied) for row, cell, mark in
-            ((r, c, c.mark) for r, c in zip(table.rows, table.cells[[(k.group, k.title) for k in table.columns].index((group, title))]))
+            ((r, c, c.mark) for r, c in zip(table.rows, table.entries[[(k.group, k.title) for k in table.columns].index((group, title))]))
             if cell.values}  # fmt: skip
 
 
@@ -189,7 +189,7 @@ def test_methods_that_differ_by_noise_are_tied_not_ranked(tmp_path):
     assert wilcoxon(alpha - beta).pvalue > 0.05  # the construction: alpha and beta differ by noise only
     table = tables.table3(results_with_ap(noisy, tmp_path))
     assert marks(table) == {"alpha": (1, True), "beta": (1, True), "gamma": (2, False)}
-    assert column(table, "mosaic", "32 bits")["alpha"][0].endswith(f"(n=3) {tables.TIE_MARK}")
+    assert column(table, "mosaic", "32 bits")["alpha"][0].endswith(f"(n=3) {table_model.TIE_MARK}")
 
 
 def test_a_consistent_difference_is_marked_and_a_few_large_gains_are_not(tmp_path):
@@ -240,13 +240,13 @@ def test_degenerate_cells_are_marked_counted_and_footnoted(tmp_path):
     note = [n for n in table.notes if n.startswith("†")]
     assert note == ["† DeepBit, mosaic 32 bits: degenerate codes in 1 of 2 seeds (constant_bits=0.75, "
                     "distinct_fraction=0.0020, mean_abs_balance=0.80, mean_abs_correlation=0.30)."]
-    assert "- † DeepBit" in tables.to_markdown(table)
+    assert "- † DeepBit" in table_writers.to_markdown(table)
 
 
 def test_health_and_ranges_options(tmp_path):
     records = [make_record("itq", map_value=0.7, map_range=(0.69, 0.71)),
                make_record("lsh", map_value=0.4, code_stats=DEGENERATE)]  # fmt: skip
-    table = tables.table3(results_of(records, tmp_path), tables.TableOptions(health=True, ranges=True))
+    table = tables.table3(results_of(records, tmp_path), table_model.TableOptions(health=True, ranges=True))
     titles = [c.title for c in table.columns if c.group == "mosaic"]
     assert titles == ["32 bits", "32 bits constant_bits", "32 bits mean_abs_balance", "32 bits distinct_fraction",
                       "32 bits mean_abs_correlation"]  # fmt: skip
@@ -266,12 +266,12 @@ class FakeReferences:
 
 
 def test_reference_rows_are_shown_never_marked_and_say_when_missing(results):
-    table = tables.table3(results, tables.TableOptions(references=FakeReferences()))
+    table = tables.table3(results, table_model.TableOptions(references=FakeReferences()))
     assert table.rows[-2:] == ["random codes", "raw features"] and table.n_reference_rows == 2
     ours = column(table, "mosaic", "32 bits")
     assert ours["random codes"] == ("0.3100 ± 0.0100 (n=3)", 0)  # the seeds our 32-bit cells ran: 0, 1, 2
-    assert ours["raw features"] == (tables.MISSING, 0)
-    assert column(table, "paper (MS-COCO)", "32 bits")["random codes"] == (tables.MISSING, 0)
+    assert ours["raw features"] == (table_model.MISSING, 0)
+    assert column(table, "paper (MS-COCO)", "32 bits")["random codes"] == (table_model.MISSING, 0)
     assert "raw features on mosaic: not computed (the dataset has no features (images only))." in table.notes
-    assert tables.to_latex(table).count(r"\midrule") == 2  # a rule above the reference rows
-    assert tables.table5(results, tables.TableOptions(references=FakeReferences())).rows[-1] == "raw features"
+    assert table_writers.to_latex(table).count(r"\midrule") == 2  # a rule above the reference rows
+    assert tables.table5(results, table_model.TableOptions(references=FakeReferences())).rows[-1] == "raw features"

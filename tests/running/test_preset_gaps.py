@@ -38,11 +38,11 @@ def test_the_shipped_file_covers_every_method_with_a_quick_preset():
 def test_table_captions_carry_the_notes(monkeypatch):
     import pandas as pd
 
-    from hashbench.reporting import tables
+    from hashbench.reporting import captions
 
     monkeypatch.setattr(preset_gaps, "load_gaps", lambda path=preset_gaps.PATH: GAPS)
     frame = pd.DataFrame({"method": ["far", "near", "far"], "param_preset": ["quick", "quick", None],
                           "dataset": ["mosaic"] * 3, "dataset_fingerprint": ["abc"] * 3})
-    note = tables.preset_gap_note(frame)
+    note = captions.preset_gap_note(frame)
     assert note.startswith("Quick preset more than 0.01 MAP") and "far 0.780 vs 0.827" in note and note.endswith(".")
-    assert tables.preset_gap_note(frame.assign(dataset_fingerprint="other")) == ""
+    assert captions.preset_gap_note(frame.assign(dataset_fingerprint="other")) == ""
