@@ -117,6 +117,7 @@ from hashbench.methods._lagnh_net import (
     Reference,
     cosine,
     discriminator,
+    weighted,
 )
 from hashbench.methods._torch import (
     TorchHasher,
@@ -321,7 +322,7 @@ class LAGNH(TorchHasher):
             recons = self._squared_error(net.decoder(z), x)
         else:
             predicted = z @ z.T if self.recon_target == "inner-product" else F.relu(cosine(z, z))
-            recons = self._squared_error(predicted, self.settings_["k"] * out.graphs[self.recon_graph_].detach())
+            recons = self._squared_error(predicted, weighted(self.settings_["k"], out.graphs[self.recon_graph_].detach()))
         terms = {
             "gan": F.binary_cross_entropy_with_logits(critic(z), torch.ones(len(z), 1, device=z.device)),
             "recons": recons,
@@ -333,7 +334,9 @@ class LAGNH(TorchHasher):
         return terms
 
     def _squared_error(self, predicted, target) -> torch.Tensor:
-        return self._per_node((predicted - target).square())
+        """``_per_node`` of the squared differences, in one fused pass each way."""
+        total = F.mse_loss(predicted, target, reduction="sum")
+        return total / len(predicted) if self.rules_.loss_form == "frobenius" else total / predicted.numel()
 
     def _per_node(self, values: torch.Tensor) -> torch.Tensor:
         """Paper: sum of a node's entries, mean over nodes; release: mean of all entries."""
