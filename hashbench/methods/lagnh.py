@@ -46,9 +46,9 @@ Presets (``preset``; explicit arguments win, a None argument takes the preset's 
   narrower layer leave constant bits or a lower MAP@1000 (32 bits, seed 0, 2 threads; mosaic
   paper preset 0.8445): on mosaic 100 epochs at hidden 256 gave 0.824 (3% constant bits),
   150 epochs at 256 0.824, 100 at 512 0.840 but 28% constant bits on ``fc7-like``; 120 at 512
-  gives 0.8395 on mosaic in about 32 s of fit (6% constant bits; seed 1: 0.819, paper 0.841), 0.762 with 6%
-  constant bits on ``fc7-like`` (the paper preset 0.709, 3%), and no constant bits on mosaic
-  at 16 bits.
+  gives 0.8395 on mosaic in about 32 s of fit (6% constant bits; seed 1: 0.819, paper preset
+  0.841), 0.762 with 6% constant bits on ``fc7-like`` (the paper preset 0.709, 3%), and no
+  constant bits on mosaic at 16 bits.
 ``mu``, ``sigma``, ``dropout`` and ``generator_steps`` default per variant (above). The values in
 force are the fitted ``settings_`` dict (``settings_["lambda1"]``, ``settings_["mu"]``, ...).
 
