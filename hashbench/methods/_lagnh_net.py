@@ -7,6 +7,7 @@ where the paper's equations and the authors' release differ.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -90,29 +91,44 @@ class Generator(nn.Module):
         (and, when ``y_self`` is given, of each row's own y_bar as one more column).
 
         Products with y_bar go through the c-dimensional aux rows when c < d' (x_bar . y_bar_j =
-        (x_bar W) . y_j + x_bar . b), which turns the two n x n x d' products into n x n x c ones."""
+        [x_bar W, x_bar . b] . [y_j, 1]), which turns the two n x n x d' products into
+        n x n x (c + 1) ones. The weights' normalisation (a row sum or norm) and the columns'
+        norms are applied to the n x (c + 1) mix, not to the n x n weights; under Eq. 2 the row
+        sum is the mix's last column."""
         if not self.attention or y_cols is None:
             return x_bar
-        col_norms = self.project_y(y_cols).norm(dim=1).clamp_min(EPS)
-        cos = times_projected(x_bar, y_cols, self.project_y) / col_norms / x_bar.norm(dim=1, keepdim=True).clamp_min(EPS)
-        weights = F.relu(cos)
-        if y_self is not None:
-            y_bar_self = self.project_y(y_self)
-            self_cos = F.cosine_similarity(x_bar, y_bar_self, dim=1, eps=EPS)
-            weights = torch.cat([weights, F.relu(self_cos)[:, None]], 1)
-        if self.rules.attention_norm == "sum":
-            weights = weights / weights.sum(1, keepdim=True).clamp_min(EPS)
+        project = self.project_y
+        through_aux = y_cols.shape[1] < project.out_features
+        col_norms = project(y_cols).norm(dim=1, keepdim=True).clamp_min(EPS)
+        x_unit = x_bar / x_bar.norm(dim=1, keepdim=True).clamp_min(EPS)
+        if through_aux:
+            left = torch.cat([x_unit @ project.weight, x_unit @ project.bias[:, None]], 1)
+            keys = cols = torch.cat([y_cols, y_cols.new_ones(len(y_cols), 1)], 1)
         else:
-            weights = F.normalize(weights, dim=1, eps=EPS)
-        n_cols = len(y_cols)
-        col_weights = weights[:, :n_cols]
+            left, keys = x_unit, project(y_cols)
+            cols = torch.cat([keys, keys.new_ones(len(keys), 1)], 1)
+        weights = F.relu(left @ (keys / col_norms).T)  # cosines clipped at 0: (n, n_cols)
         if self.rules.normalise_projections:  # mix the unit-length y_bar
-            col_weights = col_weights / col_norms
-        mixed = mix_projected(col_weights, y_cols, self.project_y)
+            cols = cols / col_norms
+        mix = weights @ cols  # (n, m + 1); the last column sums the weights (over 1 / norms if unit)
+        self_weight = y_bar_self = None
         if y_self is not None:
+            y_bar_self = project(y_self)
+            self_weight = F.relu(F.cosine_similarity(x_bar, y_bar_self, dim=1, eps=EPS))
             if self.rules.normalise_projections:
                 y_bar_self = F.normalize(y_bar_self, dim=1, eps=EPS)
-            mixed = mixed + weights[:, n_cols:] * y_bar_self
+        if self.rules.attention_norm == "sum":
+            total = weights.sum(1) if self.rules.normalise_projections else mix[:, -1]
+            total = total if self_weight is None else total + self_weight
+            scale = total.clamp_min(EPS)
+        else:
+            total = weights.square().sum(1)
+            total = total if self_weight is None else total + self_weight.square()
+            scale = total.sqrt().clamp_min(EPS)
+        mix = mix / scale[:, None]
+        mixed = mix[:, :-1] @ project.weight.T + mix[:, -1:] * project.bias if through_aux else mix[:, :-1]
+        if self_weight is not None:
+            mixed = mixed + (self_weight / scale)[:, None] * y_bar_self
         return x_bar + mixed
 
     # --- graphs ----------------------------------------------------------------------------------
@@ -136,20 +152,22 @@ class Generator(nn.Module):
         if "aux" not in graphs:
             return graphs["visual"]
         if self.rules.fusion_weights_aux:
-            return graphs["visual"] + self.mu * graphs["aux"]
-        return self.mu * graphs["visual"] + graphs["aux"]
+            return graphs["visual"] + weighted(self.mu, graphs["aux"])
+        return weighted(self.mu, graphs["visual"]) + graphs["aux"]
 
     def bandwidth(self, squared: torch.Tensor) -> torch.Tensor:
         """sigma^2: fixed, or the median rule (half the median squared distance between distinct
-        nodes of the set, so the median pair gets exp(-1)); never differentiated."""
+        nodes of the set, each pair i < j once, so the median pair gets exp(-1)); never
+        differentiated. (The distances are symmetric, so the pairs j > i give the median that all
+        off-diagonal entries give, from half the entries.)"""
         if self.sigma != "median":
             return torch.tensor(float(self.sigma) ** 2, device=squared.device)
         n = len(squared)
         if n < 2:
             return squared.new_tensor(1.0)
         with torch.no_grad():
-            off_diagonal = squared.flatten()[1:].view(n - 1, n + 1)[:, :-1]
-            return (off_diagonal.median() / 2).clamp_min(EPS)
+            pairs = squared.flatten().take(upper_triangle(n, squared.device))
+            return (pairs.median() / 2).clamp_min(EPS)
 
     # --- forward passes ----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> Propagation:
@@ -160,9 +178,12 @@ class Generator(nn.Module):
         graphs = self.similarities(squared, y, y, sigma2)
         graph = graphs[self.gcn_graph]
         degrees = graph.sum(1)
-        adjacency = normalise(graph, degrees, degrees, self.rules)
-        hidden = F.relu(self.gc1(adjacency @ self.dropout(x_att)))
-        z = adjacency @ self.gc2(self.dropout(hidden))
+        dropped = self.dropout(x_att)
+        if self.gc1.out_features < self.gc1.in_features:  # A (X W1) = (A X) W1, the narrower product
+            hidden = F.relu(propagate(graph, self.gc1(dropped), degrees, self.rules))
+        else:
+            hidden = F.relu(self.gc1(propagate(graph, dropped, degrees, self.rules)))
+        z = propagate(graph, self.gc2(self.dropout(hidden)), degrees, self.rules)
         return Propagation(z, x_att, hidden, graphs, degrees, sigma2)
 
     def forward_against(self, x: torch.Tensor, y: torch.Tensor | None, ref: Reference) -> torch.Tensor:
@@ -207,18 +228,26 @@ def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.addmm(norms, a, b.T, alpha=-2).clamp_min(0)
 
 
-def times_projected(a: torch.Tensor, y: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
-    """a @ linear(y).T, through y's own width when that is the smaller one."""
-    if y.shape[1] < linear.out_features:
-        return (a @ linear.weight) @ y.T + (a @ linear.bias)[:, None]
-    return a @ linear(y).T
+@functools.cache
+def upper_triangle(n: int, device: torch.device) -> torch.Tensor:
+    """Flat indices of the entries (i, j), i < j, of an n x n matrix."""
+    rows, cols = torch.triu_indices(n, n, 1, device=device)
+    return rows * n + cols
 
 
-def mix_projected(weights: torch.Tensor, y: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
-    """weights @ linear(y), through y's own width when that is the smaller one."""
-    if y.shape[1] < linear.out_features:
-        return (weights @ y) @ linear.weight.T + weights.sum(1, keepdim=True) * linear.bias
-    return weights @ linear(y)
+def weighted(weight: float, graph: torch.Tensor) -> torch.Tensor:
+    """weight * graph; a weight of 1 returns the graph itself (the same values, one pass fewer)."""
+    return graph if weight == 1 else weight * graph
+
+
+def propagate(graph: torch.Tensor, values: torch.Tensor, degrees: torch.Tensor, rules: Rules) -> torch.Tensor:
+    """normalise(graph) @ values for a square graph over one node set, without forming the
+    normalised n x n matrix: the degree scalings are applied to the n x m values instead."""
+    scale = degrees.clamp_min(EPS)
+    if rules.graph_norm == "row":
+        return (graph @ values) / scale[:, None]
+    scale = scale.rsqrt()[:, None]
+    return scale * (graph @ (scale * values))
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
