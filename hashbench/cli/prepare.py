@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hashbench.cli.options import add_data_dir
 from hashbench.datasets.cache import default_output
 from hashbench.datasets.extract import DETECTORS, build_extractor
 
@@ -108,9 +109,7 @@ def _add_extraction_options(parser, root_help: str) -> None:
 def _add_common_options(parser, root_help: str) -> None:
     parser.add_argument("--root", type=Path, required=True, help=root_help)
     parser.add_argument("--out", type=Path, help="output .npz (default: NAME.npz in the hashbench data folder)")
-    parser.add_argument(
-        "--data-dir", type=Path, help="the hashbench data folder (default: $HASHBENCH_DATA_DIR or the cache)"
-    )
+    add_data_dir(parser)
     parser.add_argument(
         "--work-dir", type=Path, help="where finished chunks are kept for resuming (default: OUT.parts)"
     )
