@@ -86,7 +86,9 @@ def references(dataset, training, device):
 
 
 @pytest.mark.parametrize(("name", "mode"), runs(), ids=[f"{name}-{mode}" for name, mode in runs()])
-def test_fit_encode_and_map(benchmark, record, fastest, threads, dataset, training, device, references, name, mode, n_bits):
+def test_fit_encode_and_map(
+    benchmark, record, fastest, threads, dataset, training, device, references, name, mode, n_bits
+):
     if mode == "images" and dataset.train.images is None:
         pytest.skip(f"{dataset.name} has no images")
     lagnh_seconds, lsh_map = references

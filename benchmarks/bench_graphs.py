@@ -66,14 +66,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print("| dataset | mode | S=+1 below | S=-1 above | S=+1 pairs | S=-1 pairs | share a label: S=+1 | S=-1 | random | WSIH targets > 1 |")
+    print(
+        "| dataset | mode | S=+1 below | S=-1 above | S=+1 pairs | S=-1 pairs | share a label: S=+1 | S=-1 | random | WSIH targets > 1 |"
+    )
     print("|---" * 10 + "|")
     for name in args.datasets:
         train = (conformance_dataset() if name == "conformance" else hb.load_dataset(name)).train
         s = ssdh_statistics(train, args.items, args.seed)
-        print(f"| {name} | {s['mode']:.3f} | {s['similar_below']:.3f} | {s['dissimilar_above']:.3f} | "
-              f"{s['similar']:.2%} | {s['dissimilar']:.2%} | {s['similar_share']:.2f} | {s['dissimilar_share']:.2f} | "
-              f"{s['random_share']:.2f} | {wsih_above_one(train, args.seed):.1%} |", flush=True)
+        print(
+            f"| {name} | {s['mode']:.3f} | {s['similar_below']:.3f} | {s['dissimilar_above']:.3f} | "
+            f"{s['similar']:.2%} | {s['dissimilar']:.2%} | {s['similar_share']:.2f} | {s['dissimilar_share']:.2f} | "
+            f"{s['random_share']:.2f} | {wsih_above_one(train, args.seed):.1%} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

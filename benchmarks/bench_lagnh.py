@@ -33,9 +33,9 @@ import torch
 from bench_shallow import official_map, structured_dataset
 
 import hashbench as hb
-from hashbench.reporting.paper import paper_seconds, paper_training_epochs
 from hashbench.methods._torch import minibatches
 from hashbench.methods.lagnh import LAGNH
+from hashbench.reporting.paper import paper_seconds, paper_training_epochs
 
 BASELINES = ["itq", "itq-aux", "aux-only"]
 ABLATIONS = {
@@ -227,7 +227,9 @@ def test_map(benchmark, record, threads, dataset, training, label, n_bits):
         baseline="ITQ at the same code length, in the same run",
         ratio=ratio,
         ratio_is="MAP@1000 / ITQ's",
-        targets={"MAP over ITQ (the paper: LAGNH above every baseline)": (ratio, ">=", 1.0)} if label.startswith("LAGNH") else {},
+        targets={"MAP over ITQ (the paper: LAGNH above every baseline)": (ratio, ">=", 1.0)}
+        if label.startswith("LAGNH")
+        else {},
         dataset=dataset.name,
         training=training,
         map=score,
@@ -275,7 +277,9 @@ def test_curve(benchmark, record, scale, threads, dataset, training, variant):
     """MAP after chosen epochs of one training run (32 bits), through the epoch callback."""
     benchmark.group = "LAGNH MAP along training, 32 bits"
     epochs = training["epochs"]
-    checkpoints = CURVE_EPOCHS[scale] if epochs is None else sorted({e for e in CURVE_EPOCHS[scale] if e < epochs} | {epochs})
+    checkpoints = (
+        CURVE_EPOCHS[scale] if epochs is None else sorted({e for e in CURVE_EPOCHS[scale] if e < epochs} | {epochs})
+    )
     maps = {}
 
     def callback(epoch, method):
@@ -284,7 +288,9 @@ def test_curve(benchmark, record, scale, threads, dataset, training, variant):
 
     options = {**training, "epochs": max(checkpoints)}
     benchmark.pedantic(
-        lambda: LAGNH(32, seed=0, variant=variant, **options).fit(dataset.train, callback=callback), rounds=1, iterations=1
+        lambda: LAGNH(32, seed=0, variant=variant, **options).fit(dataset.train, callback=callback),
+        rounds=1,
+        iterations=1,
     )
     record(
         baseline="the MAP after the last epoch",

@@ -22,8 +22,8 @@ import pytest
 from bench_shallow import official_map
 
 import hashbench as hb
-from hashbench.reporting.references import raw_features_map
 from hashbench.datasets.statistics import feature_statistics
+from hashbench.reporting.references import raw_features_map
 
 BUILD_SECONDS = 60
 STATISTIC_TARGETS = {"median_cosine": ("<=", 0.7), "effective_rank": (">=", 8.0), "zero_fraction": (">=", 0.3)}

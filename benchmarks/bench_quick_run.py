@@ -43,7 +43,9 @@ def test_quick_run_from_scratch(benchmark, record, tmp_path):
     if done is None:
         pytest.fail(f"hashbench run did not finish:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     record(
-        baseline="none (the run's time and memory are compared with their targets)", ratio=None, ratio_is="",
+        baseline="none (the run's time and memory are compared with their targets)",
+        ratio=None,
+        ratio_is="",
         always=True,
         targets={
             "run seconds (wall, 2 idle cores)": (wall, "<=", RUN_SECONDS),

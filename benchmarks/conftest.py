@@ -27,9 +27,15 @@ def pytest_addoption(parser):
         "--scale", choices=SCALES, default="small",
         help="small (default: minutes on a laptop) or full (the sizes the targets are set for)",
     )  # fmt: skip
-    group.addoption("--bench-dataset", default=None, help="dataset name or path for the quality numbers (default: synthetic)")
-    group.addoption("--bench-bits", default=None, help="comma-separated code lengths of the quality numbers (default: 32)")
-    group.addoption("--bench-preset", default="quick", help="training preset of deep methods and LAGNH (default: quick)")
+    group.addoption(
+        "--bench-dataset", default=None, help="dataset name or path for the quality numbers (default: synthetic)"
+    )
+    group.addoption(
+        "--bench-bits", default=None, help="comma-separated code lengths of the quality numbers (default: 32)"
+    )
+    group.addoption(
+        "--bench-preset", default="quick", help="training preset of deep methods and LAGNH (default: quick)"
+    )
     group.addoption(
         "--bench-epochs", type=int, default=None,
         help=f"training epochs of deep methods and LAGNH (default: {SMALL_EPOCHS} at --scale small, the preset's at full)",
@@ -131,5 +137,8 @@ def pytest_terminal_summary(terminalreporter):
         write("|---" * (3 + len(implementations)) + "|")
         cells = {(i["n_items"], i["n_bits"], i["k"], i["implementation"]): i["queries_per_second"] for i in search}
         for n_items, n_bits, k in dict.fromkeys((i["n_items"], i["n_bits"], i["k"]) for i in search):
-            row = [f"{cells[n_items, n_bits, k, impl]:,.0f}" if (n_items, n_bits, k, impl) in cells else "-" for impl in implementations]
+            row = [
+                f"{cells[n_items, n_bits, k, impl]:,.0f}" if (n_items, n_bits, k, impl) in cells else "-"
+                for impl in implementations
+            ]
             write(f"| {n_items:,} | {n_bits} | {k} | " + " | ".join(row) + " |")

@@ -118,7 +118,9 @@ def _stable_top_k(key, shift, n_at_distance, k, next_slot, hits_so_far, order, r
     if k == n:  # every item is ranked: nothing to test or skip
         for j in range(n):
             relevant = key[j] & relevant_bit
-            total += _place(j, key[j] >> shift, relevant, next_slot, hits_so_far, order, rank_relevant, rank_recall, weight)
+            total += _place(
+                j, key[j] >> shift, relevant, next_slot, hits_so_far, order, rank_relevant, rank_recall, weight
+            )
             found += relevant
         return total, found
     bound = ((threshold + 1) << shift) - 1  # the largest key in the top k

@@ -45,11 +45,11 @@ import time
 import numpy as np
 from sklearn.base import clone
 
-from hashbench.metrics import evaluate
 from hashbench.codes import BinaryCodes
 from hashbench.datasets.base import HashingDataset, Split
 from hashbench.errors import HashbenchError, InvalidInputError, NotFittedError
 from hashbench.health import DEGENERATE_CORRELATION, code_stats
+from hashbench.metrics import evaluate
 from hashbench.registry import list_methods, method_class
 
 CHECK_BITS = 16
@@ -89,7 +89,11 @@ def conformance_dataset(seed: int = 0) -> HashingDataset:
 
     web = split(200, "web", max_labels=1)  # before the others: their draws do not depend on its size
     return HashingDataset(
-        "conformance", split(600, "train"), split(100, "query"), split(1200, "database"), web=Split(web.features, web.labels, name="web")
+        "conformance",
+        split(600, "train"),
+        split(100, "query"),
+        split(1200, "database"),
+        web=Split(web.features, web.labels, name="web"),
     )
 
 
@@ -141,7 +145,9 @@ def check_settings(cls: type, params: dict) -> dict:
     accepted = cls().get_params()
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise InvalidInputError(f"{cls.__name__} has no hyper-parameter {', '.join(unknown)}; it has {', '.join(sorted(accepted))}")
+        raise InvalidInputError(
+            f"{cls.__name__} has no hyper-parameter {', '.join(unknown)}; it has {', '.join(sorted(accepted))}"
+        )
     defaults = {"n_bits": CHECK_BITS}
     if "quick" in cls.presets:
         defaults["preset"] = "quick"

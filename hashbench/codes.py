@@ -26,7 +26,7 @@ SEARCH_CHUNK = 64  # queries per k-NN task
 class BinaryCodes:
     """``n`` binary codes of ``n_bits`` bits each, packed into a ``(n, ceil(n_bits / 8))`` uint8 array."""
 
-    __slots__ = ("packed", "n_bits")
+    __slots__ = ("n_bits", "packed")
 
     def __init__(self, packed: np.ndarray, n_bits: int):
         n_bits = check_positive_int(n_bits, "n_bits")
@@ -99,9 +99,7 @@ class BinaryCodes:
 
     def __eq__(self, other) -> bool:
         return (
-            isinstance(other, BinaryCodes)
-            and other.n_bits == self.n_bits
-            and np.array_equal(other.packed, self.packed)
+            isinstance(other, BinaryCodes) and other.n_bits == self.n_bits and np.array_equal(other.packed, self.packed)
         )
 
     __hash__ = None  # mutable array inside
@@ -157,9 +155,7 @@ def _holds_only(array: np.ndarray, low, high) -> bool:
 
 def check_compatible(query: BinaryCodes, database: BinaryCodes) -> None:
     if query.n_bits != database.n_bits:
-        raise InvalidInputError(
-            f"query codes have {query.n_bits} bits but database codes have {database.n_bits}"
-        )
+        raise InvalidInputError(f"query codes have {query.n_bits} bits but database codes have {database.n_bits}")
 
 
 def as_words(codes: BinaryCodes) -> np.ndarray:

@@ -67,7 +67,9 @@ def rank_on_cpu(query, database, query_labels, db_labels, k, score):
             q_words[start:stop], db_words_t, q_label_words[start:stop], db_label_words_t, k,
             hist, precision_sum, hits, rank_relevant, rank_recall,
         )  # fmt: skip
-        return score(RankedChunk(hist[:, 0::2] + hist[:, 1::2], hist[:, 1::2], precision_sum, hits, rank_relevant, rank_recall))
+        return score(
+            RankedChunk(hist[:, 0::2] + hist[:, 1::2], hist[:, 1::2], precision_sum, hits, rank_relevant, rank_recall)
+        )
 
     n_threads = max(1, torch.get_num_threads())
     with ThreadPoolExecutor(n_threads) as pool:

@@ -82,7 +82,9 @@ def load_plugin(path) -> None:
         spec.loader.exec_module(module)
     except Exception as error:  # the plugin's own error, named with its file
         del sys.modules[module_name]
-        raise InvalidInputError(f"plugin file {str(path)!r} failed to import: {type(error).__name__}: {error}") from error
+        raise InvalidInputError(
+            f"plugin file {str(path)!r} failed to import: {type(error).__name__}: {error}"
+        ) from error
 
 
 def method_class(name: str) -> type:

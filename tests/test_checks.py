@@ -50,7 +50,10 @@ def test_lagnh_passes_at_the_paper_preset():
 
 @pytest.mark.parametrize(
     "class_name, name",
-    [("RandomProjection", "random-projection"), pytest.param("TinyAutoencoder", "tiny-autoencoder", marks=pytest.mark.slow)],
+    [
+        ("RandomProjection", "random-projection"),
+        pytest.param("TinyAutoencoder", "tiny-autoencoder", marks=pytest.mark.slow),
+    ],
 )
 def test_documented_plugins_pass(tmp_path, class_name, name):
     hb.load_plugin(documented_plugin(tmp_path, class_name))
@@ -120,7 +123,12 @@ def test_random_codes_floor_is_the_mean_label_overlap_rate():
 
 def test_conformance_data_is_multi_label_with_sparse_aux_and_a_web_split():
     dataset = conformance_dataset()
-    assert (len(dataset.train), len(dataset.query), len(dataset.database), len(dataset.train.web)) == (600, 100, 1200, 200)
+    assert (len(dataset.train), len(dataset.query), len(dataset.database), len(dataset.train.web)) == (
+        600,
+        100,
+        1200,
+        200,
+    )
     assert 1.0 < dataset.train.labels.sum(axis=1).mean() < 2.0
     assert 2.0 < dataset.train.aux.sum(axis=1).mean() < 4.0
     assert (dataset.train.features >= 0).all() and (dataset.train.features == 0).mean() > 0.1
@@ -128,7 +136,7 @@ def test_conformance_data_is_multi_label_with_sparse_aux_and_a_web_split():
 
 
 def test_unknown_method_and_unknown_parameter_are_named():
-    with pytest.raises(hb.InvalidInputError, match="unknown method 'itqq'.*'itq'"):
+    with pytest.raises(hb.InvalidInputError, match=r"unknown method 'itqq'.*'itq'"):
         hb.check_method("itqq")
     with pytest.raises(hb.InvalidInputError, match="no hyper-parameter n_iterations"):
         hb.check_method("itq", n_iterations=3)

@@ -64,7 +64,7 @@ def test_encode_before_fit_is_a_clear_error():
 
 def test_width_mismatch_at_encode_time():
     m = MeanThreshold().fit(np.random.default_rng(0).normal(size=(10, 4)))
-    with pytest.raises(InvalidInputError, match="4-d features.*5-d"):
+    with pytest.raises(InvalidInputError, match=r"4-d features.*5-d"):
         m.encode(np.zeros((2, 5)))
 
 
@@ -99,7 +99,7 @@ def test_missing_aux_and_images_are_named():
 def test_aux_width_checked_at_encode_time(clustered_split):
     m = NeedsAux().fit(clustered_split)
     narrow = Split(features=clustered_split.features, aux=clustered_split.aux[:, :2], name="query")
-    with pytest.raises(InvalidInputError, match="4-d aux.*2-d aux"):
+    with pytest.raises(InvalidInputError, match=r"4-d aux.*2-d aux"):
         m.encode(narrow)
 
 

@@ -34,15 +34,24 @@ def reference_query(distance, relevant, k):
     each number; expected: the mean over all orders)."""
     n_relevant = sum(relevant)
     groups = [[j for j in range(len(distance)) if distance[j] == d] for d in sorted(set(distance))]
-    orders = [[j for g in order for j in g] for order in itertools.product(*(itertools.permutations(g) for g in groups))]
+    orders = [
+        [j for g in order for j in g] for order in itertools.product(*(itertools.permutations(g) for g in groups))
+    ]
     stable = sorted(range(len(distance)), key=lambda j: (distance[j], j))
 
     def hits(order):
         return np.cumsum([relevant[j] for j in order])[:k]
 
     all_hits = np.array([hits(order) for order in orders])
-    result = {"n_relevant": n_relevant, "hits": {"stable": hits(stable), "optimistic": all_hits.max(axis=0),
-                                                  "pessimistic": all_hits.min(axis=0), "expected": all_hits.mean(axis=0)}}
+    result = {
+        "n_relevant": n_relevant,
+        "hits": {
+            "stable": hits(stable),
+            "optimistic": all_hits.max(axis=0),
+            "pessimistic": all_hits.min(axis=0),
+            "expected": all_hits.mean(axis=0),
+        },
+    }
     for normalise in metrics.NORMALISATIONS:
         aps = [reference_ap([relevant[j] for j in order], k, normalise, n_relevant) for order in orders]
         result[normalise] = {
@@ -81,13 +90,19 @@ def reference_convention(per_query, k, normalise, ties, no_relevant):
     ranks = np.arange(1, k + 1)
     return {
         "map": mean(q[normalise][ties] for q in chosen),
-        "map_range": (mean(q[normalise]["pessimistic"] for q in chosen), mean(q[normalise]["optimistic"] for q in chosen)),
+        "map_range": (
+            mean(q[normalise]["pessimistic"] for q in chosen),
+            mean(q[normalise]["optimistic"] for q in chosen),
+        ),
         "ap": [q[normalise][ties] if a else math.nan for q, a in zip(per_query, averaged)],
         "precision": sum((q["hits"][ties] / ranks for q in chosen), np.zeros(k)) / n if n else np.full(k, math.nan),
         "recall": sum((q["hits"][ties] / q["n_relevant"] for q in chosen if q["n_relevant"]), np.zeros(k)) / n
         if n
         else np.full(k, math.nan),
-        "pr_precision": [mean(w[r][1] / w[r][0] for q in chosen if (w := q["within"])[r][0]) for r in range(len(per_query[0]["within"]))],
+        "pr_precision": [
+            mean(w[r][1] / w[r][0] for q in chosen if (w := q["within"])[r][0])
+            for r in range(len(per_query[0]["within"]))
+        ],
     }
 
 
@@ -130,11 +145,15 @@ def test_hand_worked_ranking_with_ties():
 def test_hand_worked_normalisations():
     # top 3 relevance [no, yes, no], R = 2: precision sum 1/2 over 1 retrieved, min(R, k) = 2, R = 2
     for normalise, expected in (("retrieved", 1 / 2), ("min-r-k", 1 / 4), ("relevant", 1 / 4)):
-        assert hb.evaluate(QUERY, DATABASE, QUERY_LABELS, DB_LABELS, topk=3, normalise=normalise).map == pytest.approx(expected)
+        assert hb.evaluate(QUERY, DATABASE, QUERY_LABELS, DB_LABELS, topk=3, normalise=normalise).map == pytest.approx(
+            expected
+        )
     # top 1 relevance [no]: every normaliser gives 0; MAP@all: [no, yes, no, yes] = (1/2 + 2/4) / 2
     assert hb.evaluate(QUERY, DATABASE, QUERY_LABELS, DB_LABELS, topk=1, normalise="min-r-k").map == 0.0
     for normalise in metrics.NORMALISATIONS:
-        assert hb.evaluate(QUERY, DATABASE, QUERY_LABELS, DB_LABELS, topk=None, normalise=normalise).map == pytest.approx(0.5)
+        assert hb.evaluate(
+            QUERY, DATABASE, QUERY_LABELS, DB_LABELS, topk=None, normalise=normalise
+        ).map == pytest.approx(0.5)
 
 
 def test_tie_aware_expected_curve_averages_the_tie():
@@ -193,7 +212,9 @@ def test_queries_without_relevant_items_are_skipped_or_count_zero():
     deephash = hb.evaluate(queries, DATABASE, query_labels, DB_LABELS, topk=3, protocol="deephash")
     np.testing.assert_allclose(deephash.precision_curve, [0, 1 / 4, 1 / 6])
     np.testing.assert_allclose(deephash.recall_curve, [0, 1 / 4, 1 / 4])
-    tie_aware_zero = hb.evaluate(queries, DATABASE, query_labels, DB_LABELS, topk=3, protocol="tie_aware", no_relevant="zero")
+    tie_aware_zero = hb.evaluate(
+        queries, DATABASE, query_labels, DB_LABELS, topk=3, protocol="tie_aware", no_relevant="zero"
+    )
     assert tie_aware_zero.map == pytest.approx(5 / 24)
     assert tie_aware_zero.map_range == pytest.approx((1 / 6, 1 / 4))
 
@@ -210,7 +231,12 @@ def test_per_query_ap_averages_to_the_map_and_marks_skipped_queries_nan():
 
 def test_explicit_options_override_the_preset():
     scores = hb.evaluate(QUERY, DATABASE, QUERY_LABELS, DB_LABELS, topk=3, protocol="deephash", ties="pessimistic")
-    assert (scores.protocol, scores.normalise, scores.ties, scores.no_relevant) == ("deephash", "retrieved", "pessimistic", "zero")
+    assert (scores.protocol, scores.normalise, scores.ties, scores.no_relevant) == (
+        "deephash",
+        "retrieved",
+        "pessimistic",
+        "zero",
+    )
     assert scores.map == pytest.approx(1 / 3)
     assert scores.maps == hb.evaluate(QUERY, DATABASE, QUERY_LABELS, DB_LABELS, topk=3).maps  # presets stay presets
     for protocol, components in metrics.PRESETS.items():
@@ -264,10 +290,17 @@ def test_to_dict_is_json_with_the_resolved_convention_and_summary_names_it():
         "recall_curve", "pr_curve", "precision_radius2", "n_queries", "n_queries_skipped",
     }  # fmt: skip
     assert set(record["pr_curve"]) == {"radius", "precision", "recall"}
-    assert (record["protocol"], record["normalise"], record["ties"], record["no_relevant"]) == ("deephash", "relevant", "stable", "zero")
+    assert (record["protocol"], record["normalise"], record["ties"], record["no_relevant"]) == (
+        "deephash",
+        "relevant",
+        "stable",
+        "zero",
+    )
     assert record["map_range"] == pytest.approx([1 / 6, 1 / 4]) and len(record["precision_curve"]) == 3
     text = scores.summary()
-    assert all(name in text for name in ("relevant / stable / zero", "MAP@3 0.2500 [0.1667, 0.2500]", "tie_aware", "P@3"))
+    assert all(
+        name in text for name in ("relevant / stable / zero", "MAP@3 0.2500 [0.1667, 0.2500]", "tie_aware", "P@3")
+    )
 
 
 def test_result_table_rows_carry_the_convention_and_the_tie_range():
@@ -299,8 +332,10 @@ def retrieval_problems(draw):
     n_labels = draw(st.integers(1, 3))
 
     def bits(rows, cols):
-        return np.array(draw(st.lists(st.lists(st.integers(0, 1), min_size=cols, max_size=cols),
-                                      min_size=rows, max_size=rows)), np.uint8).reshape(rows, cols)
+        return np.array(
+            draw(st.lists(st.lists(st.integers(0, 1), min_size=cols, max_size=cols), min_size=rows, max_size=rows)),
+            np.uint8,
+        ).reshape(rows, cols)
 
     topk = draw(st.one_of(st.none(), st.integers(1, 8)))
     return bits(n_query, n_bits), bits(n_db, n_bits), bits(n_query, n_labels), bits(n_db, n_labels), topk
@@ -326,9 +361,12 @@ def assert_matches_reference(problem, conventions=CONVENTIONS):
         if not math.isnan(expected["map"]):
             np.testing.assert_allclose(scores.pr_curve["precision"], expected["pr_precision"], atol=1e-12)
             results[normalise, ties, no_relevant] = scores
-    for (normalise, ties, no_relevant), scores in results.items():
+    for (normalise, _ties, no_relevant), scores in results.items():
         # one range per normalisation and query set, holding the MAP of every tie rule
-        low, high = results[normalise, "pessimistic", no_relevant].map, results[normalise, "optimistic", no_relevant].map
+        low, high = (
+            results[normalise, "pessimistic", no_relevant].map,
+            results[normalise, "optimistic", no_relevant].map,
+        )
         assert scores.map_range == pytest.approx((low, high), rel=1e-12, abs=1e-15)
         assert low - 1e-12 <= scores.map <= high + 1e-12
 
@@ -377,8 +415,12 @@ def test_matches_the_per_query_argsort_loop_on_random_codes():
         if relevant.any():
             for k, values in aps.items():
                 values.append(reference_ap(relevant[np.argsort(distance, kind="stable")], k, "retrieved", 0))
-    assert hb.evaluate(signs_q, signs_db, labels_q, labels_db, topk=100).map == pytest.approx(np.mean(aps[100]), rel=1e-12)
-    assert hb.evaluate(signs_q, signs_db, labels_q, labels_db, topk=None).map == pytest.approx(np.mean(aps[500]), rel=1e-12)
+    assert hb.evaluate(signs_q, signs_db, labels_q, labels_db, topk=100).map == pytest.approx(
+        np.mean(aps[100]), rel=1e-12
+    )
+    assert hb.evaluate(signs_q, signs_db, labels_q, labels_db, topk=None).map == pytest.approx(
+        np.mean(aps[500]), rel=1e-12
+    )
 
 
 def test_closed_forms_stay_exact_with_large_ties():
@@ -432,8 +474,14 @@ def test_bad_input_names_the_argument(change, message):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"protocol": "oficial"}, "unknown protocol 'oficial'. Did you mean 'official'.*Known: deephash, official, tie_aware"),
-        ({"normalise": "retreived"}, "unknown normalise 'retreived'. Did you mean 'retrieved'.*Known: min-r-k, relevant, retrieved"),
+        (
+            {"protocol": "oficial"},
+            "unknown protocol 'oficial'. Did you mean 'official'.*Known: deephash, official, tie_aware",
+        ),
+        (
+            {"normalise": "retreived"},
+            "unknown normalise 'retreived'. Did you mean 'retrieved'.*Known: min-r-k, relevant, retrieved",
+        ),
         ({"ties": "random"}, "unknown ties 'random'.*Known: expected, optimistic, pessimistic, stable"),
         ({"no_relevant": "drop"}, "unknown no_relevant 'drop'.*Known: skip, zero"),
     ],

@@ -13,7 +13,7 @@ DOC = Path(__file__).parents[1] / "docs" / "adding-a-method.md"
 
 
 def test_unknown_method_lists_known_and_suggests_closest():
-    with pytest.raises(UnknownNameError, match="Did you mean 'test-mean-threshold'.*Known:"):
+    with pytest.raises(UnknownNameError, match=r"Did you mean 'test-mean-threshold'.*Known:"):
         import tests.test_hasher  # noqa: F401  (registers the toy methods)
 
         hb.create_method("test-mean-treshold")
@@ -47,7 +47,9 @@ def test_documented_plugin_registers_fits_encodes_and_evaluates(tmp_path, cluste
     m = hb.create_method("random-projection", n_bits=16, seed=3).fit(clustered_split)
     codes = m.encode(clustered_split)
     assert codes.n_bits == 16 and len(codes) == len(clustered_split)
-    assert codes == hb.create_method("random-projection", n_bits=16, seed=3).fit(clustered_split).encode(clustered_split)
+    assert codes == hb.create_method("random-projection", n_bits=16, seed=3).fit(clustered_split).encode(
+        clustered_split
+    )
     scores = hb.evaluate(codes, codes, clustered_split.labels, clustered_split.labels, topk=50)
     assert 0.5 < scores.map <= 1.0  # four well-separated clusters
 
@@ -67,7 +69,9 @@ def test_entry_point_plugins_are_discovered(tmp_path, monkeypatch):
         "    def _encode(self, split): return split.features[:, :self.n_bits]\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    entry = EntryPoint(name="entry-point-hasher", value="ep_plugin_pkg:EntryPointHasher", group=registry.ENTRY_POINT_GROUP)
+    entry = EntryPoint(
+        name="entry-point-hasher", value="ep_plugin_pkg:EntryPointHasher", group=registry.ENTRY_POINT_GROUP
+    )
     monkeypatch.setattr(registry, "entry_points", lambda group: [entry] if group == registry.ENTRY_POINT_GROUP else [])
     monkeypatch.setattr(registry, "_discovered", False)
     assert "entry-point-hasher" in hb.list_methods()

@@ -58,4 +58,3 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("hashbench: interrupted", file=sys.stderr)
         return 130
-

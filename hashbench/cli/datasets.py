@@ -39,7 +39,11 @@ def add_commands(subparsers) -> None:
     add_data_dir(describe)
     describe.add_argument("--out", type=Path, default=None, help="PNG of sample images (default: DATASET-samples.png)")
     describe.add_argument(
-        "-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="builder option of a registered dataset, e.g. -o size=tiny (repeatable)",
     )
     describe.set_defaults(func=cmd_describe)
@@ -83,7 +87,10 @@ def describe_text(dataset) -> str:
     lines = [f"dataset {dataset.name} (fingerprint {dataset.fingerprint})"]
     if "image_source" in dataset.info:
         lines.append(f"images: {dataset.info['image_source']}")
-    lines += ["", f"{'split':<9} {'rows':>7} {'features':>8} {'labels':>6} {'aux':>5} {'labels/item':>11} {'images':>6}"]
+    lines += [
+        "",
+        f"{'split':<9} {'rows':>7} {'features':>8} {'labels':>6} {'aux':>5} {'labels/item':>11} {'images':>6}",
+    ]
     for name, split in splits.items():
         width = lambda a: "-" if a is None else str(a.shape[1])  # noqa: E731
         cardinality = "-" if split.labels is None else f"{split.labels.sum(1).mean():.3f}"

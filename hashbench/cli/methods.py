@@ -59,7 +59,6 @@ def add_commands(subparsers) -> None:
     check.set_defaults(func=cmd_check)
 
 
-
 def cmd_list(args) -> None:
     from hashbench.registry import list_datasets, list_methods
 
@@ -110,8 +109,15 @@ def cmd_evaluate(args) -> None:
     else:
         raise HashbenchError("--labels takes one dataset or two .npy files (query, database)")
     scores = evaluate(
-        query_codes, db_codes, query_labels, db_labels,
-        topk=args.topk, protocol=args.protocol, normalise=args.normalise, ties=args.ties, no_relevant=args.no_relevant,
+        query_codes,
+        db_codes,
+        query_labels,
+        db_labels,
+        topk=args.topk,
+        protocol=args.protocol,
+        normalise=args.normalise,
+        ties=args.ties,
+        no_relevant=args.no_relevant,
     )
     if args.json:
         print(json.dumps(scores.to_dict(), indent=2))

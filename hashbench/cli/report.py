@@ -24,14 +24,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from hashbench.cli.options import add_data_dir, add_executor, add_filters, add_run_switches, list_option
 from hashbench._validation import check_choice
-from hashbench.reporting import figures
-from hashbench.reporting import html_report
-from hashbench.reporting import table_model, table_writers, tables
-from hashbench.metrics import PROTOCOLS
-from hashbench.reporting.references import References
+from hashbench.cli.options import add_data_dir, add_executor, add_filters, add_run_switches, list_option
 from hashbench.errors import InvalidInputError
+from hashbench.metrics import PROTOCOLS
+from hashbench.reporting import figures, html_report, table_model, table_writers, tables
+from hashbench.reporting.references import References
 
 TABLE_SKIP_REASONS = {
     "table3": "no cells of experiments with role main",
@@ -65,12 +63,20 @@ def add_commands(subparsers) -> None:
     report.add_argument("results_dir", type=Path, metavar="RESULTS_DIR")
     report.add_argument("--out", type=Path, help="output folder (default: RESULTS_DIR/report)")
     report.add_argument("--format", default="md,tex", help="comma-separated table formats: md, tex (default both)")
-    report.add_argument("--health", action="store_true", help="add code-health columns (constant bits, balance, "
-                        "distinct codes, bit correlation) beside each MAP column")
-    report.add_argument("--ranges", action="store_true", help="print each MAP with its tie range [pessimistic, optimistic]")
+    report.add_argument(
+        "--health",
+        action="store_true",
+        help="add code-health columns (constant bits, balance, distinct codes, bit correlation) beside each MAP column",
+    )
+    report.add_argument(
+        "--ranges", action="store_true", help="print each MAP with its tie range [pessimistic, optimistic]"
+    )
     report.add_argument("--no-references", action="store_true", help="leave out the random-codes and raw-features rows")
-    report.add_argument("--html", action="store_true", help="also draw every figure and write the results page "
-                        "OUT/index.html (one self-contained file)")
+    report.add_argument(
+        "--html",
+        action="store_true",
+        help="also draw every figure and write the results page OUT/index.html (one self-contained file)",
+    )
     add_highlight_argument(report)
     add_protocol_argument(report)
     report.set_defaults(func=cmd_report)
@@ -98,10 +104,12 @@ def add_commands(subparsers) -> None:
         "the methods' papers report a number for and writes ours beside theirs (OUT/report/protocols.md).",
     )
     reproduce.add_argument("target", choices=TARGETS, metavar="TARGET", help=", ".join(TARGETS))
-    reproduce.add_argument("--config", type=Path,
-                           help=f"matrix file (default {DEFAULT_CONFIG}; {PROTOCOLS_CONFIG} for protocols)")
-    reproduce.add_argument("--out", type=Path, default=DEFAULT_REPRODUCE_OUT,
-                           help=f"results folder (default {DEFAULT_REPRODUCE_OUT})")
+    reproduce.add_argument(
+        "--config", type=Path, help=f"matrix file (default {DEFAULT_CONFIG}; {PROTOCOLS_CONFIG} for protocols)"
+    )
+    reproduce.add_argument(
+        "--out", type=Path, default=DEFAULT_REPRODUCE_OUT, help=f"results folder (default {DEFAULT_REPRODUCE_OUT})"
+    )
     add_filters(reproduce, "datasets", "bits")
     add_executor(reproduce)
     add_run_switches(reproduce)
@@ -112,13 +120,21 @@ def add_commands(subparsers) -> None:
 
 
 def add_protocol_argument(parser) -> None:
-    parser.add_argument("--protocol", default="official",
-                        help="MAP protocol of the tables: official (default, the paper's), deephash, tie_aware")
+    parser.add_argument(
+        "--protocol",
+        default="official",
+        help="MAP protocol of the tables: official (default, the paper's), deephash, tie_aware",
+    )
 
 
 def add_highlight_argument(parser) -> None:
-    parser.add_argument("--highlight", nargs="+", action=list_option(), metavar="NAME",
-                        help="methods (or line names) to draw thicker and on top (default: lagnh, the paper's method)")
+    parser.add_argument(
+        "--highlight",
+        nargs="+",
+        action=list_option(),
+        metavar="NAME",
+        help="methods (or line names) to draw thicker and on top (default: lagnh, the paper's method)",
+    )
 
 
 def parse_formats(text: str) -> list[str]:
@@ -152,8 +168,9 @@ def build_tables(results: pd.DataFrame, names, options: table_model.TableOptions
     return built
 
 
-def write_figures(results: pd.DataFrame, records: list[dict], out_dir: Path, names, *, highlight=None,
-                  protocol: str = "official") -> list[Path]:
+def write_figures(
+    results: pd.DataFrame, records: list[dict], out_dir: Path, names, *, highlight=None, protocol: str = "official"
+) -> list[Path]:
     written = []
     for name in names:
         outcome = figures.write_figure(name, results, records, out_dir, highlight=highlight, protocol=protocol)
@@ -204,7 +221,9 @@ def cmd_report(args) -> None:
                               protocol=protocol)  # fmt: skip
         written += drawn
         title = f"hashbench results: {args.results_dir.resolve().name}"
-        written.append(html_report.write_page(out_dir / "index.html", title, built, figure_files(drawn), records, protocol))
+        written.append(
+            html_report.write_page(out_dir / "index.html", title, built, figure_files(drawn), records, protocol)
+        )
     print_written(written)
 
 
@@ -212,7 +231,9 @@ def cmd_plot(args) -> None:
     protocol = check_choice(args.protocol, PROTOCOLS, "--protocol")
     results, records = load(args.results_dir)
     out_dir = args.out or args.results_dir / "figures"
-    print_written(write_figures(results, records, out_dir, figures.FIGURES, highlight=args.highlight, protocol=protocol))
+    print_written(
+        write_figures(results, records, out_dir, figures.FIGURES, highlight=args.highlight, protocol=protocol)
+    )
 
 
 def cmd_reproduce(args) -> None:
@@ -228,7 +249,9 @@ def cmd_reproduce(args) -> None:
     roles = TARGET_ROLES[args.target]
     experiments = [e.name for e in matrix.experiments if e.role in roles]
     if not experiments:
-        raise InvalidInputError(f"{args.config} has no experiment with role {' or '.join(roles)}, which {args.target} needs")
+        raise InvalidInputError(
+            f"{args.config} has no experiment with role {' or '.join(roles)}, which {args.target} needs"
+        )
     cells = matrix.cells(experiments=experiments, datasets=args.datasets, bits=args.bits)
     run_config(matrix, args.out, experiments=experiments, datasets=args.datasets, bits=args.bits,
                executor=args.executor, force=args.force, quiet=args.quiet, data_dir=args.data_dir)  # fmt: skip
@@ -258,9 +281,19 @@ def reproduce_protocols(args) -> None:
     if not cells:
         raise InvalidInputError(f"{config} has no cell (method, protocol, bits, k) that a published number is for")
     for cell in cells:  # one cell at a time: the filters of a run select a product of axes
-        run_config(matrix, args.out, experiments=[cell.experiment], methods=[cell.label], datasets=[cell.dataset],
-                   bits=[cell.n_bits], seeds=[cell.seed], executor=args.executor, force=args.force, quiet=args.quiet,
-                   data_dir=args.data_dir)
+        run_config(
+            matrix,
+            args.out,
+            experiments=[cell.experiment],
+            methods=[cell.label],
+            datasets=[cell.dataset],
+            bits=[cell.n_bits],
+            seeds=[cell.seed],
+            executor=args.executor,
+            force=args.force,
+            quiet=args.quiet,
+            data_dir=args.data_dir,
+        )
     results, _ = load(args.out)
     results, _ = only_cells(results, [], {cell.id for cell in cells})
     text = published.comparison_markdown(published.comparison_table(results, numbers))

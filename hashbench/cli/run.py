@@ -35,9 +35,19 @@ def add_commands(subparsers) -> None:
         "each method's best grid point per dataset, and write a matrix that `hashbench run` runs with them.",
     )
     tune.add_argument("config", type=Path, help="tuning matrix, e.g. configs/tuning.toml")
-    add_filters(tune, "methods", "datasets", "bits", bits="tune at these code lengths only (the tuned matrix keeps the config's)")
-    tune.add_argument("--fraction", type=float, default=0.1, help="share of the training split held out as queries (0.1)")
-    tune.add_argument("--out", type=Path, default=Path("results/tuning"), help="validation records (default: results/tuning/)")
+    add_filters(
+        tune,
+        "methods",
+        "datasets",
+        "bits",
+        bits="tune at these code lengths only (the tuned matrix keeps the config's)",
+    )
+    tune.add_argument(
+        "--fraction", type=float, default=0.1, help="share of the training split held out as queries (0.1)"
+    )
+    tune.add_argument(
+        "--out", type=Path, default=Path("results/tuning"), help="validation records (default: results/tuning/)"
+    )
     tune.add_argument("--write", type=Path, help="the tuned matrix (default: OUT/tuned.toml)")
     add_run_switches(tune)
     add_executor(tune)
@@ -97,8 +107,13 @@ def summary_table(records) -> str:
     import pandas as pd
 
     rows = [
-        {"method": r["spec"]["label"], "dataset": r["spec"]["dataset"], "bits": r["spec"]["n_bits"],
-         "map": r["metrics"]["map"] if r["status"] == "done" else None, "status": r["status"]}
+        {
+            "method": r["spec"]["label"],
+            "dataset": r["spec"]["dataset"],
+            "bits": r["spec"]["n_bits"],
+            "map": r["metrics"]["map"] if r["status"] == "done" else None,
+            "status": r["status"],
+        }
         for r in records
     ]
     frame = pd.DataFrame(rows)
@@ -107,7 +122,11 @@ def summary_table(records) -> str:
         maps = group["map"].dropna()
         return f"{maps.mean():.4f}" if len(maps) else "/".join(sorted(set(group["status"])))
 
-    table = frame.groupby(["method", "dataset", "bits"], sort=True).apply(cell, include_groups=False).unstack(["dataset", "bits"])
+    table = (
+        frame.groupby(["method", "dataset", "bits"], sort=True)
+        .apply(cell, include_groups=False)
+        .unstack(["dataset", "bits"])
+    )
     spec = records[0]["spec"]
     return f"MAP@{spec['topk']} ({spec['protocol']} protocol)\n{table.fillna('').to_string()}"
 
@@ -120,7 +139,9 @@ def print_cells(cells, out_dir) -> None:
         record = store.read_record(store.record_path(out_dir, cell))
         state = record["status"] if record else "pending"
         params = canonical_json(cell.params) if cell.params else ""
-        rows.append((cell.id, state, cell.experiment, cell.label, cell.dataset, str(cell.n_bits), str(cell.seed), params))
+        rows.append(
+            (cell.id, state, cell.experiment, cell.label, cell.dataset, str(cell.n_bits), str(cell.seed), params)
+        )
     header = ("id", "state", "experiment", "label", "dataset", "bits", "seed", "params")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:

@@ -41,8 +41,9 @@ def load_dataset(name_or_path, **options) -> HashingDataset:
     return dataset_entry(text).build(**options)  # raises, suggesting the closest registered name
 
 
-def save_dataset(dataset: HashingDataset, path, *, images: bool = False, extra: dict | None = None,
-                 features_dtype=np.float32) -> Path:
+def save_dataset(
+    dataset: HashingDataset, path, *, images: bool = False, extra: dict | None = None, features_dtype=np.float32
+) -> Path:
     """Write ``dataset`` as one compressed ``.npz`` in the common format; return the path.
 
     ``images=True`` also stores every split's pixels (``{split}_images``) and the backbone weights,

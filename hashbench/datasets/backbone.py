@@ -90,8 +90,13 @@ class Fc7Backbone(_MosaicCNN):
     kind = "fc7"
     learning_rate = 1e-3
 
-    def __init__(self, n_classes: int = N_CLASSES, channels: tuple[int, ...] = (32, 64, 64), width: int = 1024,
-                 input_size: int = 56):
+    def __init__(
+        self,
+        n_classes: int = N_CLASSES,
+        channels: tuple[int, ...] = (32, 64, 64),
+        width: int = 1024,
+        input_size: int = 56,
+    ):
         super().__init__()
         layers, previous = [], 1
         for count in channels:
@@ -102,16 +107,21 @@ class Fc7Backbone(_MosaicCNN):
         side = input_size // 2 ** len(channels)
         self.trunk = nn.Sequential(*layers, nn.Flatten())
         self.fc = nn.Sequential(
-            nn.Linear(previous * side * side, width), nn.ReLU(), nn.Dropout(0.5),  # fc6
-            nn.Linear(width, width), nn.ReLU(), nn.Dropout(0.5),  # fc7
+            nn.Linear(previous * side * side, width),
+            nn.ReLU(),
+            nn.Dropout(0.5),  # fc6
+            nn.Linear(width, width),
+            nn.ReLU(),
+            nn.Dropout(0.5),  # fc7
         )
         self.head = nn.Linear(width, n_classes)
         self.to(memory_format=torch.channels_last)
 
     @classmethod
     def from_state(cls, state: dict[str, torch.Tensor]) -> Fc7Backbone:
-        convs = sorted((k for k in state if k.startswith("trunk.") and k.endswith(".weight")),
-                       key=lambda k: int(k.split(".")[1]))
+        convs = sorted(
+            (k for k in state if k.startswith("trunk.") and k.endswith(".weight")), key=lambda k: int(k.split(".")[1])
+        )
         channels = tuple(state[k].shape[0] for k in convs)
         side = math.isqrt(state["fc.0.weight"].shape[1] // channels[-1])
         return cls(state["head.weight"].shape[0], channels, state["fc.0.weight"].shape[0], side * 2 ** len(channels))
@@ -149,7 +159,6 @@ class PooledBackbone(_MosaicCNN):
         return cls(*state["head.weight"].shape)
 
 
-
 BACKBONES = {cls.kind: cls for cls in (Fc7Backbone, PooledBackbone)}
 
 
@@ -166,7 +175,7 @@ def state_to_arrays(module: nn.Module) -> dict[str, np.ndarray]:
 def arrays_to_state(arrays) -> dict[str, torch.Tensor]:
     """Inverse of :func:`state_to_arrays`, from any mapping holding those keys."""
     prefix = "backbone."
-    return {k[len(prefix):]: torch.from_numpy(np.asarray(arrays[k])) for k in arrays if k.startswith(prefix)}
+    return {k[len(prefix) :]: torch.from_numpy(np.asarray(arrays[k])) for k in arrays if k.startswith(prefix)}
 
 
 class BackboneFactory:
@@ -360,7 +369,9 @@ class _IntegerLayer:
 
     def _product(self, integers: torch.Tensor, part: slice, bias: torch.Tensor | None) -> torch.Tensor:
         if isinstance(self.layer, nn.Conv2d):
-            return nn.functional.conv2d(integers[:, part], self.weight[:, part], bias, self.layer.stride, self.layer.padding)
+            return nn.functional.conv2d(
+                integers[:, part], self.weight[:, part], bias, self.layer.stride, self.layer.padding
+            )
         return nn.functional.linear(integers[:, part], self.weight[:, part], bias)
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,7 +24,11 @@ from hashbench.datasets.cache import prepared_dataset
 from hashbench.errors import InvalidInputError
 from hashbench.registry import register_dataset
 
-register_dataset("coco", prepared_dataset("coco"), "MS-COCO 2017 as in the paper (5,000 / 5,000 / 113,287), after `hashbench prepare coco`")
+register_dataset(
+    "coco",
+    prepared_dataset("coco"),
+    "MS-COCO 2017 as in the paper (5,000 / 5,000 / 113,287), after `hashbench prepare coco`",
+)
 
 
 def read_coco_labels(annotation_file: Path) -> tuple[list[int], list[str], list[int], np.ndarray, list[str]]:
@@ -49,7 +53,18 @@ def read_coco_labels(annotation_file: Path) -> tuple[list[int], list[str], list[
     return category_ids, names, image_ids, labels, files
 
 
-def prepare_coco(root, out, *, n_train=5000, seed=0, score_threshold=0.5, extractor_factory, work_dir, features_dtype=np.float32, **extract_options):
+def prepare_coco(
+    root,
+    out,
+    *,
+    n_train=5000,
+    seed=0,
+    score_threshold=0.5,
+    extractor_factory,
+    work_dir,
+    features_dtype=np.float32,
+    **extract_options,
+):
     """Build the COCO dataset file; ``extractor_factory(category_ids)`` gives the Extractor to run."""
     from hashbench.datasets import save_dataset
     from hashbench.datasets.extract import extract_all
@@ -57,7 +72,9 @@ def prepare_coco(root, out, *, n_train=5000, seed=0, score_threshold=0.5, extrac
     root = Path(root)
     parts = {}
     for subset in ("train2017", "val2017"):
-        category_ids, names, image_ids, labels, files = read_coco_labels(root / "annotations" / f"instances_{subset}.json")
+        category_ids, names, image_ids, labels, files = read_coco_labels(
+            root / "annotations" / f"instances_{subset}.json"
+        )
         parts[subset] = (category_ids, names, np.asarray(image_ids), labels, [root / subset / f for f in files])
     if parts["train2017"][0] != parts["val2017"][0]:
         raise InvalidInputError("train2017 and val2017 annotation files list different categories")
@@ -68,8 +85,11 @@ def prepare_coco(root, out, *, n_train=5000, seed=0, score_threshold=0.5, extrac
 
     extractor = extractor_factory(category_ids)
     order = np.random.default_rng(seed).permutation(n_images)
-    selections = {"train": ("train2017", order[:n_train]), "database": ("train2017", order[n_train:]),
-                  "query": ("val2017", np.arange(len(parts["val2017"][2])))}
+    selections = {
+        "train": ("train2017", order[:n_train]),
+        "database": ("train2017", order[n_train:]),
+        "query": ("val2017", np.arange(len(parts["val2017"][2]))),
+    }
     splits, extra, skipped = {}, {}, {}
     for split, (subset, rows) in selections.items():
         _, _, image_ids, labels, paths = parts[subset]
@@ -78,11 +98,16 @@ def prepare_coco(root, out, *, n_train=5000, seed=0, score_threshold=0.5, extrac
         ok = out_arrays["ok"]
         skipped[split] = int((~ok).sum())
         scores = out_arrays["aux_scores"][ok]
-        splits[split] = Split(out_arrays["features"][ok], labels[rows][ok], (scores >= score_threshold).astype(np.float32), name=split)
+        splits[split] = Split(
+            out_arrays["features"][ok], labels[rows][ok], (scores >= score_threshold).astype(np.float32), name=split
+        )
         extra[f"{split}_aux_scores"] = scores
         extra[f"{split}_image_ids"] = image_ids[rows][ok]
     dataset = HashingDataset(
-        "coco", **splits, label_names=names, aux_names=names,
+        "coco",
+        **splits,
+        label_names=names,
+        aux_names=names,
         info={"source": str(root), "seed": seed, "score_threshold": score_threshold, "skipped_images": skipped},
     )
     save_dataset(dataset, out, extra=extra, features_dtype=features_dtype)

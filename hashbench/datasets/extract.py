@@ -65,7 +65,7 @@ def load_weights(weights, weights_dir: Path | None, *, allow_download: bool = Tr
     if allow_download:
         try:
             return weights.get_state_dict(progress=True, check_hash=True)
-        except Exception as error:  # noqa: BLE001 (no network, proxy, HTTP error: all end in the same advice)
+        except Exception as error:
             reason = f"download failed ({error})"
     raise MissingWeightsError(
         f"weights file {filename!r} not found in {', '.join(map(str, places))} and {reason}; "
@@ -208,7 +208,10 @@ def file_sha256(path: Path) -> str:
 
 #: detectors by name -> (constructor, COCO weights); tests use the light MobileNet one untrained
 DETECTORS = {
-    "fasterrcnn_resnet50_fpn": ("detection.fasterrcnn_resnet50_fpn", "detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1"),
+    "fasterrcnn_resnet50_fpn": (
+        "detection.fasterrcnn_resnet50_fpn",
+        "detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1",
+    ),
     "fasterrcnn_mobilenet_v3_large_320_fpn": (
         "detection.fasterrcnn_mobilenet_v3_large_320_fpn",
         "detection.FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1",

@@ -91,13 +91,19 @@ def normalise_keys(arrays: dict[str, np.ndarray], source: str) -> dict[str, np.n
     return renamed
 
 
-def dataset_from_arrays(arrays: dict[str, np.ndarray], name: str, source: str, info: dict | None = None) -> HashingDataset:
+def dataset_from_arrays(
+    arrays: dict[str, np.ndarray], name: str, source: str, info: dict | None = None
+) -> HashingDataset:
     """Validate arrays in the common format (aliases allowed) and build a HashingDataset."""
     present = sorted(arrays)
     arrays = normalise_keys(arrays, source)
     info = {"source": source, **_stored_info(arrays), **(info or {})}
     required = [f"{s}_features" for s in SPLIT_NAMES] + ["query_labels", "database_labels"]
-    missing = [k for k in required if k not in arrays and not (k.endswith("_features") and k.replace("_features", "_images") in arrays)]
+    missing = [
+        k
+        for k in required
+        if k not in arrays and not (k.endswith("_features") and k.replace("_features", "_images") in arrays)
+    ]
     if missing:
         raise InvalidInputError(
             f"{source}: missing {', '.join(repr(k) for k in missing)}; keys present: {', '.join(present) or '(none)'}"
@@ -139,7 +145,7 @@ def _oriented(matrices: dict, split: str, source: str) -> dict:
     if any(a.ndim != 2 for a in arrays.values()):
         detail = ", ".join(f"{split}_{k}: {s}" for k, s in shapes.items())
         raise InvalidInputError(f"{source}: {split} arrays must be 2-D (rows x columns); got {detail}")
-    result = {k: (None, False) for k in matrices}
+    result = dict.fromkeys(matrices, (None, False))
     if not arrays:
         return result
     reference = arrays.get("features", arrays.get("labels"))
@@ -158,7 +164,9 @@ def _with_channel_axis(images, split) -> np.ndarray:
     if images.ndim == 3:
         images = images[:, None]
     if images.dtype != np.uint8 or images.ndim != 4:
-        raise InvalidInputError(f"{split}_images must be uint8 (n, C, H, W) or (n, H, W), got {images.dtype} {images.shape}")
+        raise InvalidInputError(
+            f"{split}_images must be uint8 (n, C, H, W) or (n, H, W), got {images.dtype} {images.shape}"
+        )
     return images
 
 

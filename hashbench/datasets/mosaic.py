@@ -175,8 +175,14 @@ def train_mosaic_backbone(features: str, items, pool: np.ndarray, *, epochs: int
         model = bb.train_backbone(features, items.labels[pool], render, epochs=epochs, seed=seed)
         state = bb.quantise_weights(model.state_dict())
         steps = bb.ExactBackbone.calibrate(state, render(np.arange(len(pool))))
-    meta = {"features": features, "items": len(pool), "epochs": epochs, "seed": seed, "image_source": items.description,
-            "torch": torch.__version__}
+    meta = {
+        "features": features,
+        "items": len(pool),
+        "epochs": epochs,
+        "seed": seed,
+        "image_source": items.description,
+        "torch": torch.__version__,
+    }
     return TrainedBackbone(state, steps, items.source_indices[pool], meta)
 
 
@@ -248,10 +254,20 @@ def build_mosaic(
 ) -> HashingDataset:
     """Build (or read from the cache) a mosaic dataset; the options are described in the module docstring."""
     params = _resolve_params(
-        size=size, n_train=n_train, n_query=n_query, n_database=n_database, n_web=n_web, aux=aux, features=features,
+        size=size,
+        n_train=n_train,
+        n_query=n_query,
+        n_database=n_database,
+        n_web=n_web,
+        aux=aux,
+        features=features,
         seed=seed,
-        source=source, cell_probability=cell_probability, class_skew=class_skew,
-        detector_threshold=detector_threshold, backbone_items=backbone_items, backbone_epochs=backbone_epochs,
+        source=source,
+        cell_probability=cell_probability,
+        class_skew=class_skew,
+        detector_threshold=detector_threshold,
+        backbone_items=backbone_items,
+        backbone_epochs=backbone_epochs,
     )
     # Tags are drawn on top of the objects build (same mosaics, features and backbone), in
     # milliseconds, so only the objects build is cached and both variants share it.
@@ -323,8 +339,14 @@ def _resolve_params(*, size, aux, features, seed, source, **options) -> dict:
         )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InvalidInputError(f"seed must be an integer >= 0, got {seed!r}")
-    return {**params, "aux": aux, "features": features, "seed": int(seed), "source": source,
-            "format_version": FORMAT_VERSION}
+    return {
+        **params,
+        "aux": aux,
+        "features": features,
+        "seed": int(seed),
+        "source": source,
+        "format_version": FORMAT_VERSION,
+    }
 
 
 def _build_arrays(params: dict) -> dict[str, np.ndarray]:
@@ -336,8 +358,11 @@ def _build_arrays(params: dict) -> dict[str, np.ndarray]:
     pool_a, pool_b, trained = _backbone_and_pools(items, params, rng)
     if len(pool_b) < 3 * n_classes:
         raise InvalidInputError(f"backbone_items={len(pool_a)} leaves too few items for the mosaics")
-    _log(f"backbone: {trained.meta['items']} items, {trained.meta['epochs']} epochs"
-         f" ({'shipped' if 'backbone' in params else 'trained here'})", started)
+    _log(
+        f"backbone: {trained.meta['items']} items, {trained.meta['epochs']} epochs"
+        f" ({'shipped' if 'backbone' in params else 'trained here'})",
+        started,
+    )
     model = trained.exact()
     with bb.deterministic_torch():
         counts = {s: params[f"n_{s}"] for s in SPLIT_NAMES}
@@ -369,8 +394,9 @@ def _build_arrays(params: dict) -> dict[str, np.ndarray]:
     info = {
         "params": params,
         "image_source": items.description,
-        "item_reuse": {s: round(float((c >= 0).sum() / max(len(np.unique(c[c >= 0])), 1)), 2)
-                       for s, (c, _) in layouts.items()},
+        "item_reuse": {
+            s: round(float((c >= 0).sum() / max(len(np.unique(c[c >= 0])), 1)), 2) for s, (c, _) in layouts.items()
+        },
         "backbone": trained.meta,
         "backbone_accuracy_on_pool_b_cells": round(cell_accuracy, 4),
         "detector_threshold_margin": margin,
@@ -476,14 +502,17 @@ def _detect_cells(trained, item_pixels, item_rows, item_labels, layouts, params)
     where = np.searchsorted(table_rows, item_rows[items[in_table]])
     probabilities[in_table] = trained.detections[where, flips[in_table], positions[in_table]]
     computed = np.flatnonzero(~in_table)
-    probabilities[computed] = _alone_probabilities(trained.exact(), item_pixels, items[computed], flips[computed], positions[computed])
+    probabilities[computed] = _alone_probabilities(
+        trained.exact(), item_pixels, items[computed], flips[computed], positions[computed]
+    )
     accuracy = float((probabilities.argmax(1) == item_labels[items]).mean()) if len(codes) else 1.0
     # The logits are exact, their softmax is not (exp's last bit may differ between CPUs): a
     # computed decision could differ between machines only within ~1e-7 (float32) of the threshold.
     margin = float(np.abs(probabilities[computed] - params["detector_threshold"]).min()) if len(computed) else 1.0
     if margin < 1e-6:
         warnings.warn(
-            f"a detector probability lies within {margin:.1e} of detector_threshold; builds on other CPUs may differ"
+            f"a detector probability lies within {margin:.1e} of detector_threshold; builds on other CPUs may differ",
+            stacklevel=2,
         )
     return (codes, probabilities >= params["detector_threshold"]), accuracy, margin
 
@@ -561,7 +590,9 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray], name: str) -> HashingData
         )
         for s in SPLIT_NAMES
     }
-    web = Split(arrays["web_features"], arrays["web_labels"], images=ArrayImages(arrays["web_images"], backbone), name="web")
+    web = Split(
+        arrays["web_features"], arrays["web_labels"], images=ArrayImages(arrays["web_images"], backbone), name="web"
+    )
     meta = json.loads(str(arrays["meta"]))
     return HashingDataset(
         name,

@@ -28,7 +28,9 @@ from hashbench.datasets.cache import prepared_dataset
 from hashbench.errors import InvalidInputError
 from hashbench.registry import register_dataset
 
-register_dataset("nuswide", prepared_dataset("nuswide"), "NUS-WIDE, 21 concepts, as in the paper, after `hashbench prepare nuswide`")
+register_dataset(
+    "nuswide", prepared_dataset("nuswide"), "NUS-WIDE, 21 concepts, as in the paper, after `hashbench prepare nuswide`"
+)
 
 
 def _lines(path: Path) -> list[str]:
@@ -79,16 +81,28 @@ def nuswide_split(labels: np.ndarray, *, n_concepts, queries_per_concept, n_trai
     return kept, {"train": train, "query": query, "database": np.setdiff1d(rest, train)}
 
 
-def prepare_nuswide(root, out, *, n_concepts=21, queries_per_concept=200, n_train=5000, seed=0,
-                    extractor_factory, work_dir, features_dtype=np.float32, **extract_options):
+def prepare_nuswide(
+    root,
+    out,
+    *,
+    n_concepts=21,
+    queries_per_concept=200,
+    n_train=5000,
+    seed=0,
+    extractor_factory,
+    work_dir,
+    features_dtype=np.float32,
+    **extract_options,
+):
     """Build the NUS-WIDE dataset file; ``extractor_factory()`` gives the feature Extractor."""
     from hashbench.datasets import save_dataset
     from hashbench.datasets.extract import extract_all
 
     root = Path(root)
     paths, concepts, labels, tag_names, tags = read_nuswide(root)
-    kept, rows = nuswide_split(labels, n_concepts=n_concepts, queries_per_concept=queries_per_concept,
-                               n_train=n_train, seed=seed)
+    kept, rows = nuswide_split(
+        labels, n_concepts=n_concepts, queries_per_concept=queries_per_concept, n_train=n_train, seed=seed
+    )
     extractor = extractor_factory()
     splits, skipped, extra = {}, {}, {}
     for split, index in rows.items():
@@ -98,7 +112,10 @@ def prepare_nuswide(root, out, *, n_concepts=21, queries_per_concept=200, n_trai
         splits[split] = Split(result["features"][ok], labels[index][ok][:, kept], tags[index][ok], name=split)
         extra[f"{split}_image_index"] = index[ok]
     dataset = HashingDataset(
-        "nuswide", **splits, label_names=[concepts[j] for j in kept], aux_names=tag_names,
+        "nuswide",
+        **splits,
+        label_names=[concepts[j] for j in kept],
+        aux_names=tag_names,
         info={"source": str(root), "seed": seed, "skipped_images": skipped},
     )
     save_dataset(dataset, out, extra=extra, features_dtype=features_dtype)

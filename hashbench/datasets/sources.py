@@ -306,5 +306,5 @@ SOURCES = {
     "nuswide": read_nuswide21,
     "mirflickr": read_mirflickr,
     "mirflickr-bihalf": read_bihalf_flickr,
-    **{name: read_hashnet_lists for name in LIST_LABELS},
+    **dict.fromkeys(LIST_LABELS, read_hashnet_lists),
 }

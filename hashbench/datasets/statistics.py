@@ -87,8 +87,11 @@ def variance_statistics(eigenvalues: np.ndarray) -> dict:
     """Top-3 and top-10 variance shares and effective rank of descending covariance eigenvalues."""
     total = eigenvalues.sum()
     if total <= 0:
-        return {"top3_variance_share": float("nan"), "top10_variance_share": float("nan"),
-                "effective_rank": float("nan")}
+        return {
+            "top3_variance_share": float("nan"),
+            "top10_variance_share": float("nan"),
+            "effective_rank": float("nan"),
+        }
     p = eigenvalues / total
     positive = p[p > 0]
     return {
@@ -112,7 +115,9 @@ def pair_cosines(x: np.ndarray, rng: np.random.Generator, max_pairs: int, chunk:
     else:
         first = rng.integers(0, n, max_pairs)
         second = (first + rng.integers(1, n, max_pairs)) % n  # any row but the first, uniformly
-    return np.concatenate([
-        np.einsum("ij,ij->i", unit[first[start : start + chunk]], unit[second[start : start + chunk]])
-        for start in range(0, len(first), chunk)
-    ])
+    return np.concatenate(
+        [
+            np.einsum("ij,ij->i", unit[first[start : start + chunk]], unit[second[start : start + chunk]])
+            for start in range(0, len(first), chunk)
+        ]
+    )

@@ -28,7 +28,9 @@ from hashbench.registry import register_dataset
 DEFAULT_FRACTION = 0.1
 
 
-def validation_view(dataset: HashingDataset, *, fraction: float = DEFAULT_FRACTION, split_seed: int = 0) -> HashingDataset:
+def validation_view(
+    dataset: HashingDataset, *, fraction: float = DEFAULT_FRACTION, split_seed: int = 0
+) -> HashingDataset:
     """The view of the module docstring, built from a loaded dataset."""
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
         raise InvalidInputError(f"fraction must be a number strictly between 0 and 1, got {fraction!r}")
@@ -57,7 +59,9 @@ def build_validation(
     from hashbench.datasets import load_dataset
 
     if dataset is None:
-        raise InvalidInputError('the validation view needs dataset=NAME (e.g. load_dataset("validation", dataset="mosaic"))')
+        raise InvalidInputError(
+            'the validation view needs dataset=NAME (e.g. load_dataset("validation", dataset="mosaic"))'
+        )
     if dataset == "validation":
         raise InvalidInputError("a validation view of a validation view is not supported")
     return validation_view(load_dataset(dataset, **options), fraction=fraction, split_seed=split_seed)

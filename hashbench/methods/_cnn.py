@@ -166,7 +166,9 @@ def standardisation(features: torch.Tensor, *, centre: bool, per_row: bool = Fal
     (zeros unless ``centre``) and one scalar that brings the shifted features to unit root mean
     square value per entry, or per row norm when ``per_row``."""
     features = features.double()
-    shift = features.mean(dim=0) if centre else torch.zeros(features.shape[1], dtype=torch.float64, device=features.device)
+    shift = (
+        features.mean(dim=0) if centre else torch.zeros(features.shape[1], dtype=torch.float64, device=features.device)
+    )
     mean_square = float((features - shift).square().mean())
     if per_row:
         mean_square *= features.shape[1]
@@ -252,7 +254,9 @@ class CNNHasher(TorchHasher):
         return settings
 
     # --- network ---------------------------------------------------------------------------------
-    def _build_network(self, train: Split, activation: nn.Module, *, standardised=None, hidden_width=None) -> CodeNetwork:
+    def _build_network(
+        self, train: Split, activation: nn.Module, *, standardised=None, hidden_width=None
+    ) -> CodeNetwork:
         """The trainable network on ``device_``, kept as ``network_`` (its parts in ``networks_``).
         Its inputs are centred to unit RMS row norm and its linear code layer starts from unit
         variance, unless a method gives its own ``standardised = (shift, scale)`` (the code layer
@@ -267,7 +271,14 @@ class CNNHasher(TorchHasher):
             standardised = standardisation(self._pretrained_tensor(), centre=True, per_row=True)
         shift, scale = standardised
         self.network_ = CodeNetwork(
-            backbone, n_features, self.n_bits, activation, shift, scale, hidden_width=hidden_width, unit_start=unit_start
+            backbone,
+            n_features,
+            self.n_bits,
+            activation,
+            shift,
+            scale,
+            hidden_width=hidden_width,
+            unit_start=unit_start,
         )
         self.network_.to(self.device_)
         self.networks_ = {"code_layer": self.network_.code_layer}

@@ -109,7 +109,9 @@ class TorchHasher(Hasher):
         with self._fitting(train):
             self._build(train)
             self.updates_ = self._updates()
-            for epoch in tqdm(range(1, self._n_epochs() + 1), desc=self.method_name, unit="epoch", leave=False, disable=None):
+            for epoch in tqdm(
+                range(1, self._n_epochs() + 1), desc=self.method_name, unit="epoch", leave=False, disable=None
+            ):
                 self._run_epoch(epoch, callback)
             self._ready_to_encode(train)
 

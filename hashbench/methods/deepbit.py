@@ -143,7 +143,9 @@ def rotate_each(images: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
 
 class DeepBit(CNNHasher):
     name = "deepbit"
-    citation = "Lin, Lu, Chen, Zhou. Learning Compact Binary Descriptors with Unsupervised Deep Neural Networks. CVPR 2016"
+    citation = (
+        "Lin, Lu, Chen, Zhou. Learning Compact Binary Descriptors with Unsupervised Deep Neural Networks. CVPR 2016"
+    )
     presets = {
         "paper": {"epochs": 32, "rotation_epochs": 3, "batch_size": 32},
         "quick": {"epochs": 6, "rotation_epochs": 1, "batch_size": 64},
@@ -198,7 +200,10 @@ class DeepBit(CNNHasher):
 
     def _loss_terms(self, rows: torch.Tensor) -> dict:
         activations = self._training_outputs(rows)[1]
-        terms = {"quantization": quantization_loss(activations), "even_distribution": even_distribution_loss(activations)}
+        terms = {
+            "quantization": quantization_loss(activations),
+            "even_distribution": even_distribution_loss(activations),
+        }
         if not self.rotating_:
             return terms
         # stage 2: the losses of a rotated copy of each image and the rotation-invariance loss

@@ -52,7 +52,9 @@ class ITQ(ProjectionHasher):
         check_bits_within_width(self, data.shape[1], self.input_description)
         self._fit_rotation(data, self.n_bits, callback)
 
-    def _fit_rotation(self, data: np.ndarray, n_bits: int, callback, extra_projection: np.ndarray | None = None) -> None:
+    def _fit_rotation(
+        self, data: np.ndarray, n_bits: int, callback, extra_projection: np.ndarray | None = None
+    ) -> None:
         """ITQ's ``n_bits`` bits of ``data``; the columns of ``extra_projection`` (applied to the
         centred data too) are appended to the projection after every iteration."""
         mean, components, _ = principal_components(data, n_bits, self.seed)

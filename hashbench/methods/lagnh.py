@@ -230,7 +230,9 @@ class LAGNH(TorchHasher):
             raise InvalidInputError(f"sigma must be a number > 0 or 'median', got {sigma!r}")
         for key in ("hidden", "generator_steps", "proj_dim"):
             check_positive_int(settings[key], key)
-        settings["n_reference"] = min(len(train), settings["batch_size"] if self.n_reference is None else self.n_reference)
+        settings["n_reference"] = min(
+            len(train), settings["batch_size"] if self.n_reference is None else self.n_reference
+        )
         check_positive_int(settings["n_reference"], "n_reference")
         self._resolve_ablation()
         return settings
@@ -311,7 +313,12 @@ class LAGNH(TorchHasher):
 
     def loss_weights(self) -> dict[str, float]:
         """Eq. 12's weight of each generator loss term."""
-        return {"gan": 1.0, "recons": self.settings_["lambda1"], "quan": self.settings_["lambda2"], "cl": self.settings_["lambda3"]}
+        return {
+            "gan": 1.0,
+            "recons": self.settings_["lambda1"],
+            "quan": self.settings_["lambda2"],
+            "cl": self.settings_["lambda3"],
+        }
 
     def generator_losses(self, out: Propagation, x, y) -> dict[str, torch.Tensor]:
         """The unweighted generator terms of Eq. 12 for one forward pass (no "cl" without aux)."""
@@ -321,7 +328,9 @@ class LAGNH(TorchHasher):
             recons = self._squared_error(net.decoder(z), x)
         else:
             predicted = z @ z.T if self.recon_target == "inner-product" else F.relu(cosine(z, z))
-            recons = self._squared_error(predicted, weighted(self.settings_["k"], out.graphs[self.recon_graph_].detach()))
+            recons = self._squared_error(
+                predicted, weighted(self.settings_["k"], out.graphs[self.recon_graph_].detach())
+            )
         terms = {
             "gan": F.binary_cross_entropy_with_logits(critic(z), torch.ones(len(z), 1, device=z.device)),
             "recons": recons,

@@ -117,7 +117,9 @@ def discrete_codes(graph: AnchorGraph, start: np.ndarray, decorrelation: float, 
             gradient = (
                 -2.0 * graph.centred_product(b)
                 + decorrelation / n * b @ gram
-                + y_box + y_sphere + rho * (2.0 * b - box - sphere)
+                + y_box
+                + y_sphere
+                + rho * (2.0 * b - box - sphere)
             )
             # 1 / (a bound on the gradient's Lipschitz constant near b): ||A'|| <= 1, and the
             # quartic term's Hessian is at most 3 mu ||B^T B|| / n

@@ -57,7 +57,9 @@ class SGH(Hasher):
     def _fit(self, train, callback) -> None:
         check_positive_int(self.n_anchors, "n_anchors")
         if not (np.isfinite(self.rho) and self.rho > 0 and np.isfinite(self.ridge) and self.ridge > 0):
-            raise InvalidInputError(f"rho and ridge must be positive numbers, got rho={self.rho!r}, ridge={self.ridge!r}")
+            raise InvalidInputError(
+                f"rho and ridge must be positive numbers, got rho={self.rho!r}, ridge={self.ridge!r}"
+            )
         if self.n_refinements != 0:
             check_positive_int(self.n_refinements, "n_refinements")
         rng = self._rng()

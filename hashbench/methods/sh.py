@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hashbench.methods._linear import principal_components, project, row_blocks
 from hashbench.hasher import Hasher
+from hashbench.methods._linear import principal_components, project, row_blocks
 
 
 class SH(Hasher):

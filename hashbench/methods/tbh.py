@@ -233,7 +233,9 @@ class TBH(TorchHasher):
             relu_output=bool((train.features >= 0).all()) and not self.centre,
         ).to(self.device_)  # fmt: skip
         self.code_discriminator_ = discriminator(self.n_bits, self.discriminator_width).to(self.device_)
-        self.continuous_discriminator_ = discriminator(self.settings_["continuous_width"], self.discriminator_width).to(self.device_)
+        self.continuous_discriminator_ = discriminator(self.settings_["continuous_width"], self.discriminator_width).to(
+            self.device_
+        )
         self.networks_ = {
             "autoencoder": self.autoencoder_,
             "code_discriminator": self.code_discriminator_,
@@ -251,7 +253,9 @@ class TBH(TorchHasher):
     def _epoch(self, epoch: int) -> dict[str, torch.Tensor]:
         """The next ``_steps_per_epoch()`` steps of the stream (fewer in the last epoch)."""
         if epoch == 1:
-            self._train_tensors["batches"] = endless_batches(len(self._train), self.settings_["batch_size"], self.generator_)
+            self._train_tensors["batches"] = endless_batches(
+                len(self._train), self.settings_["batch_size"], self.generator_
+            )
         per_epoch = self._steps_per_epoch()
         count = min(per_epoch, self.settings_["steps"] - (epoch - 1) * per_epoch)
         return self._steps(itertools.islice(self._train_tensors["batches"], count), epoch)

@@ -72,6 +72,7 @@ Free choices and defaults (hyper-parameters of :class:`UHBDNN`):
 from __future__ import annotations
 
 import copy
+import itertools
 
 import torch
 from torch import nn
@@ -100,7 +101,7 @@ class BinaryDeepNetwork(nn.Module):
     def __init__(self, n_features: int, hidden_sizes: tuple[int, ...], n_bits: int):
         super().__init__()
         widths = [n_features, *hidden_sizes]
-        hidden = [layer for a, b in zip(widths, widths[1:]) for layer in (nn.Linear(a, b), nn.Sigmoid())]
+        hidden = [layer for a, b in itertools.pairwise(widths) for layer in (nn.Linear(a, b), nn.Sigmoid())]
         self.encoder = nn.Sequential(*hidden, nn.Linear(widths[-1], n_bits))
         self.decoder = nn.Linear(n_bits, n_features)
 
@@ -128,7 +129,11 @@ class BinaryDeepNetwork(nn.Module):
 
 
 def coordinate_descent_codes(
-    codes: torch.Tensor, residual: torch.Tensor, decoder_weight: torch.Tensor, real_codes: torch.Tensor, binary_weight: float
+    codes: torch.Tensor,
+    residual: torch.Tensor,
+    decoder_weight: torch.Tensor,
+    real_codes: torch.Tensor,
+    binary_weight: float,
 ) -> torch.Tensor:
     """The B step: minimise ``||r||^2 + lambda2 ||H - B||^2`` per item over ±1 codes by exact
     per-bit updates, from ``codes``. ``residual`` is ``X - W4 B - b4`` at ``codes`` (updated in

@@ -210,7 +210,9 @@ class WSIH(TorchHasher):
     def _loss_terms(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         rows = rows.to(self.device_)
         if self.web_stage_:
-            return self._web_loss_terms(self._train_tensor("web", "features")[rows], self._train_tensor("web", "labels")[rows])
+            return self._web_loss_terms(
+                self._train_tensor("web", "features")[rows], self._train_tensor("web", "labels")[rows]
+            )
         return self._target_loss_terms(self._train_tensor("features")[rows])
 
     def _check_web_split(self, train: Split) -> None:

@@ -19,15 +19,20 @@ def finished_code_stats(frame: pd.DataFrame) -> list[dict]:
     stats = frame[list(STAT_KEYS)].dropna()
     return [dict(zip(STAT_KEYS, row)) for row in stats.itertuples(index=False)]
 
+
 def protocol_description(protocol: str) -> str:
     """'official protocol: normalise=retrieved, ties=stable, no_relevant=skip'."""
     convention = Convention.resolve(protocol)
-    return (f"{protocol} protocol: normalise={convention.normalise}, ties={convention.ties}, "
-            f"no_relevant={convention.no_relevant}")
+    return (
+        f"{protocol} protocol: normalise={convention.normalise}, ties={convention.ties}, "
+        f"no_relevant={convention.no_relevant}"
+    )
+
 
 def metric_label(frame: pd.DataFrame, protocol: str) -> str:
     topks = sorted({int(k) for k in frame["topk"].dropna()}) or [paper_numbers()["topk"]]
     return f"MAP@{'/'.join(map(str, topks))} ({protocol_description(protocol)})"
+
 
 def paper_note(datasets: list[str], measure: str) -> str:
     """The caption's sentence on where the paper columns come from and what they compare with."""
@@ -39,6 +44,7 @@ def paper_note(datasets: list[str], measure: str) -> str:
             notes.append(f"Our {dataset} is not the paper's {counterpart.name}: compare trends, not values.")
     return " ".join(notes)
 
+
 def cell_counts(frame: pd.DataFrame) -> str:
     """'Cells: 40 done, 2 failed, 1 timed out, 3 with degenerate codes (†).' over seeds of cells."""
     statuses = Counter(frame["status"])
@@ -49,9 +55,11 @@ def cell_counts(frame: pd.DataFrame) -> str:
         parts.append(f"{degenerate} with degenerate codes ({DEGENERATE_MARK})")
     return f"Cells (one per seed): {', '.join(parts)}."
 
+
 def paper_presets() -> set:
     """Preset names that mean the paper's schedule: the default, and LAGNH's per-dataset presets."""
     return {None, "paper", *paper_numbers()["datasets"]}
+
 
 def describe_schedule(method: str, preset, epochs) -> str | None:
     """'quick, 60 epochs' for a cell whose schedule is not the paper's; None when it is."""
@@ -72,6 +80,7 @@ def describe_schedule(method: str, preset, epochs) -> str | None:
         parts.append(f"{epochs} epochs")
     return ", ".join(parts)
 
+
 def schedule_note(frame: pd.DataFrame, rows: list[Row], row_value: str) -> str:
     """The caption's sentence naming each row whose cells ran a schedule other than the paper's."""
     named = []
@@ -86,6 +95,7 @@ def schedule_note(frame: pd.DataFrame, rows: list[Row], row_value: str) -> str:
             named.append(f"{row.name} ({' / '.join(sorted(schedules))})")
     return f"Schedules other than the paper's: {'; '.join(dict.fromkeys(named))}." if named else ""
 
+
 def preset_gap_note(frame: pd.DataFrame) -> str:
     """The caption's sentences on quick presets far from the paper's (see :mod:`~hashbench.running.preset_gaps`)."""
     from hashbench.running.preset_gaps import gap_notes
@@ -95,6 +105,7 @@ def preset_gap_note(frame: pd.DataFrame) -> str:
     quick = frame[frame["param_preset"] == "quick"]
     fingerprints = set(quick.loc[quick["dataset"] == "mosaic", "dataset_fingerprint"].dropna())
     return " ".join(f"{line[0].upper()}{line[1:]}." for line in gap_notes(quick["method"].unique(), fingerprints))
+
 
 def caption(*parts: str) -> str:
     return " ".join(p for p in parts if p)

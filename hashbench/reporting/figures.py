@@ -90,8 +90,9 @@ def figure2_data(results: pd.DataFrame, records: dict[str, dict]) -> pd.DataFram
         curves = [records[path]["metrics"]["precision_curve"] for path in group["record"]]
         points = _curve_points(curves, lambda c: (np.arange(1, len(c) + 1), c))
         parts.append(points.assign(dataset=dataset, n_bits=n_bits, method=method, line=names[(method, params)]))
-    return _tidy(parts, x="k", value="precision", keys=["dataset", "n_bits", "method", "line"],
-                 order=[n for n in names.values()])
+    return _tidy(
+        parts, x="k", value="precision", keys=["dataset", "n_bits", "method", "line"], order=list(names.values())
+    )
 
 
 def figure3_data(results: pd.DataFrame, records: dict[str, dict]) -> pd.DataFrame:
@@ -103,7 +104,8 @@ def figure3_data(results: pd.DataFrame, records: dict[str, dict]) -> pd.DataFram
     labels = frame["label"].where(frame["label"] != frame["method"], "")
     parts = []
     for (dataset, method, params, label), group in frame.assign(label=labels).groupby(
-            ["dataset", "method", "params", "label"]):
+        ["dataset", "method", "params", "label"]
+    ):
         histories = [records[path]["epochs"] for path in group["record"]]
         points = _curve_points(histories, lambda h: ([e["epoch"] for e in h], [e["map"] for e in h]))
         line = names[(method, params)] + (f" [{label}]" if label and label not in names[(method, params)] else "")
@@ -169,8 +171,16 @@ def cost_accuracy_data(results: pd.DataFrame, protocol: str = "official") -> pd.
     names = {(r.method, r.params, r.device if by_device else ""): r.name + (f" [{r.device}]" if by_device else "")
              for r in rows}  # fmt: skip
     keys = ["dataset", "n_bits", "method", "params", "device_name"]
-    summary = frame.groupby(keys).agg(fit_s=("fit_s", "mean"), map=(f"map_{protocol}", "mean"),
-                                      std=(f"map_{protocol}", "std"), n_seeds=("seed", "count")).reset_index()
+    summary = (
+        frame.groupby(keys)
+        .agg(
+            fit_s=("fit_s", "mean"),
+            map=(f"map_{protocol}", "mean"),
+            std=(f"map_{protocol}", "std"),
+            n_seeds=("seed", "count"),
+        )
+        .reset_index()
+    )
     summary["line"] = [names[(m, p, d if by_device else "")] for m, p, d in
                        zip(summary["method"], summary["params"], summary["device_name"])]  # fmt: skip
     summary["pareto"] = False
@@ -200,7 +210,7 @@ def _tidy(parts: list[pd.DataFrame], *, x: str, value: str, keys: list[str], ord
     if order is not None:  # lines in table order (the paper's methods first)
         data["line"] = pd.Categorical(data["line"], categories=list(dict.fromkeys(order)), ordered=True)
         data = data.sort_values([k for k in keys if k != "method"] + [x], kind="stable")
-    return data[keys + [x, value, "std", "n_seeds"]].reset_index(drop=True)
+    return data[[*keys, x, value, "std", "n_seeds"]].reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -228,9 +238,14 @@ def line_styles(data: pd.DataFrame, highlight=None) -> dict[str, dict]:
     styles = {}
     for i, line in enumerate(lines):
         bold = str(line).lower() in wanted or str(methods.get(line, "")).lower() in wanted
-        styles[line] = dict(color=palette(i % 10), linestyle=LINE_STYLES[i // 10 % len(LINE_STYLES)],
-                            marker=MARKERS[i // 10 % len(MARKERS)] if i >= 10 else "o",
-                            linewidth=2.8 if bold else 1.3, zorder=10 if bold else 2, alpha=1.0 if bold else 0.85)
+        styles[line] = dict(
+            color=palette(i % 10),
+            linestyle=LINE_STYLES[i // 10 % len(LINE_STYLES)],
+            marker=MARKERS[i // 10 % len(MARKERS)] if i >= 10 else "o",
+            linewidth=2.8 if bold else 1.3,
+            zorder=10 if bold else 2,
+            alpha=1.0 if bold else 0.85,
+        )
     return styles
 
 
@@ -263,8 +278,9 @@ def draw_figure2(data: pd.DataFrame, highlight=None) -> Figure:
             axes = axes_grid[row, col]
             panel = data[(data["dataset"] == dataset) & (data["n_bits"] == n_bits)]
             _draw_lines(axes, panel, "k", "precision", styles, markers=False)
-            axes.set(title=f"{_dataset_title(dataset)}, {n_bits} bits", xlabel="k (items retrieved)",
-                     ylabel="precision@k")
+            axes.set(
+                title=f"{_dataset_title(dataset)}, {n_bits} bits", xlabel="k (items retrieved)", ylabel="precision@k"
+            )
     _shared_legend(figure, axes_grid, list(styles))
     figure.suptitle(TITLES["figure2"])
     return figure
@@ -282,8 +298,16 @@ def draw_cost_accuracy(data: pd.DataFrame, highlight=None) -> Figure:
             front = panel[panel["pareto"]].sort_values("fit_s")
             # the staircase runs on to the slowest method, so everything below and right of it is beaten
             seconds = [*front["fit_s"], panel["fit_s"].max()]
-            axes.step(seconds, [*front["map"], front["map"].iloc[-1]], where="post", color="grey", linestyle="--",
-                      linewidth=1, zorder=1, label="Pareto front")
+            axes.step(
+                seconds,
+                [*front["map"], front["map"].iloc[-1]],
+                where="post",
+                color="grey",
+                linestyle="--",
+                linewidth=1,
+                zorder=1,
+                label="Pareto front",
+            )
             for line, point in panel.groupby("line", sort=False, observed=True):
                 style = styles[line]
                 axes.plot(point["fit_s"], point["map"], linestyle="none", marker=style["marker"], color=style["color"],
@@ -291,8 +315,7 @@ def draw_cost_accuracy(data: pd.DataFrame, highlight=None) -> Figure:
                           markeredgecolor="black", markeredgewidth=0.4)  # fmt: skip
             axes.set_xscale("log")
             axes.grid(True, which="both", alpha=0.3)
-            axes.set(title=f"{_dataset_title(dataset)}, {n_bits} bits", xlabel="training seconds (log)",
-                     ylabel="MAP")
+            axes.set(title=f"{_dataset_title(dataset)}, {n_bits} bits", xlabel="training seconds (log)", ylabel="MAP")
     _shared_legend(figure, axes_grid, list(styles))
     figure.suptitle(TITLES["cost_accuracy"])
     return figure
@@ -324,8 +347,15 @@ def draw_figure4(data: pd.DataFrame, highlight=None) -> Figure:
         panel = data[data["parameter"] == parameter]
         for dataset in dataset_order(panel["dataset"].unique()):
             points = panel[panel["dataset"] == dataset]
-            axes.plot(points["value"], points["map"], marker="o", markersize=3, linewidth=1.2, label=dataset,
-                      color=colours[dataset])
+            axes.plot(
+                points["value"],
+                points["map"],
+                marker="o",
+                markersize=3,
+                linewidth=1.2,
+                label=dataset,
+                color=colours[dataset],
+            )
             chosen = paper_hyperparameters(dataset)[parameter]
             axes.axvline(chosen, color="grey", linestyle=":", label=f"paper's choice ({paper_dataset(dataset).name})")
         axes.set_xscale("log")
@@ -362,8 +392,9 @@ def figure_data(name: str, results: pd.DataFrame, records: dict[str, dict], prot
 DRAW = {"figure2": draw_figure2, "figure3": draw_figure3, "figure4": draw_figure4, "cost_accuracy": draw_cost_accuracy}
 
 
-def write_figure(name: str, results: pd.DataFrame, records: list[dict], out_dir, *, highlight=None,
-                 protocol: str = "official") -> list[Path] | str:
+def write_figure(
+    name: str, results: pd.DataFrame, records: list[dict], out_dir, *, highlight=None, protocol: str = "official"
+) -> list[Path] | str:
     """Write ``name``.png, .pdf and .csv under ``out_dir``; return their paths, or why it was skipped.
     ``highlight``: methods or line names to draw thicker and on top (default: the paper's method)."""
     data = figure_data(name, results, {r["path"]: r for r in records}, protocol)

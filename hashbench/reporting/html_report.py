@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
+from hashbench.reporting.captions import protocol_description
 from hashbench.reporting.table_model import DEGENERATE_MARK, TIE_MARK, Table
 from hashbench.reporting.table_writers import entry_text, legend
-from hashbench.reporting.captions import protocol_description
 
 ERROR_CHARS = 240  # a failed cell's error is cut to one line of about this length
 VERSIONED = ("torch", "numpy", "scikit-learn")
@@ -135,7 +135,9 @@ def table_html(table: Table) -> str:
             classes += ["tied"] if cell.tied else []
             sort = cell.text if cell.text is not None else ("" if cell.mean is None else repr(cell.mean))
             attributes = f' class="{" ".join(classes)}"' if classes else ""
-            entries.append(f'<td{attributes} data-sort="{escape(sort)}">{escape(entry_text(table, position, index))}</td>')
+            entries.append(
+                f'<td{attributes} data-sort="{escape(sort)}">{escape(entry_text(table, position, index))}</td>'
+            )
         bodies["" if index < compared else "reference"].append(f"<tr>{''.join(entries)}</tr>")
     body_html = f"<tbody>{''.join(bodies[''])}</tbody>"
     if bodies["reference"]:
@@ -148,7 +150,7 @@ def table_html(table: Table) -> str:
         f'<tr><th></th>{group_row}</tr><tr class="titles"><th scope="col">{escape(table.row_header)}</th>{titles}</tr>'
         f"</thead>{body_html}</table></div>"
         f'<p class="notes">{escape(legend(table, "in bold", "underlined"))} Click a column header to sort.</p>'
-        f'{f"<ul class=notes>{notes}</ul>" if notes else ""}</section>'
+        f"{f'<ul class=notes>{notes}</ul>' if notes else ''}</section>"
     )
 
 
@@ -178,7 +180,11 @@ def provenance(records: list[dict], protocol: str) -> dict[str, str]:
 
     def commit(record):
         env = environment(record)
-        return None if not env.get("git_commit") else env["git_commit"] + (" (local changes)" if env.get("git_dirty") else "")
+        return (
+            None
+            if not env.get("git_commit")
+            else env["git_commit"] + (" (local changes)" if env.get("git_dirty") else "")
+        )
 
     statuses = Counter(record["status"] for record in records)
     started = sorted(r["started"] for r in records if r.get("started"))
@@ -192,7 +198,10 @@ def provenance(records: list[dict], protocol: str) -> dict[str, str]:
         "devices": ", ".join(_values(records, lambda r: environment(r).get("device_name"))) or "not recorded",
     }
     for package in VERSIONED:
-        info[package] = ", ".join(_values(records, lambda r: environment(r).get("versions", {}).get(package))) or "not recorded"
+        info[package] = (
+            ", ".join(_values(records, lambda r, package=package: environment(r).get("versions", {}).get(package)))
+            or "not recorded"
+        )
     info["protocol"] = protocol_description(protocol)
     info["cells ran"] = f"{started[0]} to {finished[-1]}" if started and finished else "not recorded"
     info["cells"] = (f"{len(records)} records: {statuses.get('done', 0)} done, {statuses.get('failed', 0)} failed, "
@@ -209,7 +218,9 @@ def failed_cells_html(records: list[dict]) -> str:
     failed = [r for r in records if r["status"] != "done"]
     if not failed:
         return "<p>No cell failed or timed out.</p>"
-    header = "".join(f'<th scope="col">{h}</th>' for h in ("experiment", "label", "dataset", "bits", "seed", "status", "error"))
+    header = "".join(
+        f'<th scope="col">{h}</th>' for h in ("experiment", "label", "dataset", "bits", "seed", "status", "error")
+    )
     rows = []
     for record in sorted(failed, key=lambda r: (r["spec"]["dataset"], r["spec"]["label"], r["spec"]["n_bits"])):
         spec = record["spec"]
@@ -255,8 +266,9 @@ Marks: <b>bold</b> best, <u>underlined</u> second, {TIE_MARK} tied, {DEGENERATE_
 """
 
 
-def write_page(path, title: str, tables: list[Table], figures: list[FigureFile], records: list[dict],
-               protocol: str) -> Path:
+def write_page(
+    path, title: str, tables: list[Table], figures: list[FigureFile], records: list[dict], protocol: str
+) -> Path:
     """Write the results page to ``path`` (see the module docstring); return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

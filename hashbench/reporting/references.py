@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hashbench.errors import HashbenchError
+from hashbench.metrics import Convention
 from hashbench.running import store
 from hashbench.running.cell import Cell, canonical_json
-from hashbench.metrics import Convention
-from hashbench.errors import HashbenchError
 
 RANDOM_CODES = "random codes"
 RAW_FEATURES = "raw features"
@@ -78,8 +78,16 @@ class References:
         spec = self.specs.get(dataset)
         if spec is None:
             raise Unavailable("its records do not name the dataset's source")
-        key = canonical_json({"kind": kind, "source": spec.get("dataset_source"),
-                              "options": spec.get("dataset_options", {}), "protocol": protocol, "topk": topk, **where})
+        key = canonical_json(
+            {
+                "kind": kind,
+                "source": spec.get("dataset_source"),
+                "options": spec.get("dataset_options", {}),
+                "protocol": protocol,
+                "topk": topk,
+                **where,
+            }
+        )
         if key not in self._cache:
             data = report_dataset(spec)
             if kind == RANDOM_CODES:
@@ -125,7 +133,9 @@ def stable_top_k(distance: np.ndarray, k: int) -> np.ndarray:
     return candidates[np.argsort(distance[candidates], kind="stable")[:k]]
 
 
-def euclidean_average_precision(query, database, query_labels, db_labels, topk: int | None, normalise: str) -> np.ndarray:
+def euclidean_average_precision(
+    query, database, query_labels, db_labels, topk: int | None, normalise: str
+) -> np.ndarray:
     """AP@k per query of the database ranked by Euclidean distance (ties in database order), with
     AP's normaliser ``normalise`` (as in ``hashbench.evaluate``); NaN for a query with no
     relevant item in the database."""

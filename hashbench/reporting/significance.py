@@ -35,9 +35,9 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from hashbench.running import store
-from hashbench.reporting.references import Unavailable, report_dataset
 from hashbench.codes import BinaryCodes
+from hashbench.reporting.references import Unavailable, report_dataset
+from hashbench.running import store
 
 ALPHA = 0.05
 

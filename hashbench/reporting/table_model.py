@@ -26,6 +26,7 @@ DEGENERATE_MARK = "†"
 
 FAILURE_TEXT = {"failed": "failed", "timeout": "timed out"}
 
+
 @dataclass(frozen=True)
 class Entry:
     """One table entry: our values over seeds (or one paper value), or a text entry."""
@@ -48,6 +49,7 @@ class Entry:
     def std(self) -> float | None:
         return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else None
 
+
 @dataclass(frozen=True)
 class Column:
     group: str  # our dataset name, or the paper's label such as "paper (MS-COCO)"
@@ -55,6 +57,7 @@ class Column:
     better: str | None = None  # "max", "min", or None for columns without marks
     test: str | None = None  # how entries are compared for the marks: one of TESTS
     decimals: int = DECIMALS
+
 
 @dataclass(frozen=True)
 class TableOptions:
@@ -64,6 +67,7 @@ class TableOptions:
     health: bool = False  # code-health columns beside our MAP columns
     ranges: bool = False  # tie ranges after our MAPs
     references: References | None = None  # None: no reference rows
+
 
 @dataclass
 class Table:
@@ -97,6 +101,7 @@ class Table:
     def tests(self) -> set[str]:
         return {c.test for c in self.columns if c.test}
 
+
 @dataclass(frozen=True)
 class Row:
     """A table row: one method (or variant) with one hyper-parameter setting (and device)."""
@@ -106,6 +111,7 @@ class Row:
     params: str | None = None  # None = a paper row we have no results for
     device: str | None = None
     show_paper: bool = True  # paper numbers go on the first row of a method only
+
 
 def format_entry(entry: Entry, decimals: int = DECIMALS) -> str:
     """The plain text of a entry (marks are added by the Markdown / LaTeX / HTML writers)."""
@@ -129,6 +135,7 @@ def format_entry(entry: Entry, decimals: int = DECIMALS) -> str:
         text += f" {TIE_MARK}"
     return text
 
+
 def mark_column(entries: list[Entry], column: Column, rows: list[str]) -> tuple[list[Entry], str | None]:
     """Cells with the best (1) and second best (2) marked by the column's test, and why the
     column could not be marked (None when it could, or has no marks)."""
@@ -149,6 +156,7 @@ def mark_column(entries: list[Entry], column: Column, rows: list[str]) -> tuple[
     marks = {i: (1, len(best) > 1) for i in best} | {i: (2, len(second) > 1) for i in second}
     return [replace(c, mark=marks[i][0], tied=marks[i][1]) if i in marks else c for i, c in enumerate(entries)], None
 
+
 def _beats(a: Entry, b: Entry, column: Column) -> bool:
     """Whether entry ``a`` is better than ``b`` by the column's test."""
     if column.test == "ap":
@@ -157,6 +165,7 @@ def _beats(a: Entry, b: Entry, column: Column) -> bool:
         return significance.fewer_seconds(a.values, b.values)
     sign = 1 if column.better == "max" else -1
     return sign * (round(a.mean, column.decimals) - round(b.mean, column.decimals)) > 0
+
 
 def header_title(column: Column) -> str:
     return f"{column.group} {column.title}".strip()

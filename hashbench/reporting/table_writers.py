@@ -14,6 +14,7 @@ TEST_LEGENDS = {
                "at 0.05",
 }  # fmt: skip
 
+
 def legend(table: Table, best: str, second: str) -> str:
     """The sentence under a table on what its marks mean."""
     tests = [TEST_LEGENDS[t] for t in sorted(table.tests) if t in TEST_LEGENDS]
@@ -25,32 +26,51 @@ def legend(table: Table, best: str, second: str) -> str:
         text += " Paper columns carry the paper's marks."
     return text
 
+
 def entry_text(table: Table, column_index: int, row_index: int) -> str:
     return format_entry(table.entries[column_index][row_index], table.columns[column_index].decimals)
+
 
 def to_markdown(table: Table) -> str:
     """The table as GitHub Markdown, caption above, legend and footnotes below."""
     marks = {1: "**{}**", 2: "_{}_", 0: "{}"}
     header = [table.row_header] + [header_title(c) for c in table.columns]
-    lines = [f"**{table.caption}**", "", "| " + " | ".join(header) + " |",
-             "|" + "|".join(["---"] + ["---:"] * len(table.columns)) + "|"]
+    lines = [
+        f"**{table.caption}**",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * len(table.columns)) + "|",
+    ]
     for index, name in enumerate(table.rows):
         entries = [marks[col[index].mark].format(entry_text(table, c, index)) for c, col in enumerate(table.entries)]
-        lines.append("| " + " | ".join([name] + entries) + " |")
+        lines.append("| " + " | ".join([name, *entries]) + " |")
     lines += ["", legend(table, "in **bold**", "in _italics_ (the paper underlines it)"), ""]
     lines += [f"- {note}" for note in table.notes] + ([""] if table.notes else [])
     return "\n".join(lines)
 
-LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                 "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
+
+LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\^{}",
+}
 
 LATEX_SYMBOLS = {"±": r"$\pm$", MISSING: "--", TIE_MARK: r"$\approx$", DEGENERATE_MARK: r"\textsuperscript{\dag}"}
+
 
 def latex_escape(text: str) -> str:
     escaped = "".join(LATEX_SPECIAL.get(ch, ch) for ch in text)
     for symbol, command in LATEX_SYMBOLS.items():
         escaped = escaped.replace(symbol, command)
     return escaped
+
 
 def to_latex(table: Table) -> str:
     """The table as a LaTeX ``table`` (booktabs), grouped column headers, marks as in the paper."""
@@ -65,24 +85,33 @@ def to_latex(table: Table) -> str:
     rules = " ".join(rf"\cmidrule(lr){{{first + 2}-{first + span + 1}}}" for g, first, span in groups if g)
     titles = " & ".join([latex_escape(table.row_header)] + [latex_escape(c.title) for c in table.columns])
     lines = [
-        r"\begin{table}[t]", r"\centering",
+        r"\begin{table}[t]",
+        r"\centering",
         rf"\caption{{{latex_escape(table.caption)} {latex_escape(legend(table, 'in bold', 'underlined'))}}}",
         rf"\label{{tab:{table.key}}}",
         r"\resizebox{\textwidth}{!}{%",
-        rf"\begin{{tabular}}{{l{'r' * len(table.columns)}}}", r"\toprule",
-        group_header + r" \\", rules, titles + r" \\", r"\midrule",
+        rf"\begin{{tabular}}{{l{'r' * len(table.columns)}}}",
+        r"\toprule",
+        group_header + r" \\",
+        rules,
+        titles + r" \\",
+        r"\midrule",
     ]
     for index, name in enumerate(table.rows):
         if index == len(table.rows) - table.n_reference_rows:
             lines.append(r"\midrule")
-        entries = [marks[col[index].mark] % latex_escape(entry_text(table, c, index)) for c, col in enumerate(table.entries)]
-        lines.append(" & ".join([latex_escape(name)] + entries) + r" \\")
+        entries = [
+            marks[col[index].mark] % latex_escape(entry_text(table, c, index)) for c, col in enumerate(table.entries)
+        ]
+        lines.append(" & ".join([latex_escape(name), *entries]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}}"]
     lines += [r"\par\smallskip{\footnotesize " + latex_escape(note) + "}" for note in table.notes]
     lines += [r"\end{table}", ""]
     return "\n".join(lines)
 
+
 WRITERS = {"md": to_markdown, "tex": to_latex}
+
 
 def write_table(table: Table, out_dir: Path, formats=("md", "tex")) -> list[Path]:
     """Write one table in each of ``formats``; return the paths written."""

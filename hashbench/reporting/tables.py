@@ -49,7 +49,17 @@ from dataclasses import replace
 
 import pandas as pd
 
+from hashbench.health import DEGENERATE_RULE, STAT_KEYS, describe_health, is_degenerate
 from hashbench.reporting import significance
+from hashbench.reporting.captions import (
+    caption,
+    cell_counts,
+    finished_code_stats,
+    metric_label,
+    paper_note,
+    preset_gap_note,
+    schedule_note,
+)
 from hashbench.reporting.paper import (
     method_display_name,
     method_order,
@@ -60,16 +70,6 @@ from hashbench.reporting.paper import (
     variant_order,
 )
 from hashbench.reporting.references import RANDOM_CODES, RAW_FEATURES, Unavailable
-from hashbench.health import DEGENERATE_RULE, STAT_KEYS, describe_health, is_degenerate
-from hashbench.reporting.captions import (
-    caption,
-    cell_counts,
-    finished_code_stats,
-    metric_label,
-    paper_note,
-    preset_gap_note,
-    schedule_note,
-)
 from hashbench.reporting.table_model import (
     DEGENERATE_MARK,
     MISSING,
@@ -126,15 +126,9 @@ def map_entry(group: pd.DataFrame | None, options: TableOptions) -> Entry:
         return Entry()
     cell = seed_entry(group, f"map_{options.protocol}")
     done = group[group["status"] == "done"]
-    degenerate = tuple(
-        describe_health(stats)
-        for stats in finished_code_stats(done)
-        if is_degenerate(stats)
-    )
+    degenerate = tuple(describe_health(stats) for stats in finished_code_stats(done) if is_degenerate(stats))
     tie_range = None
-    scored = done[done["protocol"] == options.protocol][
-        ["map_pessimistic", "map_optimistic"]
-    ].dropna()
+    scored = done[done["protocol"] == options.protocol][["map_pessimistic", "map_optimistic"]].dropna()
     if options.ranges and len(scored) == len(done) and len(done):
         tie_range = (
             float(scored["map_pessimistic"].mean()),
@@ -142,10 +136,7 @@ def map_entry(group: pd.DataFrame | None, options: TableOptions) -> Entry:
         )
     try:
         evidence = {
-            int(r.seed): significance.query_ap(
-                r.record, options.protocol, _topk(r.topk)
-            )
-            for r in done.itertuples()
+            int(r.seed): significance.query_ap(r.record, options.protocol, _topk(r.topk)) for r in done.itertuples()
         }
     except Unavailable as reason:
         evidence = str(reason)
@@ -171,9 +162,7 @@ def health_entry(group: pd.DataFrame | None, stat: str) -> Entry:
 def unique_seeds(frame: pd.DataFrame) -> pd.DataFrame:
     """Keep one record per seed of a cell (a finished one when there is one)."""
     keys = [k for k in SEED_KEY if k in frame.columns]
-    finished_first = frame.assign(_done=frame["status"] != "done").sort_values(
-        "_done", kind="stable"
-    )
+    finished_first = frame.assign(_done=frame["status"] != "done").sort_values("_done", kind="stable")
     return finished_first.drop_duplicates(keys).drop(columns="_done").sort_index()
 
 
@@ -189,9 +178,7 @@ def comparison_records(results: pd.DataFrame, roles=COMPARISON_ROLES) -> pd.Data
 def merge_dataset_settings(frame: pd.DataFrame) -> pd.DataFrame:
     """Blank the params of methods run with one setting per dataset, so that they make one row even
     when the setting differs between datasets (e.g. LAGNH's NUS-WIDE preset on nuswide only)."""
-    settings = (
-        frame.groupby(["method", "dataset"])["params"].nunique().groupby("method").max()
-    )
+    settings = frame.groupby(["method", "dataset"])["params"].nunique().groupby("method").max()
     single = settings.index[settings <= 1]
     return frame.assign(params=frame["params"].where(~frame["method"].isin(single), ""))
 
@@ -219,12 +206,10 @@ def describe_params(params: str) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(values.items())) or "defaults"
 
 
-def method_rows(
-    frame: pd.DataFrame, *, by_device: bool = False, paper_methods=()
-) -> list[Row]:
+def method_rows(frame: pd.DataFrame, *, by_device: bool = False, paper_methods=()) -> list[Row]:
     """Rows in the paper's method order, then extra methods; one per setting (and device)."""
     keys = ["method", "params"] + (["device_name"] if by_device else [])
-    present = frame[keys + ["label"]].fillna("").drop_duplicates(keys)
+    present = frame[[*keys, "label"]].fillna("").drop_duplicates(keys)
     order = method_order()
     methods = [m for m in order if m in set(present["method"]) or m in paper_methods]
     methods += sorted(set(present["method"]) - set(order))
@@ -238,35 +223,23 @@ def method_rows(
         for index, setting in enumerate(settings.itertuples(index=False)):
             name = method_display_name(method)
             if several:
-                label = (
-                    setting.label
-                    if setting.label not in ("", method)
-                    else describe_params(setting.params)
-                )
+                label = setting.label if setting.label not in ("", method) else describe_params(setting.params)
                 name = f"{name} ({label})"
             device = setting.device_name if by_device else None
-            rows.append(
-                Row(name, method, setting.params, device, show_paper=index == 0)
-            )
+            rows.append(Row(name, method, setting.params, device, show_paper=index == 0))
     return rows
 
 
 # ----------------------------------------------------------------------------- the tables
-def _reference_entries(
-    options: TableOptions, dataset: str, n_bits: int, seeds, topk, table: Table
-) -> list[Entry]:
+def _reference_entries(options: TableOptions, dataset: str, n_bits: int, seeds, topk, table: Table) -> list[Entry]:
     """The random-codes and raw-features cells of one of our MAP columns."""
     cells = []
     for kind in REFERENCE_ROWS:
         try:
             if kind == RANDOM_CODES:
-                values = options.references.random_codes(
-                    dataset, n_bits, seeds, options.protocol, topk
-                )
+                values = options.references.random_codes(dataset, n_bits, seeds, options.protocol, topk)
             else:
-                values = (
-                    options.references.raw_features(dataset, options.protocol, topk),
-                )
+                values = (options.references.raw_features(dataset, options.protocol, topk),)
             cells.append(Entry(tuple(values)))
         except Unavailable as reason:
             table.note(f"{kind} on {dataset}: not computed ({reason}).")
@@ -305,25 +278,16 @@ def _map_table(
     for dataset in datasets:
         ours = frame[frame["dataset"] == dataset]
         bits = sorted(int(b) for b in ours["n_bits"].unique())
-        groups = {
-            k: g for k, g in ours.groupby([row_value, "params", "n_bits"], sort=False)
-        }
+        # iter(): dict() would take a GroupBy's .keys attribute for a mapping's keys()
+        groups = dict(iter(ours.groupby([row_value, "params", "n_bits"], sort=False)))
         for n_bits in bits:
             row_groups = [groups.get((r.method, r.params, n_bits)) for r in rows]
             cells = [map_entry(group, options) for group in row_groups]
             if references:
                 column = ours[ours["n_bits"] == n_bits]
-                seeds = sorted(
-                    {int(s) for s in column.loc[column["status"] == "done", "seed"]}
-                ) or [0]
-                topk = (
-                    _topk(column["topk"].mode().iloc[0])
-                    if column["topk"].notna().any()
-                    else None
-                )
-                cells += _reference_entries(
-                    options, dataset, n_bits, seeds, topk, table
-                )
+                seeds = sorted({int(s) for s in column.loc[column["status"] == "done", "seed"]}) or [0]
+                topk = _topk(column["topk"].mode().iloc[0]) if column["topk"].notna().any() else None
+                cells += _reference_entries(options, dataset, n_bits, seeds, topk, table)
             table.add_column(Column(dataset, f"{n_bits} bits", "max", "ap"), cells)
             if options.health:
                 for stat in STAT_KEYS:
@@ -339,15 +303,9 @@ def _map_table(
         for n_bits in bits:
             cells = []
             for row in rows:
-                value = (
-                    paper_map(dataset, row.method, n_bits, table=paper_table)
-                    if row.show_paper
-                    else None
-                )
+                value = paper_map(dataset, row.method, n_bits, table=paper_table) if row.show_paper else None
                 cells.append(Entry(() if value is None else (value,)))
-            table.add_column(
-                Column(paper_label, f"{n_bits} bits", "max", "value"), cells + padding
-            )
+            table.add_column(Column(paper_label, f"{n_bits} bits", "max", "value"), cells + padding)
     if options.health:
         table.note(f"Code health (database codes, mean over seeds): constant_bits = fraction of bits on which 99% of "
                    f"the items agree; mean_abs_balance = mean |2p - 1|; distinct_fraction = distinct codes / items; "
@@ -355,22 +313,16 @@ def _map_table(
     return table
 
 
-def table3(
-    results: pd.DataFrame, options: TableOptions = TableOptions()
-) -> Table | None:
+def table3(results: pd.DataFrame, options: TableOptions = TableOptions()) -> Table | None:
     """Table 3: MAP@k of every method, dataset and code length, beside the paper's."""
     frame = comparison_records(results)
     if frame.empty:
         return None
     rows = method_rows(frame, paper_methods=method_order())
-    return _map_table(
-        "table3", "Table 3", "method", frame, rows, "method", "table3", options
-    )
+    return _map_table("table3", "Table 3", "method", frame, rows, "method", "table3", options)
 
 
-def table5(
-    results: pd.DataFrame, options: TableOptions = TableOptions()
-) -> Table | None:
+def table5(results: pd.DataFrame, options: TableOptions = TableOptions()) -> Table | None:
     """Table 5: MAP@k of the LAGNH variants, beside the paper's."""
     frame = variant_records(results)
     if frame.empty:
@@ -391,9 +343,7 @@ def table5(
     )
 
 
-def table4(
-    results: pd.DataFrame, options: TableOptions = TableOptions()
-) -> Table | None:
+def table4(results: pd.DataFrame, options: TableOptions = TableOptions()) -> Table | None:
     """Table 4: training and encoding seconds at 32 bits per method and device, beside the paper's."""
     frame = comparison_records(results, TIMING_ROLES)
     frame = frame[frame["n_bits"] == 32]
@@ -413,9 +363,7 @@ def table4(
         paper_note(datasets, f"seconds on {paper_numbers()['hardware']}"),
     )  # fmt: skip
     table = Table("table4", text, "method", [r.name for r in rows])
-    table.add_column(
-        Column("", "device"), [Entry(text=r.device or MISSING) for r in rows]
-    )
+    table.add_column(Column("", "device"), [Entry(text=r.device or MISSING) for r in rows])
     for dataset in datasets:
         ours = frame[frame["dataset"] == dataset]
         for title, value in (("train s", "fit_s"), ("encode s", "encode_s")):
@@ -437,8 +385,6 @@ def table4(
 TABLES = {"table3": table3, "table4": table4, "table5": table5}
 
 
-def build_table(
-    name: str, results: pd.DataFrame, options: TableOptions = TableOptions()
-) -> Table | None:
+def build_table(name: str, results: pd.DataFrame, options: TableOptions = TableOptions()) -> Table | None:
     """Table ``name`` ("table3", "table4", "table5") from merged results, or None if nothing fits."""
     return TABLES[name](results, options)

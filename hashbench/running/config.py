@@ -59,8 +59,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hashbench._validation import check_choice, unknown_name_message
-from hashbench.metrics import PROTOCOLS
 from hashbench.errors import InvalidInputError, UnknownNameError
+from hashbench.metrics import PROTOCOLS
 from hashbench.running.cell import DEFAULT_ROLE, Cell
 
 EXECUTORS = ("local", "processes", "ray", "slurm")
@@ -235,7 +235,7 @@ def parse_experiment(table, defaults: dict, base_dir: Path, index: int) -> Exper
     where = f"experiment {name!r}"
     check_keys(table, (*EXPERIMENT_KEYS, *SETTINGS_DEFAULTS), f"key in {where}")
     if "methods" not in table:
-        raise InvalidInputError(f"{where} has no methods; give a list of method names or \"all\"")
+        raise InvalidInputError(f'{where} has no methods; give a list of method names or "all"')
     raw = {**SETTINGS_DEFAULTS, **defaults, **{k: v for k, v in table.items() if k in SETTINGS_DEFAULTS}}
     settings = parse_settings(raw, base_dir, where)
     methods = parse_methods(table["methods"], settings["common_params"], where)
@@ -252,7 +252,10 @@ def parse_settings(raw: dict, base_dir: Path, where: str) -> dict:
     settings["bits"] = [check_int(b, f"{where}: bits", minimum=1) for b in as_list(raw["bits"], "bits", where)]
     settings["seeds"] = [check_int(s, f"{where}: seeds", minimum=0) for s in as_list(raw["seeds"], "seeds", where)]
     settings["record_epochs"] = sorted(
-        {check_int(e, f"{where}: record_epochs", minimum=1) for e in as_list(raw["record_epochs"], "record_epochs", where)}
+        {
+            check_int(e, f"{where}: record_epochs", minimum=1)
+            for e in as_list(raw["record_epochs"], "record_epochs", where)
+        }
     )
     settings["topk"] = check_int(raw["topk"], f"{where}: topk", minimum=1)
     settings["workers"] = check_int(raw["workers"], f"{where}: workers", minimum=1)
@@ -273,7 +276,9 @@ def parse_dataset(entry, base_dir: Path, where: str) -> DatasetSpec:
         entry = {"name": entry}
     check_table(entry, f"{where}: dataset entry")
     if not isinstance(entry.get("name"), str):
-        raise InvalidInputError(f"{where}: a dataset table needs name = \"...\" (a registered name or a path), got {entry}")
+        raise InvalidInputError(
+            f'{where}: a dataset table needs name = "..." (a registered name or a path), got {entry}'
+        )
     options = {k: v for k, v in entry.items() if k not in DATASET_KEYS}
     source = resolve_dataset_source(entry["name"], base_dir)
     optional = entry.get("optional", False)
@@ -336,7 +341,7 @@ def parse_methods(entries, common_params: dict, where: str) -> tuple[MethodSpec,
         check_keys(entry, METHOD_KEYS, f"key of a method entry in {where}")
         name = entry.get("method")
         if not isinstance(name, str):
-            raise InvalidInputError(f"{where}: a method table needs method = \"name\", got {entry}")
+            raise InvalidInputError(f'{where}: a method table needs method = "name", got {entry}')
         if name not in registered:
             raise UnknownNameError(f"{where}: " + unknown_name_message("method", name, registered))
         accepted = registered[name]().get_params()

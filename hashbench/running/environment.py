@@ -18,11 +18,14 @@ from hashbench.running.timing import uses_cuda
 
 VERSIONED_PACKAGES = ("hashbench", "torch", "torchvision", "numpy", "scipy", "scikit-learn", "pandas")
 
+
 def iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
+
 def environment(device: str) -> dict:
     return {**static_environment(), "device_name": device_name(device)}
+
 
 @functools.cache
 def static_environment() -> dict:
@@ -42,6 +45,7 @@ def static_environment() -> dict:
         "git_dirty": dirty,
     }
 
+
 def git_state() -> tuple[str | None, bool | None]:
     """The commit of the source tree hashbench runs from, and whether it has local changes."""
     root = Path(__file__).resolve().parents[2]
@@ -57,6 +61,7 @@ def git_state() -> tuple[str | None, bool | None]:
         return head.stdout.strip(), bool(status.stdout.strip())
     except (OSError, subprocess.TimeoutExpired):
         return None, None
+
 
 @functools.cache
 def device_name(device: str) -> str:

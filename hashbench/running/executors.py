@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
+from hashbench.errors import InvalidInputError
 from hashbench.running.config import EXECUTORS
 from hashbench.running.worker import CellTask, execute_cell
-from hashbench.errors import InvalidInputError
 
 
 def make_executor(name: str, *, workers: int = 2, out_dir=".", **options):
@@ -90,7 +90,9 @@ def pin_gpu(gpu_queue, gpus: int) -> None:
 class RayExecutor:
     epoch_bars = False
 
-    def __init__(self, *, workers: int, out_dir: Path, address=None, num_cpus=None, num_gpus=0, method_resources=None, **options):
+    def __init__(
+        self, *, workers: int, out_dir: Path, address=None, num_cpus=None, num_gpus=0, method_resources=None, **options
+    ):
         check_no_options("ray (besides address, num_cpus, num_gpus, method_resources)", options)
         self.address = address or os.environ.get("RAY_ADDRESS")
         self.cluster_cpus = workers
@@ -129,7 +131,17 @@ class RayExecutor:
 class SlurmExecutor:
     epoch_bars = False
 
-    def __init__(self, *, workers: int, out_dir: Path, folder=None, cluster=None, poll_s=10.0, method_resources=None, **parameters):
+    def __init__(
+        self,
+        *,
+        workers: int,
+        out_dir: Path,
+        folder=None,
+        cluster=None,
+        poll_s=10.0,
+        method_resources=None,
+        **parameters,
+    ):
         self.folder = Path(folder) if folder else out_dir / ".submitit"
         self.cluster = cluster
         self.poll_s = poll_s
@@ -149,7 +161,9 @@ class SlurmExecutor:
             by_method.setdefault(task.cell.method, []).append(task)
         jobs, task_of = [], {}
         for method, group in by_method.items():
-            executor.update_parameters(name=f"hashbench-{method}", **self.parameters, **self.method_resources.get(method, {}))
+            executor.update_parameters(
+                name=f"hashbench-{method}", **self.parameters, **self.method_resources.get(method, {})
+            )
             for job, task in zip(executor.map_array(execute_cell, group), group):
                 jobs.append(job)
                 task_of[id(job)] = task

@@ -66,14 +66,26 @@ def measure(names: list[str], path: Path = PATH) -> dict:
         for preset in ("quick",) if name in TOO_LONG else ("quick", "paper"):
             with cpu_threads(THREADS):
                 method = create_method(name, n_bits=BITS, seed=0, preset=preset).fit(dataset.train)
-            scores = evaluate(method.encode(dataset.query), method.encode(dataset.database),
-                                 dataset.query.labels, dataset.database.labels, topk=1000)
+            scores = evaluate(
+                method.encode(dataset.query),
+                method.encode(dataset.database),
+                dataset.query.labels,
+                dataset.database.labels,
+                topk=1000,
+            )
             entry[preset] = round(float(scores.map), 4)
             print(name, preset, entry, flush=True)
         gaps = load_gaps(path)  # read again: other measurements may have finished meanwhile
         if gaps.get("fingerprint") != dataset.fingerprint:
-            gaps = {"fingerprint": dataset.fingerprint, "bits": BITS, "seed": 0, "threads": THREADS,
-                    "protocol": "official", "topk": 1000, "methods": {}}
+            gaps = {
+                "fingerprint": dataset.fingerprint,
+                "bits": BITS,
+                "seed": 0,
+                "threads": THREADS,
+                "protocol": "official",
+                "topk": 1000,
+                "methods": {},
+            }
         gaps["methods"][name] = entry
         path.write_text(json.dumps(gaps, indent=1, sort_keys=True) + "\n")
     return load_gaps(path)

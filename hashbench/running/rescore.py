@@ -15,6 +15,7 @@ from hashbench.running.cell import Cell, canonical_json
 from hashbench.running.timing import Stopwatch
 from hashbench.running.worker import load_cell_dataset, score
 
+
 def rescore(results_dir, *, protocol: str | None = None, topk: int | None = None, quiet: bool = False) -> list[dict]:
     """Recompute the metrics of every finished record under ``results_dir`` from its saved codes
     (no retraining), with another ``protocol`` / ``topk`` when given; records are rewritten
@@ -27,6 +28,7 @@ def rescore(results_dir, *, protocol: str | None = None, topk: int | None = None
         spec = record["spec"]
         updated.append(rescore_record(record, path, protocol or spec["protocol"], topk or spec["topk"]))
     return updated
+
 
 def rescore_record(record: dict, path: Path, protocol: str, topk: int) -> dict:
     spec = record["spec"]

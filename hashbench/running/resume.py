@@ -15,6 +15,7 @@ from hashbench.running import store
 from hashbench.running.cell import Cell
 from hashbench.running.rescore import rescore_record
 
+
 def plan(cells: list[Cell], out_dir: Path, force: bool) -> tuple[dict, dict, dict]:
     """Split ``cells`` into finished records (by cell id), the cells to run (one per
     computation, by computation_id) and, per computation, the other cells that share it."""
@@ -38,6 +39,7 @@ def plan(cells: list[Cell], out_dir: Path, force: bool) -> tuple[dict, dict, dic
             leaders[cell.computation_id] = cell
     return records, leaders, followers
 
+
 def needs_run(record: dict, cell: Cell) -> bool:
     """Whether an existing record must be computed again (not finished, or worth a retry)."""
     status = record["status"]
@@ -48,9 +50,11 @@ def needs_run(record: dict, cell: Cell) -> bool:
         return cell.timeout_s is None or previous is None or cell.timeout_s > previous
     return status != "done"
 
+
 def needs_rescore(record: dict, cell: Cell) -> bool:
     spec = record["spec"]
     return record["status"] == "done" and (spec.get("protocol"), spec.get("topk")) != (cell.protocol, cell.topk)
+
 
 def finished_record(record: dict, path: Path, cell: Cell) -> dict:
     """A finished record as the cell wants it: rescored from its codes if the cell asks for
@@ -62,6 +66,7 @@ def finished_record(record: dict, path: Path, cell: Cell) -> dict:
         record = {**record, "spec": {**record["spec"], "role": cell.role}}
         store.write_json_atomic(path, record)
     return record
+
 
 def finished_twins(cells: list[Cell], out_dir: Path) -> dict[str, tuple[dict, Path]]:
     """Finished records under ``out_dir`` that computed what some of ``cells`` compute (same
@@ -77,6 +82,7 @@ def finished_twins(cells: list[Cell], out_dir: Path) -> dict[str, tuple[dict, Pa
                 twins.setdefault(cell.computation_id, (record, path))
     return twins
 
+
 def copy_twin(record: dict, path: Path, cell: Cell, out_dir: Path) -> dict:
     """Give ``cell`` the outcome of ``record`` (at ``path``), which computed the same thing in
     another experiment or under another label: the codes are linked, the record rewritten."""
@@ -89,8 +95,13 @@ def copy_twin(record: dict, path: Path, cell: Cell, out_dir: Path) -> dict:
     protocol, topk = record["spec"]["protocol"], record["spec"]["topk"]
     if store.query_ap_path(path, protocol, topk).is_file():
         store.link_atomic(store.query_ap_path(path, protocol, topk), store.query_ap_path(target, protocol, topk))
-    spec = {**record["spec"], "experiment": cell.experiment, "role": cell.role, "label": cell.label,
-            "timeout_s": cell.timeout_s}
+    spec = {
+        **record["spec"],
+        "experiment": cell.experiment,
+        "role": cell.role,
+        "label": cell.label,
+        "timeout_s": cell.timeout_s,
+    }
     copy = {**record, "id": cell.id, "spec": spec, "reused_from": str(path)}
     store.write_json_atomic(target, copy)
     return copy

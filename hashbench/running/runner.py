@@ -24,6 +24,7 @@ from hashbench.running.executors import make_executor
 from hashbench.running.resume import copy_twin, plan
 from hashbench.running.worker import CellTask, load_cell_dataset, method_source, worker_failure_record
 
+
 def run_cells(
     cells: Iterable[Cell],
     out_dir,
@@ -54,7 +55,12 @@ def run_cells(
     pool = make_executor(executor, workers=workers, out_dir=out_dir, **executor_options)
     tasks = [
         CellTask(
-            c, str(out_dir), method_source(c.method), str(data_dir) if data_dir else None, pool.epoch_bars and not quiet, threads
+            c,
+            str(out_dir),
+            method_source(c.method),
+            str(data_dir) if data_dir else None,
+            pool.epoch_bars and not quiet,
+            threads,
         )
         for c in sorted(leaders.values(), key=lambda c: canonical_json([c.dataset_source, c.dataset_options]))
     ]  # ordered by dataset: each worker loads a dataset once per stretch of cells on it
@@ -66,7 +72,10 @@ def run_cells(
         for task, outcome in pool.run(tasks):
             record = outcome if isinstance(outcome, dict) else worker_failure_record(task, outcome)
             finished = [(task.cell, record)]
-            finished += [(twin, copy_twin(record, task.record_path, twin, out_dir)) for twin in followers[task.cell.computation_id]]
+            finished += [
+                (twin, copy_twin(record, task.record_path, twin, out_dir))
+                for twin in followers[task.cell.computation_id]
+            ]
             for cell, cell_record in finished:
                 records[cell.id] = cell_record
                 counts["done" if cell_record["status"] == "done" else "failed"] += 1
@@ -79,6 +88,7 @@ def run_cells(
             bar.set_postfix(**counts, left=len(cells) - len(records))
     return [records[c.id] for c in cells]
 
+
 def cell_line(cell: Cell, record: dict) -> str:
     """One line for a finished cell: its status, MAP, fit seconds and code health."""
     if record["status"] != "done":
@@ -86,6 +96,7 @@ def cell_line(cell: Cell, record: dict) -> str:
     stats = record.get("code_stats")
     health = f", {describe_health(stats)}" if stats else ""
     return f"done: {cell.describe()}: MAP {record['metrics']['map']:.4f}, fit {record['timings']['fit']:.1f} s{health}"
+
 
 def outcome_message(cell: Cell, record: dict) -> str | None:
     """The line printed for a cell that failed or whose codes are degenerate; None otherwise."""
@@ -95,6 +106,7 @@ def outcome_message(cell: Cell, record: dict) -> str | None:
     if stats and is_degenerate(stats):
         return f"warning: {cell.describe()}: degenerate codes ({describe_health(stats)})"
     return None
+
 
 def run_config(
     config,
@@ -119,13 +131,20 @@ def run_config(
         records += run_cells(group, out_dir, force=force, quiet=quiet, data_dir=data_dir, **settings)
     return records
 
+
 def group_by_executor(matrix: Matrix, cells: list[Cell], executor: str | None) -> list[tuple[dict, list[Cell]]]:
     groups: dict[str, tuple[dict, list[Cell]]] = {}
     for cell in cells:
         s = matrix.experiment(cell.experiment).settings
-        settings = {"executor": executor or s["executor"], "workers": s["workers"], "threads": s["threads"], **s["executor_options"]}
+        settings = {
+            "executor": executor or s["executor"],
+            "workers": s["workers"],
+            "threads": s["threads"],
+            **s["executor_options"],
+        }
         groups.setdefault(canonical_json(settings), (settings, []))[1].append(cell)
     return list(groups.values())
+
 
 def unique_cells(cells: Iterable[Cell]) -> list[Cell]:
     """``cells`` without repeats (the same cell selected twice runs once)."""
@@ -133,6 +152,7 @@ def unique_cells(cells: Iterable[Cell]) -> list[Cell]:
     for cell in cells:
         seen.setdefault(cell.id, cell)
     return list(seen.values())
+
 
 def available_cells(cells: list[Cell], quiet: bool) -> list[Cell]:
     """Leave out the cells of optional datasets that cannot be loaded, with one note for each."""

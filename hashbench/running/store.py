@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hashbench.running.cell import DEFAULT_ROLE, Cell, canonical_json
 from hashbench.errors import InvalidInputError
 from hashbench.health import STAT_KEYS
+from hashbench.running.cell import DEFAULT_ROLE, Cell, canonical_json
 
 SCHEMA = 1
 RESULT_COLUMNS = [
@@ -171,7 +171,10 @@ def result_row(record: dict) -> dict:
     memory = record.get("memory") or {}
     environment = record.get("environment") or {}
     stats = record.get("code_stats") or {}
-    row = {key: spec.get(key) for key in ("experiment", "label", "method", "dataset", "n_bits", "seed", "protocol", "topk", "device")}
+    row = {
+        key: spec.get(key)
+        for key in ("experiment", "label", "method", "dataset", "n_bits", "seed", "protocol", "topk", "device")
+    }
     row.update(
         role=spec.get("role", DEFAULT_ROLE),  # records made before roles existed count as main
         params=canonical_json(spec.get("params", {})),

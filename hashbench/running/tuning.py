@@ -24,10 +24,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from hashbench.running.cell import Cell, canonical_json
-from hashbench.running.config import Matrix, load_config
 from hashbench.datasets.validation import DEFAULT_FRACTION
 from hashbench.errors import InvalidInputError
+from hashbench.running.cell import Cell, canonical_json
+from hashbench.running.config import Matrix, load_config
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,9 @@ def tune(
     views = [validation_cell(c, fraction=fraction, split_seed=split_seed) for c in cells]
     records = {}
     for settings, group in group_by_executor(matrix, views, executor):
-        for view, record in zip(group, run_cells(group, out_dir, force=force, quiet=quiet, data_dir=data_dir, **settings)):
+        for view, record in zip(
+            group, run_cells(group, out_dir, force=force, quiet=quiet, data_dir=data_dir, **settings)
+        ):
             records[view.id] = record
     return choose(cells, [records[v.id] for v in views])
 
@@ -98,14 +100,19 @@ def tuned_matrix(matrix: Matrix, choices: list[Choice], *, source: str = "") -> 
         "#     hashbench run <this file>",
     ]
     for experiment in matrix.experiments:
-        entries = [(label, by_entry[(experiment.name, label)]) for label in dict.fromkeys(m.label for m in experiment.methods)]
+        entries = [
+            (label, by_entry[(experiment.name, label)]) for label in dict.fromkeys(m.label for m in experiment.methods)
+        ]
         entries = [(label, chosen) for label, chosen in entries if chosen]
         if not entries:
             continue
         s = experiment.settings
         lines += ["", "[[experiment]]", f"name = {toml_value(experiment.name)}"]
         lines.append(f"description = {toml_value('tuned: ' + (experiment.description or experiment.name))}")
-        datasets = [{"name": d.source, "label": d.label, **d.options, **({"optional": True} if d.optional else {})} for d in s["datasets"]]
+        datasets = [
+            {"name": d.source, "label": d.label, **d.options, **({"optional": True} if d.optional else {})}
+            for d in s["datasets"]
+        ]
         for key, value in (("datasets", datasets), ("bits", s["bits"]), ("seeds", s["seeds"]), ("protocol", s["protocol"]),
                            ("topk", s["topk"]), ("device", s["device"]), ("timeout_s", s["timeout_s"])):  # fmt: skip
             if value is not None:

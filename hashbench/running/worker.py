@@ -45,9 +45,11 @@ from hashbench.running.timing import Stopwatch, peak_memory, reset_peak_memory, 
 
 WARM_UP_ITEMS = 2
 
+
 class CellTimeout(BaseException):
     """Raised inside a cell when its time limit passes (a BaseException, so that a method's own
     ``except Exception`` cannot swallow it)."""
+
 
 @dataclass(frozen=True)
 class CellTask:
@@ -63,6 +65,7 @@ class CellTask:
     @property
     def record_path(self) -> Path:
         return store.record_path(self.out_dir, self.cell)
+
 
 def execute_cell(task: CellTask) -> dict:
     """Run one cell, write its codes and record, return the record (every executor calls this)."""
@@ -93,6 +96,7 @@ def execute_cell(task: CellTask) -> dict:
     store.write_json_atomic(task.record_path, record)
     release_freed_memory()
     return record
+
 
 def measure_cell(cell: Cell, dataset) -> tuple[dict, dict, np.ndarray]:
     """Fit, encode and evaluate one cell; returns the record's fields, the codes and the per-query AP."""
@@ -132,18 +136,23 @@ def measure_cell(cell: Cell, dataset) -> tuple[dict, dict, np.ndarray]:
     }
     return outcome, codes, scores.ap
 
+
 def build_method(cell: Cell):
     from hashbench.registry import create_method, method_class
 
     accepted = method_class(cell.method)().get_params()
     settings = {"seed": cell.method_seed, "device": cell.device}
-    return create_method(cell.method, n_bits=cell.n_bits, **{k: v for k, v in settings.items() if k in accepted}, **cell.params)
+    return create_method(
+        cell.method, n_bits=cell.n_bits, **{k: v for k, v in settings.items() if k in accepted}, **cell.params
+    )
+
 
 def score(cell: Cell, query_codes, database_codes, dataset, *, protocol=None, topk=None):
     return evaluate(
         query_codes, database_codes, dataset.query.labels, dataset.database.labels,
         topk=topk or cell.topk, protocol=protocol or cell.protocol,
     )  # fmt: skip
+
 
 def new_record(cell: Cell, *, started: str) -> dict:
     return {
@@ -164,13 +173,17 @@ def new_record(cell: Cell, *, started: str) -> dict:
         "finished": None,
     }
 
+
 def worker_failure_record(task: CellTask, error: BaseException) -> dict:
     """A transient ``failed`` record for a cell whose worker failed before writing one."""
     now = iso_now()
     record = new_record(task.cell, started=now)
-    record.update(status="failed", error=f"worker failed: {type(error).__name__}: {error}", transient=True, finished=now)
+    record.update(
+        status="failed", error=f"worker failed: {type(error).__name__}: {error}", transient=True, finished=now
+    )
     store.write_json_atomic(task.record_path, record)
     return record
+
 
 def release_freed_memory() -> None:
     """Hand the memory a finished cell freed back to the system. glibc keeps freed blocks of the
@@ -182,6 +195,7 @@ def release_freed_memory() -> None:
     except (AttributeError, OSError):
         pass  # not glibc: nothing to trim
 
+
 @contextmanager
 def cpu_threads(threads: int):
     """torch's CPU thread count set to ``threads`` for the block (0 leaves it as it is)."""
@@ -192,6 +206,7 @@ def cpu_threads(threads: int):
         yield
     finally:
         torch.set_num_threads(previous)
+
 
 @contextmanager
 def time_limit(seconds: float | None):
@@ -212,12 +227,15 @@ def time_limit(seconds: float | None):
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
+
 def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
+
 
 def is_transient(error: BaseException) -> bool:
     """Failures that depend on the machine's state rather than on the cell: retried next run."""
     return isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError))
+
 
 def method_source(name: str) -> tuple[str, str] | None:
     """Module and file of a method defined outside hashbench, so a fresh worker can import it."""
@@ -228,6 +246,7 @@ def method_source(name: str) -> tuple[str, str] | None:
         return None
     return cls.__module__, inspect.getfile(cls)
 
+
 def prepare_worker(task: CellTask) -> None:
     if not task.epoch_bars:
         os.environ["TQDM_DISABLE"] = "1"
@@ -235,6 +254,7 @@ def prepare_worker(task: CellTask) -> None:
         os.environ[DATA_DIR_VARIABLE] = task.data_dir
     if task.method_source is not None:
         ensure_method(task.cell.method, *task.method_source)
+
 
 def ensure_method(name: str, module: str, file: str) -> None:
     """Make a method defined outside hashbench known in this process: import its module, or
@@ -251,7 +271,9 @@ def ensure_method(name: str, module: str, file: str) -> None:
     except ImportError:
         load_plugin(file)
 
+
 _dataset_cache: dict[str, object] = {}
+
 
 def load_cell_dataset(cell: Cell):
     """The cell's dataset, loaded once per process; only the latest is kept, since cells are
@@ -261,6 +283,7 @@ def load_cell_dataset(cell: Cell):
         _dataset_cache.clear()
         _dataset_cache[key] = load_dataset(cell.dataset_source, **cell.dataset_options)
     return _dataset_cache[key]
+
 
 def forget_datasets() -> None:
     _dataset_cache.clear()

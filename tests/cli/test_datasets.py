@@ -3,7 +3,6 @@ from matplotlib.image import imread
 
 from hashbench.cli import main
 from hashbench.cli.datasets import describe_text, sample_annotations
-
 from tests.conftest import MICRO
 
 SPLITS = ("train", "query", "database")

@@ -10,7 +10,9 @@ from hashbench.cli import main
 
 
 def test_help_lists_the_commands():
-    out = subprocess.run([sys.executable, "-m", "hashbench.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "hashbench.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for command in ("list", "evaluate", "run", "report", "plot", "reproduce", "datasets", "prepare"):
         assert command in out
 
@@ -52,8 +54,17 @@ def saved_codes(tmp_path):
 
 def test_evaluate_saved_codes_matches_the_api(saved_codes, capsys):
     path, expected = saved_codes
-    argv = ["evaluate", str(path / "q.codes.npz"), str(path / "db.npy"), "--labels", str(path / "ql.npy"),
-            str(path / "dbl.npy"), "--topk", "10", "--json"]
+    argv = [
+        "evaluate",
+        str(path / "q.codes.npz"),
+        str(path / "db.npy"),
+        "--labels",
+        str(path / "ql.npy"),
+        str(path / "dbl.npy"),
+        "--topk",
+        "10",
+        "--json",
+    ]
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["map"] == pytest.approx(expected.map)
 
@@ -64,8 +75,15 @@ def test_evaluate_saved_codes_matches_the_api(saved_codes, capsys):
 )
 def test_evaluate_bad_arguments_print_one_line_not_a_traceback(saved_codes, capsys, extra, message):
     path, _ = saved_codes
-    argv = ["evaluate", str(path / "q.codes.npz"), str(path / "db.npy"), "--labels", str(path / "ql.npy"),
-            str(path / "dbl.npy"), *extra]
+    argv = [
+        "evaluate",
+        str(path / "q.codes.npz"),
+        str(path / "db.npy"),
+        "--labels",
+        str(path / "ql.npy"),
+        str(path / "dbl.npy"),
+        *extra,
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("hashbench: error:") and message in err and "Traceback" not in err
@@ -73,11 +91,29 @@ def test_evaluate_bad_arguments_print_one_line_not_a_traceback(saved_codes, caps
 
 def test_evaluate_conventions_and_map_at_all(saved_codes, capsys):
     path, _ = saved_codes
-    argv = ["evaluate", str(path / "q.codes.npz"), str(path / "db.npy"), "--labels", str(path / "ql.npy"),
-            str(path / "dbl.npy"), "--topk", "all", "--normalise", "min-r-k", "--ties", "expected", "--json"]
+    argv = [
+        "evaluate",
+        str(path / "q.codes.npz"),
+        str(path / "db.npy"),
+        "--labels",
+        str(path / "ql.npy"),
+        str(path / "dbl.npy"),
+        "--topk",
+        "all",
+        "--normalise",
+        "min-r-k",
+        "--ties",
+        "expected",
+        "--json",
+    ]
     assert main(argv) == 0
     record = json.loads(capsys.readouterr().out)
-    assert (record["topk"], record["normalise"], record["ties"], record["no_relevant"]) == (40, "min-r-k", "expected", "skip")
+    assert (record["topk"], record["normalise"], record["ties"], record["no_relevant"]) == (
+        40,
+        "min-r-k",
+        "expected",
+        "skip",
+    )
     assert record["map_range"][0] <= record["map"] <= record["map_range"][1]
 
 

@@ -22,7 +22,7 @@ def test_key_values_read_json_then_python_literals_then_strings():
 
 @pytest.mark.parametrize("text", ["size", "=tiny"])
 def test_key_value_without_a_key_or_sign_is_named(text):
-    with pytest.raises(InvalidInputError, match="--param .* KEY=VALUE"):
+    with pytest.raises(InvalidInputError, match=r"--param .* KEY=VALUE"):
         key_value(text, "--param")
 
 

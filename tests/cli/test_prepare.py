@@ -12,9 +12,8 @@ from PIL import Image
 import hashbench as hb
 from hashbench.cli import main
 from hashbench.datasets.coco import prepare_coco, read_coco_labels
-from hashbench.datasets.extract import Extractor, MissingWeightsError, extract_all, load_weights
+from hashbench.datasets.extract import Extractor, MissingWeightsError, build_extractor, extract_all, load_weights
 from hashbench.datasets.nuswide import nuswide_split, prepare_nuswide
-from hashbench.datasets.extract import build_extractor
 from hashbench.errors import InvalidInputError
 
 CATEGORIES = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}, {"id": 18, "name": "dog"}]
@@ -154,7 +153,7 @@ def test_extraction_resumes_after_interruption(tmp_path):
 
 
 def test_missing_annotation_file_and_unknown_category(tmp_path, small_extractor_factory):
-    with pytest.raises(InvalidInputError, match="instances_train2017.json.*does not exist"):
+    with pytest.raises(InvalidInputError, match=r"instances_train2017.json.*does not exist"):
         prepare_coco(tmp_path, tmp_path / "x.npz", extractor_factory=small_extractor_factory, work_dir=tmp_path)
     _coco_tree(tmp_path / "coco", n_train=2, n_val=1)
     annotations = tmp_path / "coco" / "annotations" / "instances_val2017.json"

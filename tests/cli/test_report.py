@@ -92,7 +92,7 @@ class TinyProjection(hb.Hasher):
         return (split.features - self.mean_) @ self.projection_
 '''
 
-CONFIG = '''
+CONFIG = """
 [defaults]
 datasets = [{{ name = "{dataset}", label = "tiny" }}]
 bits = [8, 16]
@@ -110,7 +110,7 @@ role = "timing"
 bits = [32]
 seeds = [0]
 methods = ["tiny-projection"]
-'''
+"""
 
 
 @pytest.fixture
@@ -164,8 +164,15 @@ def test_reproduce_runs_the_experiments_of_the_targets_role_and_writes_its_table
 
     # Table 4 runs the timing experiment only
     assert main([*common, "table4", *options]) == 0
-    assert [row for row in table_rows((out / "report" / "table4.md").read_text()) if row != "method"] == \
-        ["UH-BDNN", "DeepBit", "SSDH", "SADH", "TBH", "LAGNH", "tiny-projection"]
+    assert [row for row in table_rows((out / "report" / "table4.md").read_text()) if row != "method"] == [
+        "UH-BDNN",
+        "DeepBit",
+        "SSDH",
+        "SADH",
+        "TBH",
+        "LAGNH",
+        "tiny-projection",
+    ]
 
 
 def test_reproduce_without_an_experiment_of_the_role_is_a_clear_error(tiny_matrix, capsys):
@@ -178,7 +185,9 @@ def test_report_html_health_and_ranges_on_a_real_run(tiny_matrix, capsys):
     out = tiny_matrix / "results"
     common = ["--plugin", str(tiny_matrix / "plugin.py")]
     assert main([*common, "run", str(tiny_matrix / "matrix.toml"), "--out", str(out), "--quiet"]) == 0
-    assert main([*common, "report", str(out), "--html", "--health", "--ranges", "--highlight", "lsh,tiny-projection"]) == 0
+    assert (
+        main([*common, "report", str(out), "--html", "--health", "--ranges", "--highlight", "lsh,tiny-projection"]) == 0
+    )
     report = out / "report"
     table = (report / "table3.md").read_text()
     assert "tiny 16 bits constant_bits" in table and "tiny 16 bits distinct_fraction" in table
@@ -205,24 +214,43 @@ def test_reproduce_protocols_runs_the_published_cells_and_writes_them_beside_the
         features = (centres[classes] + rng.normal(0, 1, (n, 16))).astype(np.float32)
         return hb.Split(features, np.eye(4, dtype=np.uint8)[classes], None, name=name)
 
-    dataset = hb.HashingDataset("cifar10-q10000-db50000-drawn", split(100, "train"), split(20, "query"),
-                                split(100, "database"))
+    dataset = hb.HashingDataset(
+        "cifar10-q10000-db50000-drawn", split(100, "train"), split(20, "query"), split(100, "database")
+    )
     hb.save_dataset(dataset, tmp_path / "data" / "cifar10-q10000-db50000-drawn.npz")
     (tmp_path / "matrix.toml").write_text(
-        '[defaults]\nbits = [8, 16]\nseeds = [0]\n'
+        "[defaults]\nbits = [8, 16]\nseeds = [0]\n"
         '[[experiment]]\nname = "map1000"\ntopk = 1000\n'
         'datasets = [{ name = "cifar10-q10000-db50000-drawn", optional = true }, { name = "nuswide21-q2100-t10500", '
         'optional = true }]\nmethods = ["lsh", "itq"]\n'
         '[[experiment]]\nname = "map1000-quick"\ntopk = 1000\ncommon_params = { preset = "quick" }\n'
         'datasets = ["cifar10-q10000-db50000-drawn"]\nmethods = ["lsh", "bihalf"]\n'
     )
-    numbers = ({"method": "lsh", "protocol": "cifar10-q10000-db50000-drawn", "bits": 16, "topk": 1000, "map": 0.5,
-                "convention": "official", "source": "a test"},
-               {"method": "itq", "protocol": "nuswide21-q2100-t10500", "bits": 16, "topk": 1000, "map": 0.7,
-                "convention": "deephash", "source": "another"})
+    numbers = (
+        {
+            "method": "lsh",
+            "protocol": "cifar10-q10000-db50000-drawn",
+            "bits": 16,
+            "topk": 1000,
+            "map": 0.5,
+            "convention": "official",
+            "source": "a test",
+        },
+        {
+            "method": "itq",
+            "protocol": "nuswide21-q2100-t10500",
+            "bits": 16,
+            "topk": 1000,
+            "map": 0.7,
+            "convention": "deephash",
+            "source": "another",
+        },
+    )
     monkeypatch.setattr(published, "published_numbers", lambda: numbers)
     out = tmp_path / "results"
-    assert main(["reproduce", "protocols", "--config", str(tmp_path / "matrix.toml"), "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(["reproduce", "protocols", "--config", str(tmp_path / "matrix.toml"), "--out", str(out), "--quiet"]) == 0
+    )
     text = (out / "report" / "protocols.md").read_text()
     rows = table_rows(text)
     assert rows["lsh"].split(" | ")[5] == "0.5000" and "(n=1)" in rows["lsh"]

@@ -1,20 +1,23 @@
 import json
 
-from hashbench.running import store
 from hashbench.cli import main
+from hashbench.running import store
 from tests.running.toy_methods import write_config, write_toy_dataset
 
 
 def test_run_dry_run_resume_and_rescore_from_the_command_line(tmp_path, capsys):
     toy = write_toy_dataset(tmp_path / "toy.npz")
-    config = write_config(tmp_path / "m.toml", f"""
+    config = write_config(
+        tmp_path / "m.toml",
+        f"""
 [defaults]
 datasets = ["{toy}"]
 bits = [8, 16]
 [[experiment]]
 name = "cli"
 methods = ["lsh", {{ method = "toy-projection", params = {{ fail_at_bits = 16 }} }}]
-""")
+""",
+    )
     out = tmp_path / "results"
     assert main(["run", config, "--out", str(out), "--dry-run", "--methods", "lsh"]) == 0
     listing = capsys.readouterr().out.splitlines()
@@ -52,8 +55,14 @@ def test_summary_table_averages_seeds_and_shows_unfinished_cells():
         spec = {"label": label, "dataset": "mosaic", "n_bits": bits, "seed": seed, "topk": 1000, "protocol": "official"}
         return {"spec": spec, "status": status, "metrics": {"map": value} if status == "done" else None}
 
-    text = summary_table([record("itq", 16, 0, "done", 0.5), record("itq", 16, 1, "done", 0.6),
-                          record("itq", 32, 0, "timeout"), record("lsh", 16, 0, "failed")])
+    text = summary_table(
+        [
+            record("itq", 16, 0, "done", 0.5),
+            record("itq", 16, 1, "done", 0.6),
+            record("itq", 32, 0, "timeout"),
+            record("lsh", 16, 0, "failed"),
+        ]
+    )
     lines = text.splitlines()
     assert lines[0] == "MAP@1000 (official protocol)"
     itq = next(line for line in lines if line.startswith("itq")).split()
@@ -63,14 +72,17 @@ def test_summary_table_averages_seeds_and_shows_unfinished_cells():
 
 def test_a_run_into_a_log_prints_one_line_per_finished_cell(tmp_path, capsys):
     toy = write_toy_dataset(tmp_path / "toy.npz")
-    config = write_config(tmp_path / "m.toml", f"""
+    config = write_config(
+        tmp_path / "m.toml",
+        f"""
 [defaults]
 datasets = ["{toy}"]
 bits = [8, 16]
 [[experiment]]
 name = "log"
 methods = ["lsh", {{ method = "toy-projection", params = {{ fail_at_bits = 16 }} }}]
-""")
+""",
+    )
     assert main(["run", config, "--out", str(tmp_path / "results")]) == 1  # captured: not a terminal
     lines = capsys.readouterr().out.splitlines()
     done = [line for line in lines if line.startswith("done: ")]

@@ -7,7 +7,6 @@ import pytest
 import hashbench as hb
 from hashbench.datasets import mosaic
 from hashbench.datasets.cache import read_npz_whole, resolve_data_dir, write_npz_atomic
-
 from tests.conftest import MICRO
 
 

@@ -121,9 +121,16 @@ def test_list_file_with_bad_labels(tmp_path):
 
 @pytest.mark.parametrize(
     "key, canonical",
-    [("I_tr", "train_features"), ("L_te", "query_labels"), ("T_db", "database_aux"), ("LTrain", "train_labels"),
-     ("retrieval_tag", "database_aux"), ("test_data", "query_features"), ("web_labels", "web_labels"),
-     ("something_else", None)],
+    [
+        ("I_tr", "train_features"),
+        ("L_te", "query_labels"),
+        ("T_db", "database_aux"),
+        ("LTrain", "train_labels"),
+        ("retrieval_tag", "database_aux"),
+        ("test_data", "query_features"),
+        ("web_labels", "web_labels"),
+        ("something_else", None),
+    ],
 )
 def test_key_aliases(key, canonical):
     assert canonical_key(key) == canonical
@@ -144,8 +151,16 @@ def damaged(change):
         (damaged(lambda a: a["query_features"].__setitem__((2, 3), np.nan)), r"query features contains NaN"),
         (damaged(lambda a: a["query_features"].__setitem__((0, 0), np.inf)), r"NaN or inf"),
         (damaged(lambda a: a["database_labels"].__setitem__((0, 0), 2)), r"database labels must hold only 0 and 1"),
-        (damaged(lambda a: a.update(train_features=a["train_features"][:0], train_labels=a["train_labels"][:0],
-                                    train_aux=a["train_aux"][:0])), r"train features has zero rows"),
+        (
+            damaged(
+                lambda a: a.update(
+                    train_features=a["train_features"][:0],
+                    train_labels=a["train_labels"][:0],
+                    train_aux=a["train_aux"][:0],
+                )
+            ),
+            r"train features has zero rows",
+        ),
     ],
     ids=["missing-key", "row-counts", "widths", "nan", "inf", "labels-not-binary", "zero-rows"],
 )

@@ -12,7 +12,6 @@ from hashbench.datasets.fashion import debian_available, load_items
 from hashbench.datasets.mosaic import render_mosaics
 from hashbench.errors import InvalidInputError, UnknownNameError
 from hashbench.methods._cnn import CodeNetwork, load_images
-
 from tests.conftest import MICRO
 
 FC7_WIDTH = 1024

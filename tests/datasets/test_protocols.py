@@ -170,7 +170,7 @@ def test_bihalf_flickr_draws_from_every_image_labelled_or_not(tmp_path):
     for split in ("query", "train", "database"):
         np.testing.assert_array_equal(data[f"{split}_labels"], labels[data[f"{split}_index"]])
     (tmp_path / "bihalf" / "targets.txt").write_text("0 1\n")
-    with pytest.raises(InvalidInputError, match="targets.txt.*expected 60 rows of 24"):
+    with pytest.raises(InvalidInputError, match=r"targets.txt.*expected 60 rows of 24"):
         prepare("flickr25k-q2000-t5000-db23000", tmp_path / "bihalf", tmp_path)
 
 
@@ -247,23 +247,23 @@ def test_missing_corrupt_and_misplaced_sources_are_named(tmp_path):
     miniatures.cifar10(tmp_path / "c", train_per_class=2, test_per_class=1)
     folder = tmp_path / "c" / "cifar-10-batches-py"
     (folder / "data_batch_3").unlink()
-    with pytest.raises(InvalidInputError, match="data_batch_3.*does not exist"):
+    with pytest.raises(InvalidInputError, match=r"data_batch_3.*does not exist"):
         prepare("cifar10-q10000-db50000", tmp_path / "c", tmp_path)
     (folder / "data_batch_3").write_bytes(b"\x00 truncated")
-    with pytest.raises(InvalidInputError, match="data_batch_3.*not a readable CIFAR-10 pickle"):
+    with pytest.raises(InvalidInputError, match=r"data_batch_3.*not a readable CIFAR-10 pickle"):
         prepare("cifar10-q10000-db50000", tmp_path / "c", tmp_path)
     (folder / "data_batch_3").write_bytes(pickle.dumps({"data": np.zeros((2, 10), np.uint8), "labels": [0, 1]}))
     with pytest.raises(InvalidInputError, match="expected \\(n, 3072\\)"):
         prepare("cifar10-q10000-db50000", tmp_path / "c", tmp_path)
     with pytest.raises(InvalidInputError, match="not a MIRFLICKR-25000 folder"):
         prepare("flickr25k-q2000-t5000-db18015", tmp_path, tmp_path)
-    with pytest.raises(InvalidInputError, match="wrong --root.*Imagelist.txt"):
+    with pytest.raises(InvalidInputError, match=r"wrong --root.*Imagelist.txt"):
         prepare("nuswide21-q2100-t10500", tmp_path, tmp_path)
-    with pytest.raises(InvalidInputError, match="--root .* is not a folder"):
+    with pytest.raises(InvalidInputError, match=r"--root .* is not a folder"):
         prepare("coco-hashnet-q5000-t10000", tmp_path / "nowhere", tmp_path)
     miniatures.hashnet_lists(tmp_path / "lists", 80)
     (tmp_path / "lists" / "database.txt").unlink()
-    with pytest.raises(InvalidInputError, match="database split.*database.txt.*does not exist"):
+    with pytest.raises(InvalidInputError, match=r"database split.*database.txt.*does not exist"):
         prepare("coco-hashnet-q5000-t10000", tmp_path / "lists", tmp_path)
     miniatures.hashnet_lists(tmp_path / "lists2", 80)
     with pytest.raises(InvalidInputError, match="expected 100 labels"):
@@ -273,7 +273,7 @@ def test_missing_corrupt_and_misplaced_sources_are_named(tmp_path):
     flickr = tmp_path / "flickr"
     miniatures.mirflickr(flickr, n_images=10)
     (flickr / "annotations" / "dog.txt").write_text("25001\n")
-    with pytest.raises(InvalidInputError, match="dog.txt.*1..25000"):
+    with pytest.raises(InvalidInputError, match=r"dog.txt.*1..25000"):
         prepare("flickr25k-q2000-t5000-db18015", flickr, tmp_path)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from hashbench.datasets.base import Split
 from hashbench.errors import TrainingDivergedError
-from tests.methods.image_checks import one_thread, parameter_gradients  # noqa: F401  (re-exported fixtures/helpers)
+from tests.methods.image_checks import parameter_gradients  # noqa: F401  (re-exported fixtures/helpers)
 
 N_CLASSES = 4
 N_FEATURES = 16

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
 
@@ -39,7 +38,9 @@ class NaNBackbone(TinyBackbone):
         return super().forward(images) * float("nan")
 
 
-def image_split(n: int = 96, *, seed: int = 0, features: bool = True, images: bool = True, backbone=TinyBackbone) -> Split:
+def image_split(
+    n: int = 96, *, seed: int = 0, features: bool = True, images: bool = True, backbone=TinyBackbone
+) -> Split:
     """Noisy images of 4 classes, each a bright quadrant; features from the tiny backbone."""
     rng = np.random.default_rng(seed)
     classes = rng.integers(0, N_CLASSES, n)
@@ -56,15 +57,6 @@ def image_split(n: int = 96, *, seed: int = 0, features: bool = True, images: bo
         images=ArrayImages(pixels, backbone) if images else None,
         name="train",
     )
-
-
-@pytest.fixture
-def one_thread():
-    """Small torch ops on a busy 2-core machine run far faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def parameter_gradients(network: nn.Module, loss: torch.Tensor) -> float:

@@ -3,7 +3,6 @@ method are checked once for all by ``hashbench.check_method``, tests/test_checks
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from hashbench.datasets.base import Split

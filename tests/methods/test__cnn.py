@@ -6,17 +6,17 @@ import pytest
 import torch
 
 import hashbench as hb
+from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
 from hashbench.methods import _cnn
 from hashbench.methods._cnn import CNNHasher, standardisation
-from hashbench.methods.cibhash import CIBHash
 from hashbench.methods.bihalf import BiHalf
-from hashbench.datasets.base import Split
+from hashbench.methods.cibhash import CIBHash
 from hashbench.methods.deepbit import DeepBit
 from hashbench.methods.greedyhash import GreedyHash
 from hashbench.methods.sadh import SADH
 from hashbench.methods.ssdh import SSDH
-from tests.methods.image_checks import NaNBackbone, TinyBackbone, TrunkBackbone, image_split, one_thread  # noqa: F401
+from tests.methods.image_checks import NaNBackbone, TinyBackbone, TrunkBackbone, image_split
 
 real_load = _cnn.load_images
 
@@ -28,7 +28,11 @@ SMALL = {
     BiHalf: {"epochs": 2, "batch_size": 32, "lr_step_epochs": 1},
 }
 FIRST_TERM = {
-    DeepBit: "quantization", SSDH: "pairwise", SADH: "regression", GreedyHash: "similarity", BiHalf: "similarity",
+    DeepBit: "quantization",
+    SSDH: "pairwise",
+    SADH: "regression",
+    GreedyHash: "similarity",
+    BiHalf: "similarity",
 }
 METHODS = pytest.mark.parametrize("cls", list(SMALL), ids=lambda cls: cls.name)
 MODES = pytest.mark.parametrize("frozen", [False, True], ids=["images", "frozen"])
@@ -63,7 +67,9 @@ def test_image_mode_fine_tunes_the_backbone_and_frozen_mode_trains_the_code_laye
     start = TinyBackbone().state_dict()
 
     def backbone_changed(method):
-        return [not np.array_equal(start[k], v.detach().numpy()) for k, v in method.network_.backbone.state_dict().items()]
+        return [
+            not np.array_equal(start[k], v.detach().numpy()) for k, v in method.network_.backbone.state_dict().items()
+        ]
 
     assert any(backbone_changed(tuned)) and not any(backbone_changed(fixed))
 
@@ -79,7 +85,7 @@ def test_image_mode_without_images_suggests_frozen_mode(cls):
 def test_frozen_mode_needs_no_images_but_features(cls, one_thread):
     method = small(cls, frozen_backbone=True).fit(image_split(64, images=False))
     assert method.encode(image_split(20, seed=2, images=False)).n_bits == 8
-    with pytest.raises(hb.InvalidInputError, match="frozen_backbone=True.*no"):
+    with pytest.raises(hb.InvalidInputError, match=r"frozen_backbone=True.*no"):
         small(cls, frozen_backbone=True).fit(image_split(32, features=False))
 
 
@@ -199,7 +205,9 @@ def test_a_fixed_backbone_runs_once_per_dataset_and_trains_as_on_images(cls, mon
 def test_augmented_training_images_are_not_cached(monkeypatch, one_thread):
     train = image_split(64, backbone=TrunkBackbone)
     seen = []
-    monkeypatch.setattr(_cnn, "load_images", lambda split, idx, device: seen.append(len(idx)) or real_load(split, idx, device))
+    monkeypatch.setattr(
+        _cnn, "load_images", lambda split, idx, device: seen.append(len(idx)) or real_load(split, idx, device)
+    )
     CIBHash(n_bits=8, epochs=1, batch_size=32).fit(train)
     assert sum(seen) >= 2 * len(train) // 2  # the training batches' images (the eval outputs come from the cache)
 
@@ -211,8 +219,12 @@ def test_fine_tuning_the_top_keeps_the_trunk_and_reads_it_from_the_cache(monkeyp
     monkeypatch.setattr(TrunkBackbone, "forward_trunk", lambda self, x: calls.append(len(x)) or original(self, x))
     method = small(SSDH, fine_tune="top", epochs=3).fit(train)
     start = TrunkBackbone()
-    trunk_changed = [not torch.equal(a, b) for a, b in zip(start.layers.parameters(), method.network_.backbone.layers.parameters())]
-    top_changed = [not torch.equal(a, b) for a, b in zip(start.top.parameters(), method.network_.backbone.top.parameters())]
+    trunk_changed = [
+        not torch.equal(a, b) for a, b in zip(start.layers.parameters(), method.network_.backbone.layers.parameters())
+    ]
+    top_changed = [
+        not torch.equal(a, b) for a, b in zip(start.top.parameters(), method.network_.backbone.top.parameters())
+    ]
     assert not any(trunk_changed) and all(top_changed)
     assert sum(calls) == len(train)  # the trunk once: three epochs and the codes' threshold read it
     query = image_split(40, seed=1, backbone=TrunkBackbone)

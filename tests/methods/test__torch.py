@@ -15,7 +15,9 @@ class Linear(TorchHasher):
 
     presets = {"paper": {"epochs": 4, "batch_size": 32}, "quick": {"epochs": 2, "batch_size": 64}}
 
-    def __init__(self, n_bits=8, *, seed=0, device="cpu", preset="paper", epochs=None, batch_size=None, lr=1e-2, poison_at=0):
+    def __init__(
+        self, n_bits=8, *, seed=0, device="cpu", preset="paper", epochs=None, batch_size=None, lr=1e-2, poison_at=0
+    ):
         super().__init__(n_bits, seed=seed, device=device)
         self.preset, self.epochs, self.batch_size, self.lr, self.poison_at = preset, epochs, batch_size, lr, poison_at
 
@@ -41,7 +43,7 @@ def test_presets_fill_the_settings_and_explicit_arguments_win():
     quick = Linear(preset="quick", epochs=3).fit(train)
     assert (quick.settings_["epochs"], quick.settings_["batch_size"]) == (3, 64)
     assert len(quick.history_) == 3 and quick.batches_ == [64, 56] * 3  # 120 rows: a last batch of 56 is kept
-    with pytest.raises(hb.InvalidInputError, match="unknown preset 'paperr'. Did you mean 'paper'"):
+    with pytest.raises(hb.InvalidInputError, match=r"unknown preset 'paperr'. Did you mean 'paper'"):
         Linear(preset="paperr").fit(train)
     for bad in ({"epochs": 0}, {"batch_size": 2.5}, {"lr": -1.0}):
         with pytest.raises(hb.InvalidInputError, match=next(iter(bad))):
@@ -58,7 +60,9 @@ def test_a_nan_term_stops_training_naming_epoch_and_term_before_any_step_uses_it
 def test_callback_gets_increasing_epochs_and_a_model_that_encodes():
     train, seen = feature_split(), []
     method = Linear(epochs=3)
-    method.fit(train, callback=lambda epoch, model: seen.append((epoch, model.encode(train).n_bits, model.layer_.training)))
+    method.fit(
+        train, callback=lambda epoch, model: seen.append((epoch, model.encode(train).n_bits, model.layer_.training))
+    )
     assert seen == [(1, 8, False), (2, 8, False), (3, 8, False)]  # encoding sees eval mode
     assert [h["epoch"] for h in method.history_] == [1, 2, 3]
 

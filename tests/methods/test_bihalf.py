@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from hashbench.methods.bihalf import BiHalf, bi_half, bi_half_codes
-from tests.methods.feature_deep_checks import feature_split, one_thread  # noqa: F401
+from tests.methods.feature_deep_checks import feature_split
 
 
 @pytest.mark.parametrize("n", [2, 7, 8, 33])

@@ -14,7 +14,7 @@ from hashbench.methods.cibhash import (
     nt_xent,
     random_resized_crops,
 )
-from tests.methods.image_checks import TinyBackbone, image_split, one_thread  # noqa: F401
+from tests.methods.image_checks import TinyBackbone, image_split
 
 SMALL = {"n_bits": 8, "epochs": 2, "batch_size": 32, "hidden_width": 16}
 
@@ -106,7 +106,7 @@ def test_feature_mode_needs_no_images(one_thread):
 
 
 def test_image_mode_without_images_names_them_and_suggests_frozen_mode():
-    with pytest.raises(hb.InvalidInputError, match="images.*train split has none.*frozen_backbone=True"):
+    with pytest.raises(hb.InvalidInputError, match=r"images.*train split has none.*frozen_backbone=True"):
         CIBHash(**SMALL).fit(image_split(32, images=False))
 
 

@@ -12,7 +12,7 @@ from hashbench.methods.deepbit import (
     rotate_each,
     rotation_loss,
 )
-from tests.methods.image_checks import TinyBackbone, image_split, one_thread, parameter_gradients  # noqa: F401
+from tests.methods.image_checks import TinyBackbone, image_split, parameter_gradients
 
 
 def network_and_images(n=16):
@@ -93,7 +93,9 @@ def test_the_code_layer_learns_its_loss_terms_fall_and_its_codes_move(one_thread
 
 def test_release_variant_relu_and_one_mean_threshold(one_thread):
     train = image_split(64)
-    method = DeepBit(n_bits=8, epochs=1, rotation_epochs=0, batch_size=32, activation="relu", threshold="mean").fit(train)
+    method = DeepBit(n_bits=8, epochs=1, rotation_epochs=0, batch_size=32, activation="relu", threshold="mean").fit(
+        train
+    )
     outputs = method._outputs(method.network_, train)
     assert (outputs >= 0).all()
     np.testing.assert_allclose(method.threshold_, outputs.mean(), rtol=1e-5)

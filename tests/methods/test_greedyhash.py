@@ -4,7 +4,7 @@ import torch
 
 import hashbench as hb
 from hashbench.methods.greedyhash import GreedyHash, cubic_penalty, greedy_sign, half_pair_similarity_loss
-from tests.methods.feature_deep_checks import feature_split, one_thread  # noqa: F401
+from tests.methods.feature_deep_checks import feature_split
 
 
 def test_greedy_sign_is_the_sign_forward_and_passes_the_gradient_unchanged():

@@ -50,7 +50,12 @@ def test_preset_fills_unset_values_and_explicit_values_win(train):
     model = fitted(train, lambda3=0.5)
     quick = PRESETS["quick"]
     settings = model.settings_
-    assert (settings["lambda1"], settings["lambda3"], settings["epochs"], settings["batch_size"]) == (quick["lambda1"], 0.5, 1, 64)
+    assert (settings["lambda1"], settings["lambda3"], settings["epochs"], settings["batch_size"]) == (
+        quick["lambda1"],
+        0.5,
+        1,
+        64,
+    )
     n_train = range(10_000)  # only its length is read
     default = LAGNH()._resolve_settings(n_train)
     assert default == LAGNH(preset="coco")._resolve_settings(n_train) | {"preset": "paper"}
@@ -70,7 +75,13 @@ def test_variants_resolve_their_own_defaults(train, published):
 
 @pytest.mark.parametrize(
     "option, value",
-    [("variant", "official"), ("preset", "coco2014"), ("gcn_graph", "both"), ("recon_target", "S"), ("encode_mode", "x")],
+    [
+        ("variant", "official"),
+        ("preset", "coco2014"),
+        ("gcn_graph", "both"),
+        ("recon_target", "S"),
+        ("encode_mode", "x"),
+    ],
 )
 def test_unknown_choice_names_the_option_and_the_valid_values(train, option, value):
     with pytest.raises(UnknownNameError, match=option) as error:
@@ -79,7 +90,8 @@ def test_unknown_choice_names_the_option_and_the_valid_values(train, option, val
 
 
 @pytest.mark.parametrize(
-    "option, value", [("lambda1", -1.0), ("sigma", 0.0), ("sigma", "mean"), ("dropout", 1.0), ("epochs", 0), ("lr", 0.0)]
+    "option, value",
+    [("lambda1", -1.0), ("sigma", 0.0), ("sigma", "mean"), ("dropout", 1.0), ("epochs", 0), ("lr", 0.0)],
 )
 def test_bad_numbers_are_rejected_by_name(train, option, value):
     with pytest.raises(InvalidInputError, match=option):

@@ -5,8 +5,8 @@ import hashbench as hb
 from hashbench.methods._linear import EXACT_PCA_MAX_DIM
 from hashbench.methods.pcah import PCAH
 from tests.methods.shallow_checks import (
-    check_determinism,
     centred_gaussian,
+    check_determinism,
     clustered,
     mean_imbalance,
     signs,

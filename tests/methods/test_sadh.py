@@ -3,7 +3,7 @@ import pytest
 
 import hashbench as hb
 from hashbench.methods.sadh import SADH, AnchorGraph, code_objective, discrete_codes, signs
-from tests.methods.image_checks import image_split, one_thread  # noqa: F401
+from tests.methods.image_checks import image_split
 from tests.methods.test_ssdh import noisy_clusters
 
 
@@ -39,9 +39,7 @@ def test_discrete_codes_are_binary_and_improve_on_their_start(graph):
 
 def test_regression_loss_decreases_and_each_round_records_its_code_objective(one_thread):
     train = noisy_clusters(200)
-    method = SADH(
-        n_bits=8, frozen_backbone=True, outer_iterations=2, epochs=6, batch_size=32, n_anchors=30
-    ).fit(train)
+    method = SADH(n_bits=8, frozen_backbone=True, outer_iterations=2, epochs=6, batch_size=32, n_anchors=30).fit(train)
     losses = [h["regression"] for h in method.history_]
     assert losses[5] < 0.8 * losses[0]
     assert len(method.code_objective_) == 2
@@ -50,7 +48,9 @@ def test_regression_loss_decreases_and_each_round_records_its_code_objective(one
 
 
 def test_regression_loss_sends_a_gradient_to_backbone_and_code_layer(one_thread):
-    method = SADH(n_bits=8, outer_iterations=1, epochs=1, batch_size=32, n_anchors=24, backbone_lr=1e-3).fit(image_split(64))
+    method = SADH(n_bits=8, outer_iterations=1, epochs=1, batch_size=32, n_anchors=24, backbone_lr=1e-3).fit(
+        image_split(64)
+    )
     assert all(
         p.grad is not None and p.grad.abs().sum() > 0
         for module in method.networks_.values()

@@ -36,9 +36,7 @@ def test_beats_lsh_on_clustered_data():
 
     def mean_average_precision(method):
         method.fit(train)
-        return hb.evaluate(
-            method.encode(query), method.encode(database), query.labels, database.labels, topk=500
-        ).map
+        return hb.evaluate(method.encode(query), method.encode(database), query.labels, database.labels, topk=500).map
 
     sgh, lsh = mean_average_precision(SGH(n_bits=8, n_anchors=100)), mean_average_precision(LSH(n_bits=8))
     assert sgh > lsh + 0.1, (sgh, lsh)
@@ -53,7 +51,12 @@ def test_fewer_training_rows_than_anchors_uses_every_row():
 
 @pytest.mark.parametrize(
     ("setting", "named"),
-    [({"n_anchors": 0}, "n_anchors"), ({"rho": 0.0}, "rho"), ({"ridge": -1.0}, "ridge"), ({"n_refinements": -1}, "n_refinements")],
+    [
+        ({"n_anchors": 0}, "n_anchors"),
+        ({"rho": 0.0}, "rho"),
+        ({"ridge": -1.0}, "ridge"),
+        ({"n_refinements": -1}, "n_refinements"),
+    ],
 )
 def test_bad_settings_are_named(setting, named):
     with pytest.raises(hb.InvalidInputError, match=named):

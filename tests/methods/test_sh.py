@@ -2,8 +2,8 @@ import numpy as np
 
 from hashbench.methods.sh import SH, smallest_modes
 from tests.methods.shallow_checks import (
-    check_determinism,
     centred_gaussian,
+    check_determinism,
     clustered,
     mean_imbalance,
     signs,

@@ -13,7 +13,6 @@ from hashbench.methods.ssdh import (
     pairwise_loss,
     pseudo_similarity,
 )
-from tests.methods.image_checks import one_thread  # noqa: F401
 
 
 def half_gaussian_distances(mode=0.6, sigma_left=0.05, sigma_right=0.12, n=200_000, seed=0):
@@ -38,7 +37,9 @@ def test_degenerate_distances_are_an_error():
 
 def test_pseudo_similarity_marks_close_far_and_unknown_pairs():
     thresholds = DistanceThresholds(mode=0.5, sigma_left=0.1, sigma_right=0.1, alpha=2.0)  # 0.3 and 0.7
-    distances = torch.tensor([[0.0, 0.1, 0.5, 0.9], [0.1, 0.0, 0.65, 0.75], [0.5, 0.65, 0.0, 0.29], [0.9, 0.75, 0.29, 0.0]])
+    distances = torch.tensor(
+        [[0.0, 0.1, 0.5, 0.9], [0.1, 0.0, 0.65, 0.75], [0.5, 0.65, 0.0, 0.29], [0.9, 0.75, 0.29, 0.0]]
+    )
     expected = torch.tensor([[0, 1, 0, -1], [1, 0, 0, -1], [0, 0, 0, 1], [-1, -1, 1, 0]], dtype=torch.float32)
     torch.testing.assert_close(pseudo_similarity(distances, thresholds), expected)
 
@@ -97,7 +98,9 @@ def test_on_features_sharing_one_direction_the_loss_prefers_every_bit_equal():
     dissimilar = torch.triu(similarity == -1, 1)
     assert dissimilar.sum() > 0 and bool(dissimilar[hubs:, hubs:].sum() == 0)  # every one touches a hub
     one_split = torch.where(torch.arange(n) < hubs, -1.0, 1.0)[:, None].expand(n, bits)
-    hyperplanes = torch.sign((features - features.mean(0)) @ torch.randn(dim, bits, generator=torch.Generator().manual_seed(0)))
+    hyperplanes = torch.sign(
+        (features - features.mean(0)) @ torch.randn(dim, bits, generator=torch.Generator().manual_seed(0))
+    )
     assert pairwise_loss(one_split, similarity) < 0.2 * pairwise_loss(hyperplanes, similarity)
 
 

@@ -6,10 +6,9 @@ import torch.nn.functional as F
 from hashbench.datasets.base import Split
 from hashbench.methods._torch import endless_batches
 from hashbench.methods.tbh import TBH, hamming_adjacency, stochastic_binary
-from tests.methods.feature_deep_checks import (  # noqa: F401  (shared checks run for TBH)
+from tests.methods.feature_deep_checks import (
     check_nan_is_reported_with_epoch_and_term,
     feature_split,
-    one_thread,
     parameter_gradients,
 )
 
@@ -79,12 +78,14 @@ def test_losses_have_the_release_reductions(one_thread):
         method.generator_ = torch.Generator().manual_seed(0)
         terms = method._loss_terms(rows)
         x = method._train_tensor("features")[rows]
-        bits, decoded, reconstruction = method.autoencoder_(x, torch.full((40, 8), 0.5))
+        bits, _decoded, reconstruction = method.autoencoder_(x, torch.full((40, 8), 0.5))
     # half the squared error summed over the batch and the features (tf.nn.l2_loss)
     torch.testing.assert_close(terms["reconstruction"], 0.5 * ((reconstruction - x) ** 2).sum())
     # the encoder's side of the critic's cross-entropy, mean over the batch, with the minus sign
     logits = method.code_discriminator_(bits)
-    torch.testing.assert_close(terms["code_adversarial"], -F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits)))
+    torch.testing.assert_close(
+        terms["code_adversarial"], -F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+    )
     total = terms["reconstruction"] + terms["code_adversarial"] + terms["continuous_adversarial"]
     torch.testing.assert_close(method._autoencoder_loss(terms), total)
 

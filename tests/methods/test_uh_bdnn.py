@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -12,11 +14,10 @@ from hashbench.methods.uh_bdnn import (
     reconstruction_error,
     reconstruction_statistics,
 )
-from tests.methods.feature_deep_checks import (  # noqa: F401  (shared checks run for UH-BDNN)
+from tests.methods.feature_deep_checks import (
     N_FEATURES,
     check_nan_is_reported_with_epoch_and_term,
     feature_split,
-    one_thread,
     parameter_gradients,
 )
 
@@ -97,12 +98,14 @@ def test_codes_do_not_depend_on_the_feature_scale(one_thread):
 def test_b_step_is_an_exact_coordinate_minimum_that_never_raises_the_objective():
     rng = np.random.default_rng(0)
     m, d, r, lambda2 = 30, 6, 4, 0.3
-    x, decoder, bias = (torch.as_tensor(rng.normal(size=shape), dtype=torch.float32) for shape in ((m, d), (d, r), (d,)))
+    x, decoder, bias = (
+        torch.as_tensor(rng.normal(size=shape), dtype=torch.float32) for shape in ((m, d), (d, r), (d,))
+    )
     real = torch.as_tensor(rng.normal(size=(m, r)), dtype=torch.float32)
     start = torch.where(torch.as_tensor(rng.normal(size=(m, r))) > 0, 1.0, -1.0)
 
     def objective(codes):  # per item: ||x - W4 b - b4||^2 + lambda2 ||h - b||^2
-        return ((x - codes @ decoder.T - bias).pow(2).sum(1) + lambda2 * (real - codes).pow(2).sum(1))
+        return (x - codes @ decoder.T - bias).pow(2).sum(1) + lambda2 * (real - codes).pow(2).sum(1)
 
     codes = coordinate_descent_codes(start, x - start @ decoder.T - bias, decoder, real, lambda2)
     assert set(codes.unique().tolist()) <= {-1.0, 1.0}
@@ -117,7 +120,7 @@ def test_objective_never_rises_and_ends_below_its_itq_start(one_thread):
     method = UHBDNN(**{**SMALL, "epochs": 5}).fit(feature_split())
     objective = method.objective_  # after each network step and each B step
     assert len(objective) == 10
-    assert all(later <= earlier * (1 + 1e-6) for earlier, later in zip(objective, objective[1:]))
+    assert all(later <= earlier * (1 + 1e-6) for earlier, later in itertools.pairwise(objective))
     # objective_[0]: the network fitted to the ITQ codes, B still ITQ's
     assert objective[-1] < objective[0]
     totals = [sum(v for k, v in h.items() if k != "epoch") for h in method.history_]
@@ -143,7 +146,7 @@ def test_a_network_step_that_does_not_lower_the_objective_is_undone(one_thread, 
     for name, value in initial.state_dict().items():
         torch.testing.assert_close(method.network_.state_dict()[name], value)
     objective = method.objective_
-    assert all(later <= earlier * (1 + 1e-6) for earlier, later in zip(objective, objective[1:]))
+    assert all(later <= earlier * (1 + 1e-6) for earlier, later in itertools.pairwise(objective))
 
 
 def test_layers_start_from_eigenvectors_of_their_inputs_and_the_decoder_from_the_identity():
@@ -155,7 +158,7 @@ def test_layers_start_from_eigenvectors_of_their_inputs_and_the_decoder_from_the
     network.requires_grad_(False)
     first = network.encoder[0]
     moments = (inputs.T @ inputs / 200).double()
-    values, vectors = torch.linalg.eigh(moments)
+    values, _vectors = torch.linalg.eigh(moments)
     rows = first.weight[:6].double()
     torch.testing.assert_close(rows @ moments, values.flip(0)[:, None] * rows, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(first.weight[6:], untouched)  # wider than its input: torch's rows kept
@@ -163,7 +166,9 @@ def test_layers_start_from_eigenvectors_of_their_inputs_and_the_decoder_from_the
     hidden = torch.sigmoid(first(inputs))
     second = network.encoder[2].weight.double()
     second_moments = (hidden.T @ hidden / 200).double()
-    torch.testing.assert_close(second @ second_moments, torch.linalg.eigvalsh(second_moments).flip(0)[:5, None] * second, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        second @ second_moments, torch.linalg.eigvalsh(second_moments).flip(0)[:5, None] * second, atol=1e-5, rtol=1e-4
+    )
     torch.testing.assert_close(network.decoder.weight, torch.eye(6, 3))
     assert all(float(m.bias.abs().sum()) == 0 for m in (*network.encoder[::2], network.decoder))
 
@@ -171,7 +176,9 @@ def test_layers_start_from_eigenvectors_of_their_inputs_and_the_decoder_from_the
 def test_codes_start_from_itq(one_thread):
     train = feature_split()
     # a heavy binary term, one alternation: the network fits the ITQ codes it starts from
-    method = UHBDNN(**{**SMALL, "lambdas": (0.0, 10.0, 0.0, 0.0), "epochs": 1, "initial_lbfgs_iterations": 50}).fit(train)
+    method = UHBDNN(**{**SMALL, "lambdas": (0.0, 10.0, 0.0, 0.0), "epochs": 1, "initial_lbfgs_iterations": 50}).fit(
+        train
+    )
     rescaled = method._rescaled(train.features)
     itq_codes = hb.create_method("itq", n_bits=8, seed=0).fit(rescaled).encode(rescaled).unpack()
     assert np.mean(method.encode(train).unpack() == itq_codes) > 0.95

@@ -5,10 +5,9 @@ import torch
 from hashbench.datasets.base import HashingDataset, Split
 from hashbench.errors import InvalidInputError
 from hashbench.methods.wsih import WSIH, relation_target
-from tests.methods.feature_deep_checks import (  # noqa: F401  (shared checks run for WSIH)
+from tests.methods.feature_deep_checks import (
     check_nan_is_reported_with_epoch_and_term,
     feature_split,
-    one_thread,
     parameter_gradients,
 )
 
@@ -31,7 +30,9 @@ def test_without_a_web_split_the_error_names_it(make_method):
 def test_a_dataset_hands_its_web_split_to_training(make_method, one_thread):
     train = feature_split()
     web, train.web = train.web, None
-    dataset = HashingDataset("toy", train, feature_split(20, seed=1, web=False), feature_split(30, seed=2, web=False), web=web)
+    dataset = HashingDataset(
+        "toy", train, feature_split(20, seed=1, web=False), feature_split(30, seed=2, web=False), web=web
+    )
     assert make_method().fit(dataset.train).encode(dataset.query).n_bits == 8
 
 

@@ -102,7 +102,6 @@ class Chromium:
         return errors
 
 
-
 def wait_for_port(port_file: Path, process) -> str:
     deadline = time.monotonic() + START_TIMEOUT_S
     while not (port_file.is_file() and port_file.read_text().strip()):

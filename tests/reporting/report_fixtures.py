@@ -63,7 +63,8 @@ def make_record(
         "code_stats": (code_stats or HEALTHY) if done else None,
         "epochs": [{"epoch": e, "map": m, "seconds": 0.1 * e} for e, m in epochs],
         "timings": {"fit": fit_s, "encode_query": encode_s / 5, "encode_database": 4 * encode_s / 5, "evaluate": 0.1}
-        if done else {},
+        if done
+        else {},
         "memory": {"peak_rss_mb": 300.0, "cuda_max_allocated_mb": None},
         "environment": {"device_name": device_name, "git_commit": "abc123", "versions": {"hashbench": "0.1.0"}},
         "started": "2026-01-01T00:00:00+00:00",
@@ -119,23 +120,47 @@ def comparison_records() -> list[dict]:
 def variant_records() -> list[dict]:
     """Table 5 material: three LAGNH variants on mosaic at 16 and 32 bits, one failed."""
     return [
-        make_record("lagnh", n_bits=b, label=label, params=params, experiment="table5", role="ablation",
-                    map_value=value + b / 1000)
+        make_record(
+            "lagnh",
+            n_bits=b,
+            label=label,
+            params=params,
+            experiment="table5",
+            role="ablation",
+            map_value=value + b / 1000,
+        )
         for label, params, value in (
             ("no-aux", {"use_aux": False}, 0.50),
             ("recons-Sa", {}, 0.80),
             ("only-Sv", {"graph": "visual"}, 0.65),
         )
         for b in (16, 32)
-    ] + [make_record("lagnh", n_bits=32, label="no-att", params={"attention": False}, experiment="table5",
-                     role="ablation", status="failed")]
+    ] + [
+        make_record(
+            "lagnh",
+            n_bits=32,
+            label="no-att",
+            params={"attention": False},
+            experiment="table5",
+            role="ablation",
+            status="failed",
+        )
+    ]
 
 
 def epoch_records() -> list[dict]:
     """Figure 3 material: LAGNH at 32 bits with MAP recorded after 50..300 epochs, two seeds."""
     return [
-        make_record("lagnh", n_bits=32, seed=seed, experiment="figure3", role="epochs", params={"epochs": 300},
-                    map_value=0.8, epochs=[(e, 0.5 + e / 1000 + seed / 100) for e in (50, 100, 200, 300)])
+        make_record(
+            "lagnh",
+            n_bits=32,
+            seed=seed,
+            experiment="figure3",
+            role="epochs",
+            params={"epochs": 300},
+            map_value=0.8,
+            epochs=[(e, 0.5 + e / 1000 + seed / 100) for e in (50, 100, 200, 300)],
+        )
         for seed in (0, 1)
     ]
 
@@ -150,12 +175,28 @@ def lambda_records() -> list[dict]:
     MAP = 0.6 + 0.01 * (index of lambda) * log10(value), so each panel has its own slope.
     """
     # each sweep sets only its own lambda (the others come from the preset), as configs/paper.toml does
-    records = [make_record("lagnh", n_bits=32, experiment="figure4", role="sensitivity",
-                           params={name: PAPER_LAMBDAS[name]}, map_value=0.75)
-               for name in PAPER_LAMBDAS]  # the shared centre, thrice
+    records = [
+        make_record(
+            "lagnh",
+            n_bits=32,
+            experiment="figure4",
+            role="sensitivity",
+            params={name: PAPER_LAMBDAS[name]},
+            map_value=0.75,
+        )
+        for name in PAPER_LAMBDAS
+    ]  # the shared centre, thrice
     for index, name in enumerate(PAPER_LAMBDAS, start=1):
         for value in LAMBDA_GRID:
             params = {name: value}
-            records.append(make_record("lagnh", n_bits=32, experiment="figure4", role="sensitivity", params=params,
-                                       map_value=0.6 + 0.01 * index * np.log10(value)))
+            records.append(
+                make_record(
+                    "lagnh",
+                    n_bits=32,
+                    experiment="figure4",
+                    role="sensitivity",
+                    params=params,
+                    map_value=0.6 + 0.01 * index * np.log10(value),
+                )
+            )
     return records

@@ -19,8 +19,9 @@ from tests.reporting.report_fixtures import (
 
 @pytest.fixture
 def results_dir(tmp_path):
-    return write_records(comparison_records() + variant_records() + epoch_records() + lambda_records(),
-                         tmp_path / "results")
+    return write_records(
+        comparison_records() + variant_records() + epoch_records() + lambda_records(), tmp_path / "results"
+    )
 
 
 def draw(name, results_dir, out_dir):
@@ -69,8 +70,10 @@ def test_figure3_plots_map_per_epoch(results_dir):
 
 
 def test_figure3_names_a_dataset_specific_setting_like_the_others(tmp_path):
-    records = [make_record("lagnh", dataset=dataset, params=params, experiment="figure3", epochs=[(1, 0.5), (2, 0.6)])
-               for dataset, params in (("mosaic", {"epochs": 2}), ("nuswide", {"epochs": 2, "preset": "nuswide"}))]
+    records = [
+        make_record("lagnh", dataset=dataset, params=params, experiment="figure3", epochs=[(1, 0.5), (2, 0.6)])
+        for dataset, params in (("mosaic", {"epochs": 2}), ("nuswide", {"epochs": 2, "preset": "nuswide"}))
+    ]
     data = plotted("figure3", write_records(records, tmp_path / "results"))
     assert set(data["line"]) == {"LAGNH"} and set(data["dataset"]) == {"mosaic", "nuswide"}
 
@@ -121,7 +124,7 @@ def test_pareto_front_keeps_the_points_nothing_beats_on_both_axes():
 
 def test_many_lines_get_distinct_styles_and_the_highlight_is_on_top():
     lines = [f"method-{i}" for i in range(16)] + ["LAGNH"]
-    data = pd.DataFrame({"line": lines, "method": lines[:-1] + ["lagnh"]})
+    data = pd.DataFrame({"line": lines, "method": [*lines[:-1], "lagnh"]})
     styles = figures.line_styles(data)
     assert len({(s["color"], s["linestyle"], s["marker"]) for s in styles.values()}) == len(lines)
     assert styles["LAGNH"]["linewidth"] > styles["method-0"]["linewidth"]

@@ -4,8 +4,8 @@ import re
 import pytest
 from matplotlib.image import imread
 
-from hashbench.reporting import html_report
 from hashbench.cli import main
+from hashbench.reporting import html_report
 from tests.reporting.cdp import Chromium, find_chromium
 from tests.reporting.report_fixtures import comparison_records, make_record, variant_records, write_records
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from hashbench import evaluate, load_dataset
+from hashbench.datasets.base import HashingDataset, Split
 from hashbench.reporting import references
 from hashbench.reporting.references import References, Unavailable
-from hashbench.datasets.base import HashingDataset, Split
 from tests.reporting.report_fixtures import make_record
 from tests.running.toy_methods import write_toy_dataset
 
@@ -20,6 +20,7 @@ def record_on(dataset: str, source: str) -> dict:
 
 def signs_dataset(rng, n_bits=8, n_query=40, n_database=300, classes=5):
     """A dataset whose features are +-1 codes: Euclidean ranking = Hamming ranking, ties in database order."""
+
     def split(n, name):
         labels = (rng.random((n, classes)) < 0.3).astype(np.uint8)
         features = np.where(rng.random((n, n_bits)) < 0.5, -1.0, 1.0).astype(np.float32)
@@ -55,8 +56,12 @@ def test_euclidean_average_precision_by_hand():
     ap = {n: references.euclidean_average_precision(query, database, np.array([[1]], np.uint8), db_labels, 3, n)[0]
           for n in ("retrieved", "min-r-k", "relevant")}  # fmt: skip
     precision_sum = 1 / 2 + 2 / 3  # relevant at ranks 2 and 3
-    assert ap == pytest.approx({"retrieved": precision_sum / 2, "min-r-k": precision_sum / 3, "relevant": precision_sum / 3})
-    nobody = references.euclidean_average_precision(query, database, np.array([[0]], np.uint8), db_labels, 3, "retrieved")
+    assert ap == pytest.approx(
+        {"retrieved": precision_sum / 2, "min-r-k": precision_sum / 3, "relevant": precision_sum / 3}
+    )
+    nobody = references.euclidean_average_precision(
+        query, database, np.array([[0]], np.uint8), db_labels, 3, "retrieved"
+    )
     assert np.isnan(nobody[0])  # no relevant item: the protocol decides (skip or zero)
 
 
@@ -85,7 +90,10 @@ def test_references_are_cached_under_what_they_depend_on(tmp_path, monkeypatch):
     monkeypatch.setattr(references, "raw_features_map", fail)
     monkeypatch.setattr(references, "random_codes_map", fail)
     again = References(tmp_path / "results", records)
-    assert again.raw_features("toy", "official", 100) == raw and again.random_codes("toy", 16, [0, 1], "official", 100) == floor
+    assert (
+        again.raw_features("toy", "official", 100) == raw
+        and again.random_codes("toy", 16, [0, 1], "official", 100) == floor
+    )
     with pytest.raises(AssertionError, match="recomputed"):
         again.raw_features("toy", "deephash", 100)  # another protocol is another value
 
@@ -95,7 +103,7 @@ def test_references_say_why_they_cannot_be_computed(tmp_path):
     refs = References(tmp_path, records)
     with pytest.raises(Unavailable, match="do not name the dataset's source"):
         refs.raw_features("old", "official", 10)
-    with pytest.raises(Unavailable, match="could not be loaded here .*gone.npz"):
+    with pytest.raises(Unavailable, match=r"could not be loaded here .*gone.npz"):
         refs.random_codes("gone", 8, [0], "official", 10)
     dataset = signs_dataset(np.random.default_rng(0))
     dataset.query.features = None

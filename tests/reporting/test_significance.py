@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 
 from hashbench import evaluate, load_dataset
+from hashbench.codes import BinaryCodes
 from hashbench.reporting import significance
+from hashbench.reporting.references import Unavailable
 from hashbench.running import store
 from hashbench.running.cell import Cell
-from hashbench.reporting.references import Unavailable
 from hashbench.running.runner import run_cells
-from hashbench.codes import BinaryCodes
 from tests.running.toy_methods import write_toy_dataset
 
 

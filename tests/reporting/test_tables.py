@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from hashbench.running import store
 from hashbench.reporting import table_model, table_writers, tables
 from hashbench.reporting.references import Unavailable
+from hashbench.running import store
 from hashbench.running.store import load_results
 from tests.reporting.report_fixtures import (
     DEGENERATE,
@@ -26,7 +26,10 @@ def results(tmp_path):
 def column(table, group, title):
     """{row name: (text, mark)} of one column."""
     index = [(c.group, c.title) for c in table.columns].index((group, title))
-    return {row: (table_writers.entry_text(table, index, i), cell.mark) for i, (row, cell) in enumerate(zip(table.rows, table.entries[index]))}
+    return {
+        row: (table_writers.entry_text(table, index, i), cell.mark)
+        for i, (row, cell) in enumerate(zip(table.rows, table.entries[index]))
+    }
 
 
 def test_table3_means_stds_seed_counts_and_marks(results):
@@ -82,8 +85,10 @@ def test_several_settings_of_a_method_get_one_row_each(tmp_path):
 
 
 def test_one_setting_per_dataset_makes_one_row(tmp_path):
-    records = [make_record("lagnh", map_value=0.8), make_record("lagnh", dataset="nuswide", map_value=0.7,
-                                                                 params={"preset": "nuswide"})]
+    records = [
+        make_record("lagnh", map_value=0.8),
+        make_record("lagnh", dataset="nuswide", map_value=0.7, params={"preset": "nuswide"}),
+    ]
     table = tables.table3(results_of(records, tmp_path))
     assert table.rows.count("LAGNH") == 1
     assert column(table, "nuswide", "32 bits")["LAGNH"][0] == "0.7000"
@@ -103,7 +108,10 @@ def test_table4_seconds_device_and_paper_times(results):
     train, encode = column(table, "mosaic", "train s"), column(table, "mosaic", "encode s")
     assert train["ITQ"] == ("2.0000 ± 1.0000 (n=3)", 0)
     assert train["LAGNH"] == ("9.0000", 0)  # one seed: no test over seeds, so no marks
-    assert "mosaic train s not marked: Welch's test needs two seeds per cell (LSH, LAGNH, my-plugin ran one)." in table.notes
+    assert (
+        "mosaic train s not marked: Welch's test needs two seeds per cell (LSH, LAGNH, my-plugin ran one)."
+        in table.notes
+    )
     assert encode["LAGNH"][0] == "0.5000"  # query + database
     device = table.entries[0]
     assert table.columns[0].title == "device" and device[table.rows.index("ITQ")].text == "cpu"
@@ -113,8 +121,10 @@ def test_table4_seconds_device_and_paper_times(results):
 
 
 def test_table4_gives_each_device_its_own_row(tmp_path):
-    records = [make_record("lagnh", fit_s=10.0),
-               make_record("lagnh", fit_s=1.0, device="cuda", device_name="NVIDIA H100")]
+    records = [
+        make_record("lagnh", fit_s=10.0),
+        make_record("lagnh", fit_s=1.0, device="cuda", device_name="NVIDIA H100"),
+    ]
     table = tables.table4(results_of(records, tmp_path))
     lagnh = [i for i, row in enumerate(table.rows) if row == "LAGNH"]
     assert sorted(table.entries[0][i].text for i in lagnh) == ["NVIDIA H100", "cpu"]
@@ -142,8 +152,10 @@ def test_markdown_and_latex_writers(results, tmp_path):
     markdown = table_writers.to_markdown(table)
     assert "| LAGNH | _0.8000_ | **0.8500** | **0.8476** | **0.8655** |" in markdown
     assert "| mosaic 16 bits | mosaic 32 bits | paper (MS-COCO) 16 bits |" in markdown
-    assert "Best per column in **bold**, second best in _italics_ (the paper underlines it): our MAP columns only " \
-           "where Wilcoxon's signed-rank test" in markdown
+    assert (
+        "Best per column in **bold**, second best in _italics_ (the paper underlines it): our MAP columns only "
+        "where Wilcoxon's signed-rank test" in markdown
+    )
     latex = table_writers.to_latex(table)
     assert r"\underline{0.7200 $\pm$ 0.0200 (n=3)}" in latex and r"\textbf{0.8500}" in latex
     assert r"\multicolumn{2}{c}{paper (MS-COCO)}" in latex and r"\cmidrule(lr){4-5}" in latex
@@ -215,7 +227,8 @@ def test_welch_marks_seconds_with_two_seeds_per_cell(tmp_path):
 
 # ----------------------------------------------------------------------------- captions and options
 def test_captions_name_protocol_schedules_and_cell_counts(tmp_path):
-    records = comparison_records() + [
+    records = [
+        *comparison_records(),
         make_record("ssdh", params={"preset": "quick"}, map_value=0.5),
         make_record("sadh", params={"preset": "paper"}, map_value=0.5),
         make_record("lagnh", dataset="nuswide", params={"preset": "nuswide"}),
@@ -238,8 +251,10 @@ def test_degenerate_cells_are_marked_counted_and_footnoted(tmp_path):
     assert column(table, "mosaic", "32 bits")["DeepBit"][0] == "0.3700 ± 0.0141 (n=2) †"
     assert "3 done, 1 with degenerate codes (†)" in table.caption
     note = [n for n in table.notes if n.startswith("†")]
-    assert note == ["† DeepBit, mosaic 32 bits: degenerate codes in 1 of 2 seeds (constant_bits=0.75, "
-                    "distinct_fraction=0.0020, mean_abs_balance=0.80, mean_abs_correlation=0.30)."]
+    assert note == [
+        "† DeepBit, mosaic 32 bits: degenerate codes in 1 of 2 seeds (constant_bits=0.75, "
+        "distinct_fraction=0.0020, mean_abs_balance=0.80, mean_abs_correlation=0.30)."
+    ]
     assert "- † DeepBit" in table_writers.to_markdown(table)
 
 

@@ -1,9 +1,9 @@
 import pytest
 
-from hashbench.running.cell import Cell
-from hashbench.running.config import load_config, parse_config
 from hashbench.errors import InvalidInputError, UnknownNameError
 from hashbench.registry import list_methods
+from hashbench.running.cell import Cell
+from hashbench.running.config import load_config, parse_config
 from tests.running.toy_methods import write_config, write_toy_dataset
 
 
@@ -17,7 +17,9 @@ def matrix_of(tmp_path, text):
 
 
 def test_expansion_defaults_grid_and_labels(tmp_path, toy_npz):
-    matrix = matrix_of(tmp_path, f"""
+    matrix = matrix_of(
+        tmp_path,
+        f"""
 [defaults]
 datasets = ["{toy_npz}"]
 bits = [8, 16]
@@ -29,7 +31,8 @@ methods = ["lsh", {{ method = "toy-projection", label = "slow", params = {{ n_ep
 name = "other"
 bits = 12
 methods = [{{ method = "toy-projection", params = {{ n_epochs = 2 }} }}]
-""")
+""",
+    )
     cells = matrix.cells()
     assert len(cells) == (1 + 3) * 2 * 2 + 1 * 1 * 2
     grid = [c for c in cells if c.label == "slow"]
@@ -42,7 +45,9 @@ methods = [{{ method = "toy-projection", params = {{ n_epochs = 2 }} }}]
 
 
 def test_filters_narrow_and_reject_values_that_match_nothing(tmp_path, toy_npz):
-    matrix = matrix_of(tmp_path, f"""
+    matrix = matrix_of(
+        tmp_path,
+        f"""
 [defaults]
 datasets = ["{toy_npz}"]
 bits = [8, 16]
@@ -53,13 +58,14 @@ methods = ["lsh", {{ method = "toy-projection", label = "toy" }}]
 [[experiment]]
 name = "b"
 methods = ["itq"]
-""")
+""",
+    )
     cells = matrix.cells(experiments=["a"], methods=["toy"], bits=[16], seeds=[1])
     assert [(c.experiment, c.label, c.n_bits, c.seed) for c in cells] == [("a", "toy", 16, 1)]
     assert len(matrix.cells(methods=["lsh", "itq"], datasets=["toy"])) == 8
-    with pytest.raises(InvalidInputError, match="bits filter \\[64\\] matches no cell.*available: 16, 8"):
+    with pytest.raises(InvalidInputError, match=r"bits filter \[64\] matches no cell.*available: 16, 8"):
         matrix.cells(bits=[64])
-    with pytest.raises(UnknownNameError, match="unknown experiment 'c'.*Known: a, b"):
+    with pytest.raises(UnknownNameError, match=r"unknown experiment 'c'.*Known: a, b"):
         matrix.cells(experiments=["c"])
 
 
@@ -88,27 +94,32 @@ methods = [{{ method = "lsh", label = "again" }}, {{ method = "toy-projection", 
 
 def test_unknown_method_key_and_hyper_parameter_name_the_valid_choices(tmp_path, toy_npz):
     base = f'[defaults]\ndatasets = ["{toy_npz}"]\n'
-    with pytest.raises(UnknownNameError, match="unknown method 'itk'. Did you mean 'itq'\\?.*lsh"):
+    with pytest.raises(UnknownNameError, match=r"unknown method 'itk'. Did you mean 'itq'\?.*lsh"):
         matrix_of(tmp_path, base + '[[experiment]]\nname = "x"\nmethods = ["itk"]\n')
-    with pytest.raises(UnknownNameError, match="key in \\[defaults\\] 'bitz'. Did you mean 'bits'\\?.*seeds"):
+    with pytest.raises(UnknownNameError, match=r"key in \[defaults\] 'bitz'. Did you mean 'bits'\?.*seeds"):
         matrix_of(tmp_path, base + 'bitz = [8]\n[[experiment]]\nname = "x"\nmethods = ["lsh"]\n')
-    with pytest.raises(UnknownNameError, match="key in experiment 'x' 'seed'. Did you mean 'seeds'"):
+    with pytest.raises(UnknownNameError, match=r"key in experiment 'x' 'seed'. Did you mean 'seeds'"):
         matrix_of(tmp_path, base + '[[experiment]]\nname = "x"\nseed = [1]\nmethods = ["lsh"]\n')
-    with pytest.raises(UnknownNameError, match="hyper-parameter of 'toy-projection'.*'n_epoch'. Did you mean 'n_epochs'"):
-        matrix_of(tmp_path, base + '[[experiment]]\nname = "x"\nmethods = [{method = "toy-projection", params = {n_epoch = 2}}]\n')
-    with pytest.raises(InvalidInputError, match="m.toml: .*protocol"):
+    with pytest.raises(
+        UnknownNameError, match=r"hyper-parameter of 'toy-projection'.*'n_epoch'. Did you mean 'n_epochs'"
+    ):
+        matrix_of(
+            tmp_path,
+            base + '[[experiment]]\nname = "x"\nmethods = [{method = "toy-projection", params = {n_epoch = 2}}]\n',
+        )
+    with pytest.raises(InvalidInputError, match=r"m.toml: .*protocol"):
         matrix_of(tmp_path, base + 'protocol = "offical"\n[[experiment]]\nname = "x"\nmethods = ["lsh"]\n')
 
 
 @pytest.mark.parametrize(
     "fragment, message",
     [
-        ('bits = [0]', "bits must be integers >= 1"),
+        ("bits = [0]", "bits must be integers >= 1"),
         ('topk = "all"', "topk must be integers >= 1"),
         ('device = "gpu"', "device must be 'cpu', 'cuda', 'cuda:N' or 'auto'"),
         ('executor = "dask"', "unknown executor in experiment 'x' 'dask'"),
-        ('timeout_s = -1', "timeout_s must be a positive number"),
-        ('threads = -1', "threads must be integers >= 0"),
+        ("timeout_s = -1", "timeout_s must be a positive number"),
+        ("threads = -1", "threads must be integers >= 0"),
         ('datasets = ["missing.npz"]', "dataset file .*missing.npz' does not exist"),
         ('datasets = ["mosiac"]', "unknown dataset 'mosiac'. Did you mean 'mosaic'"),
     ],
@@ -130,14 +141,17 @@ def test_bad_documents(tmp_path):
 
 
 def test_all_methods_plugins_included_and_common_params_reach_only_methods_that_have_them(tmp_path, toy_npz):
-    matrix = matrix_of(tmp_path, f"""
+    matrix = matrix_of(
+        tmp_path,
+        f"""
 [defaults]
 datasets = ["{toy_npz}"]
 common_params = {{ preset = "quick", sleep_s = 0.25 }}
 [[experiment]]
 name = "all"
 methods = "all"
-""")
+""",
+    )
     cells = {c.method: c for c in matrix.cells()}
     assert set(cells) == set(list_methods()) and "toy-projection" in cells
     assert cells["toy-projection"].params == {"sleep_s": 0.25}
@@ -147,13 +161,16 @@ methods = "all"
 
 
 def test_dataset_tables_options_labels_optional_and_per_dataset_params(tmp_path, toy_npz):
-    matrix = matrix_of(tmp_path, f"""
+    matrix = matrix_of(
+        tmp_path,
+        f"""
 [defaults]
 datasets = ["{toy_npz}", {{ name = "{toy_npz}", size = "tiny" }}, {{ name = "not-there.npz", label = "far", optional = true }}]
 [[experiment]]
 name = "x"
 methods = [{{ method = "toy-projection", params = {{ n_epochs = 1 }}, dataset_params = {{ far = {{ n_epochs = [2, 3] }} }} }}]
-""")
+""",
+    )
     cells = matrix.cells()
     assert [(c.dataset, c.dataset_options, c.dataset_optional, c.params["n_epochs"]) for c in cells] == [
         ("toy", {}, False, 1),
@@ -165,8 +182,17 @@ methods = [{{ method = "toy-projection", params = {{ n_epochs = 1 }}, dataset_pa
 
 
 def test_list_values_wrapped_in_a_list_are_single_values():
-    matrix = parse_config({"experiment": [{"name": "x", "datasets": ["mosaic"], "methods": [
-        {"method": "toy-projection", "params": {"n_epochs": [[1, 2]]}}]}]})
+    matrix = parse_config(
+        {
+            "experiment": [
+                {
+                    "name": "x",
+                    "datasets": ["mosaic"],
+                    "methods": [{"method": "toy-projection", "params": {"n_epochs": [[1, 2]]}}],
+                }
+            ]
+        }
+    )
     assert [c.params for c in matrix.cells()] == [{"n_epochs": [1, 2]}]
 
 
@@ -174,11 +200,24 @@ def test_cell_spec_is_json_ready():
     cell = Cell("e", "l", "lsh", {"a": 1}, "toy", 8, 0, record_epochs=(1, 2))
     spec = cell.spec()
     assert spec["method_seed"] == cell.method_seed and spec["record_epochs"] == [1, 2]
-    assert set(spec) >= {"experiment", "label", "method", "params", "dataset", "n_bits", "seed", "protocol", "topk", "device"}
+    assert set(spec) >= {
+        "experiment",
+        "label",
+        "method",
+        "params",
+        "dataset",
+        "n_bits",
+        "seed",
+        "protocol",
+        "topk",
+        "device",
+    }
 
 
 def test_role_defaults_to_main_and_is_validated(tmp_path, toy_npz):
-    matrix = matrix_of(tmp_path, f"""
+    matrix = matrix_of(
+        tmp_path,
+        f"""
 [defaults]
 datasets = ["{toy_npz}"]
 [[experiment]]
@@ -188,9 +227,10 @@ methods = ["lsh"]
 name = "sweep"
 role = "sensitivity"
 methods = ["lsh"]
-""")
+""",
+    )
     assert [c.spec()["role"] for c in matrix.cells()] == ["main", "sensitivity"]
-    with pytest.raises(UnknownNameError, match="unknown role of experiment 'x' 'mian'. Did you mean 'main'"):
+    with pytest.raises(UnknownNameError, match=r"unknown role of experiment 'x' 'mian'. Did you mean 'main'"):
         parse_config({"experiment": [{"name": "x", "role": "mian", "methods": ["lsh"]}]})
 
 
@@ -213,7 +253,17 @@ def test_shipped_configs():
     assert {c.method for c in beyond} >= {"lsh", "itq", "lagnh", "greedyhash", "bihalf", "cibhash"}
     assert {c.n_bits for c in beyond} == {16, 32, 64, 128}
     variants = {c.label for c in paper.cells(experiments=["table5"])}
-    assert variants == {"no-aux", "no-att", "only-Sv", "only-Sa", "recons-ZtZ", "recons-feat", "recons-S", "recons-Sv", "recons-Sa"}
+    assert variants == {
+        "no-aux",
+        "no-att",
+        "only-Sv",
+        "only-Sa",
+        "recons-ZtZ",
+        "recons-feat",
+        "recons-S",
+        "recons-Sv",
+        "recons-Sa",
+    }
     figure3 = paper.cells(experiments=["figure3"], datasets=["mosaic"])
     assert [(c.n_bits, c.params["epochs"], c.record_epochs[-1]) for c in figure3] == [(32, 1000, 1000)]
     figure4 = paper.cells(experiments=["figure4"], datasets=["mosaic"])
@@ -227,15 +277,31 @@ def test_shipped_configs():
 
 def test_common_params_that_no_method_accepts_are_an_error_with_a_suggestion(tmp_path):
     base = '[defaults]\ndatasets = ["mosaic"]\n[[experiment]]\nname = "x"\nmethods = ["lsh", "tbh"]\n'
-    with pytest.raises(UnknownNameError, match="experiment 'x'.*no method of this experiment accepts.*'presett'. Did you mean 'preset'"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"experiment 'x'.*no method of this experiment accepts.*'presett'. Did you mean 'preset'",
+    ):
         matrix_of(tmp_path, base + 'common_params = { presett = "quick" }\n')
     cells = matrix_of(tmp_path, base + 'common_params = { preset = "quick" }\n').cells()
     assert {c.method: c.params for c in cells} == {"lsh": {}, "tbh": {"preset": "quick"}}  # given where accepted
 
 
 def test_a_cell_round_trips_through_its_record_spec(toy_npz):
-    cell = Cell(experiment="e", label="l", method="lsh", params={"a": 1}, dataset="toy", n_bits=8, seed=2,
-                protocol="deephash", topk=50, device="cpu", timeout_s=9.0, record_epochs=(1, 3), dataset_source=toy_npz)
+    cell = Cell(
+        experiment="e",
+        label="l",
+        method="lsh",
+        params={"a": 1},
+        dataset="toy",
+        n_bits=8,
+        seed=2,
+        protocol="deephash",
+        topk=50,
+        device="cpu",
+        timeout_s=9.0,
+        record_epochs=(1, 3),
+        dataset_source=toy_npz,
+    )
     spec = {**cell.spec(), "dataset_source": toy_npz}
     again = Cell.from_spec(spec)
     assert again == cell and again.id == cell.id and again.method_seed == cell.method_seed

@@ -1,18 +1,20 @@
 import pytest
 
+from hashbench.codes import BinaryCodes
+from hashbench.errors import InvalidInputError
 from hashbench.running import store
 from hashbench.running.cell import Cell
 from hashbench.running.executors import make_executor
 from hashbench.running.runner import run_cells
-from hashbench.codes import BinaryCodes
-from hashbench.errors import InvalidInputError
 from tests.running.toy_methods import write_toy_dataset
 
 
 @pytest.fixture(scope="module")
 def cells(tmp_path_factory):
     toy = write_toy_dataset(tmp_path_factory.mktemp("data") / "toy.npz")
-    base = dict(experiment="e", method="toy-projection", label="toy-projection", dataset="toy", seed=0, dataset_source=toy)
+    base = dict(
+        experiment="e", method="toy-projection", label="toy-projection", dataset="toy", seed=0, dataset_source=toy
+    )
     return [
         Cell(params={"n_epochs": 2}, n_bits=8, record_epochs=(1,), **base),  # a plugin method, epoch callback
         Cell(params={"fail_at_bits": 12}, n_bits=12, **base),  # a failure
@@ -29,7 +31,11 @@ def local_records(cells, tmp_path_factory):
 def assert_same_outcomes(cells, local, other):
     (local_dir, local_records), (other_dir, other_records) = local, other
     for cell, mine, theirs in zip(cells, local_records, other_records, strict=True):
-        assert (theirs["status"], theirs["error"], theirs["metrics"]) == (mine["status"], mine["error"], mine["metrics"])
+        assert (theirs["status"], theirs["error"], theirs["metrics"]) == (
+            mine["status"],
+            mine["error"],
+            mine["metrics"],
+        )
         assert [e["map"] for e in theirs["epochs"]] == [e["map"] for e in mine["epochs"]]
         if mine["status"] == "done":
             for split in ("query", "database"):
@@ -67,5 +73,5 @@ def test_executor_options_are_checked(tmp_path):
         make_executor("dask")
     with pytest.raises(InvalidInputError, match="local executor takes no executor_options, got \\['adress'\\]"):
         make_executor("local", adress="x")
-    with pytest.raises(InvalidInputError, match="ray .* got \\['num_gpu'\\]"):
+    with pytest.raises(InvalidInputError, match=r"ray .* got \['num_gpu'\]"):
         make_executor("ray", num_gpu=1)

@@ -3,7 +3,11 @@ import json
 from hashbench.running import preset_gaps
 
 GAPS = {
-    "fingerprint": "abc", "bits": 32, "seed": 0, "protocol": "official", "topk": 1000,
+    "fingerprint": "abc",
+    "bits": 32,
+    "seed": 0,
+    "protocol": "official",
+    "topk": 1000,
     "methods": {
         "near": {"quick": 0.800, "paper": 0.805},
         "far": {"quick": 0.780, "paper": 0.827},
@@ -41,8 +45,14 @@ def test_table_captions_carry_the_notes(monkeypatch):
     from hashbench.reporting import captions
 
     monkeypatch.setattr(preset_gaps, "load_gaps", lambda path=preset_gaps.PATH: GAPS)
-    frame = pd.DataFrame({"method": ["far", "near", "far"], "param_preset": ["quick", "quick", None],
-                          "dataset": ["mosaic"] * 3, "dataset_fingerprint": ["abc"] * 3})
+    frame = pd.DataFrame(
+        {
+            "method": ["far", "near", "far"],
+            "param_preset": ["quick", "quick", None],
+            "dataset": ["mosaic"] * 3,
+            "dataset_fingerprint": ["abc"] * 3,
+        }
+    )
     note = captions.preset_gap_note(frame)
     assert note.startswith("Quick preset more than 0.01 MAP") and "far 0.780 vs 0.827" in note and note.endswith(".")
     assert captions.preset_gap_note(frame.assign(dataset_fingerprint="other")) == ""

@@ -10,16 +10,41 @@ import numpy as np
 import pytest
 
 from hashbench import evaluate, load_dataset
+from hashbench.codes import BinaryCodes
 from hashbench.running import store
 from hashbench.running.cell import Cell
 from hashbench.running.rescore import rescore
 from hashbench.running.runner import run_cells, run_config
 from hashbench.running.worker import CellTimeout, time_limit
-from hashbench.codes import BinaryCodes
 from tests.running.toy_methods import write_config, write_toy_dataset
 
-RECORD_KEYS = {"schema", "id", "spec", "status", "error", "metrics", "epochs", "timings", "memory", "environment", "started", "finished"}
-SPEC_KEYS = {"experiment", "label", "method", "params", "dataset", "n_bits", "seed", "method_seed", "protocol", "topk", "device"}
+RECORD_KEYS = {
+    "schema",
+    "id",
+    "spec",
+    "status",
+    "error",
+    "metrics",
+    "epochs",
+    "timings",
+    "memory",
+    "environment",
+    "started",
+    "finished",
+}
+SPEC_KEYS = {
+    "experiment",
+    "label",
+    "method",
+    "params",
+    "dataset",
+    "n_bits",
+    "seed",
+    "method_seed",
+    "protocol",
+    "topk",
+    "device",
+}
 
 
 @pytest.fixture
@@ -28,13 +53,24 @@ def toy_npz(tmp_path):
 
 
 def toy_cell(toy_npz, **changes) -> Cell:
-    fields = dict(experiment="e", label="toy-projection", method="toy-projection", params={}, dataset="toy", n_bits=8,
-                  seed=0, dataset_source=toy_npz)
+    fields = dict(
+        experiment="e",
+        label="toy-projection",
+        method="toy-projection",
+        params={},
+        dataset="toy",
+        n_bits=8,
+        seed=0,
+        dataset_source=toy_npz,
+    )
     return Cell(**{**fields, **changes})
 
 
 def test_records_schema_codes_and_metrics(tmp_path, toy_npz):
-    cells = [toy_cell(toy_npz, params={"n_epochs": 3}, record_epochs=(1, 3)), toy_cell(toy_npz, method="lsh", label="lsh", n_bits=16)]
+    cells = [
+        toy_cell(toy_npz, params={"n_epochs": 3}, record_epochs=(1, 3)),
+        toy_cell(toy_npz, method="lsh", label="lsh", n_bits=16),
+    ]
     records = run_cells(cells, tmp_path / "out", quiet=True)
     assert [r["status"] for r in records] == ["done", "done"]
     dataset = load_dataset(toy_npz)
@@ -68,8 +104,10 @@ def test_seed_flows_to_the_method_and_reruns_give_identical_codes(tmp_path, toy_
     first = run_cells([cell], tmp_path / "a", quiet=True)[0]
     again = run_cells([cell], tmp_path / "b", quiet=True)[0]
     other_seed = run_cells([toy_cell(toy_npz, seed=1)], tmp_path / "c", quiet=True)[0]
-    codes = [BinaryCodes.load(store.codes_path(store.record_path(tmp_path / d, c), "database"))
-             for d, c in (("a", cell), ("b", cell), ("c", toy_cell(toy_npz, seed=1)))]
+    codes = [
+        BinaryCodes.load(store.codes_path(store.record_path(tmp_path / d, c), "database"))
+        for d, c in (("a", cell), ("b", cell), ("c", toy_cell(toy_npz, seed=1)))
+    ]
     assert codes[0] == codes[1] and codes[0] != codes[2]
     assert first["metrics"] == again["metrics"] and other_seed["spec"]["method_seed"] != first["spec"]["method_seed"]
 
@@ -142,7 +180,9 @@ def test_a_changed_role_relabels_the_record_without_recomputing(tmp_path, toy_np
 
 
 def test_cells_that_compute_the_same_thing_run_once(tmp_path, toy_npz):
-    config = write_config(tmp_path / "m.toml", f"""
+    config = write_config(
+        tmp_path / "m.toml",
+        f"""
 [defaults]
 datasets = ["{toy_npz}"]
 bits = [8]
@@ -153,9 +193,14 @@ methods = ["toy-projection"]
 name = "figure"
 role = "epochs"
 methods = [{{ method = "toy-projection", label = "same" }}, {{ method = "toy-projection", params = {{ n_epochs = 2 }} }}]
-""")
+""",
+    )
     records = run_config(config, tmp_path / "out", quiet=True)
-    assert [(r["spec"]["experiment"], r["spec"]["label"]) for r in records] == [("table", "toy-projection"), ("figure", "same"), ("figure", "toy-projection")]
+    assert [(r["spec"]["experiment"], r["spec"]["label"]) for r in records] == [
+        ("table", "toy-projection"),
+        ("figure", "same"),
+        ("figure", "toy-projection"),
+    ]
     assert "reused_from" not in records[0] and records[1]["reused_from"].endswith(f"{records[0]['id']}.json")
     assert [r["spec"]["role"] for r in records] == ["main", "epochs", "epochs"]  # a shared cell keeps its own role
     paths = {r["id"]: r["path"] for r in store.load_records(tmp_path / "out")}
@@ -168,7 +213,10 @@ methods = [{{ method = "toy-projection", label = "same" }}, {{ method = "toy-pro
 
 
 def test_optional_dataset_that_cannot_be_loaded_is_skipped_with_a_note(tmp_path, toy_npz, capsys):
-    cells = [toy_cell(toy_npz), toy_cell(toy_npz, dataset="gone", dataset_source="no-such-dataset", dataset_optional=True)]
+    cells = [
+        toy_cell(toy_npz),
+        toy_cell(toy_npz, dataset="gone", dataset_source="no-such-dataset", dataset_optional=True),
+    ]
     records = run_cells(cells, tmp_path, quiet=False)
     assert [r["spec"]["dataset"] for r in records] == ["toy"]
     assert capsys.readouterr().err.count("note: skipping optional dataset 'gone'") == 1
@@ -191,14 +239,17 @@ run_config(sys.argv[1], sys.argv[2], quiet=True)
 
 
 def test_killing_a_run_loses_no_finished_cell_and_leaves_no_half_written_record(tmp_path, toy_npz):
-    config = write_config(tmp_path / "m.toml", f"""
+    config = write_config(
+        tmp_path / "m.toml",
+        f"""
 [defaults]
 datasets = ["{toy_npz}"]
 bits = [4, 5, 6, 7, 8, 9]
 [[experiment]]
 name = "kill"
 methods = [{{ method = "toy-projection", params = {{ sleep_s = 0.3 }} }}]
-""")
+""",
+    )
     out = tmp_path / "out"
     run = subprocess.Popen([sys.executable, "-c", KILLED_RUN, config, str(out)], cwd=Path(__file__).parents[2])
     deadline = time.time() + 120
@@ -221,7 +272,12 @@ def test_records_hold_code_stats_and_a_degenerate_cell_is_warned_about(tmp_path,
     healthy, degenerate = toy_cell(toy_npz), toy_cell(toy_npz, n_bits=12, params={"constant_bits": 4})
     records = run_cells([healthy, degenerate], tmp_path, quiet=True)
     assert [r["status"] for r in records] == ["done", "done"]
-    assert set(records[0]["code_stats"]) == {"constant_bits", "mean_abs_balance", "distinct_fraction", "mean_abs_correlation"}
+    assert set(records[0]["code_stats"]) == {
+        "constant_bits",
+        "mean_abs_balance",
+        "distinct_fraction",
+        "mean_abs_correlation",
+    }
     assert records[1]["code_stats"]["constant_bits"] == pytest.approx(4 / 12)
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1

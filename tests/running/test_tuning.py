@@ -71,10 +71,15 @@ def test_tune_picks_the_best_grid_point_and_writes_a_runnable_matrix(tmp_path, t
 
 
 def test_a_grid_point_with_a_failed_cell_is_not_chosen(tmp_path, toy_npz):
-    text = GRID.format(data=toy_npz).replace('params = { constant_bits = [6, 0], n_epochs = [1, 2] }', "params = { fail_at_bits = [16, 0] }")
+    text = GRID.format(data=toy_npz).replace(
+        "params = { constant_bits = [6, 0], n_epochs = [1, 2] }", "params = { fail_at_bits = [16, 0] }"
+    )
     config = parse_config(tomllib.loads(text))
     cells = config.cells()
-    records = [{"status": "failed" if c.params.get("fail_at_bits") == c.n_bits else "done", "metrics": {"map": 0.5}} for c in cells]
+    records = [
+        {"status": "failed" if c.params.get("fail_at_bits") == c.n_bits else "done", "metrics": {"map": 0.5}}
+        for c in cells
+    ]
     (toy,) = [c for c in choose(cells, records) if c.label == "toy-projection"]
     assert toy.params == {"fail_at_bits": 0} and dict(toy.scores)['{"fail_at_bits":16}'] is None
 
@@ -82,7 +87,9 @@ def test_a_grid_point_with_a_failed_cell_is_not_chosen(tmp_path, toy_npz):
 def test_validation_cells_keep_what_they_compute_but_the_data():
     from hashbench.running.cell import Cell
 
-    cell = Cell("e", "itq", "itq", {}, "mosaic[size=tiny]", 16, 0, dataset_source="mosaic", dataset_options={"size": "tiny"})
+    cell = Cell(
+        "e", "itq", "itq", {}, "mosaic[size=tiny]", 16, 0, dataset_source="mosaic", dataset_options={"size": "tiny"}
+    )
     view = validation_cell(cell, fraction=0.2)
     assert view.dataset == "mosaic[size=tiny][validation]" and view.dataset_source == "validation"
     assert view.dataset_options == {"dataset": "mosaic", "size": "tiny", "fraction": 0.2, "split_seed": 0}
@@ -90,7 +97,7 @@ def test_validation_cells_keep_what_they_compute_but_the_data():
 
 
 def test_toml_values_read_back():
-    value = {"a": 1, "b": 1e-4, "c": "x\"y", "d": [True, [1, 2]], "mosaic[size=tiny]": {"lr": 0.5}, "e": {}}
+    value = {"a": 1, "b": 1e-4, "c": 'x"y', "d": [True, [1, 2]], "mosaic[size=tiny]": {"lr": 0.5}, "e": {}}
     assert tomllib.loads(f"v = {toml_value(value)}")["v"] == value
     with pytest.raises(hb.InvalidInputError):
         toml_value(float("nan"))
@@ -129,4 +136,7 @@ def test_a_validation_cell_has_the_same_seed_wherever_its_file_lives(tmp_path):
     here, there = view("a"), view("b")
     assert here.dataset_options != there.dataset_options and here.computation_id != there.computation_id
     assert here.method_seed == there.method_seed
-    assert validation_cell(Cell("e", "lsh", "lsh", {}, "toy", 16, 1, dataset_source="x.npz")).method_seed != here.method_seed
+    assert (
+        validation_cell(Cell("e", "lsh", "lsh", {}, "toy", 16, 1, dataset_source="x.npz")).method_seed
+        != here.method_seed
+    )
