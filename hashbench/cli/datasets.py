@@ -59,7 +59,7 @@ def add_commands(subparsers) -> None:
 
 
 def cmd_backbone(args) -> None:
-    from hashbench.datasets.mosaic import shipped_backbone_path, write_shipped_backbone
+    from hashbench.datasets.backbone_shipped import shipped_backbone_path, write_shipped_backbone
 
     trained = write_shipped_backbone(args.features, args.out)
     print(f"wrote {args.out or shipped_backbone_path(args.features)}: {json.dumps(trained.meta)}")

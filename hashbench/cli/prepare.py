@@ -4,7 +4,7 @@ features (.mat, HashNet lists) into it.
 - ``hashbench prepare coco|nuswide``: MS-COCO and NUS-WIDE as the LAGNH paper prepares them (with aux);
 - ``hashbench prepare PROTOCOL --root DIR [--backbone B]``: one of the standard protocols of
   :mod:`hashbench.datasets.protocols` (``hashbench prepare --help`` lists them), features from the
-  backbone ``B`` of :mod:`hashbench.datasets.extract` (``vgg16-fc7`` by default);
+  backbone ``B`` of :mod:`hashbench.datasets.extract_models` (``vgg16-fc7`` by default);
 - ``hashbench prepare import FILE --out data.npz``: precomputed features.
 
 Extraction is long (VGG16 on 250k images); it shows progress, runs on CUDA with ``--device cuda``
@@ -20,7 +20,7 @@ import numpy as np
 
 from hashbench.cli.options import add_data_dir
 from hashbench.datasets.cache import default_output
-from hashbench.datasets.extract import DETECTORS, build_extractor
+from hashbench.datasets.extract_models import DETECTORS, build_extractor
 
 
 def add_commands(subparsers) -> None:
@@ -41,7 +41,7 @@ def add_commands(subparsers) -> None:
     nus.add_argument("--queries-per-concept", type=int, default=200)
     nus.set_defaults(func=_run_nuswide)
 
-    from hashbench.datasets.extract import BACKBONES, DEFAULT_BACKBONE
+    from hashbench.datasets.extract_models import BACKBONES, DEFAULT_BACKBONE
     from hashbench.datasets.protocols import PROTOCOLS
 
     for spec in PROTOCOLS.values():
@@ -178,7 +178,7 @@ def _run_nuswide(args) -> None:
 
 
 def _run_protocol(args) -> None:
-    from hashbench.datasets.extract import weights_provenance
+    from hashbench.datasets.extract_models import weights_provenance
     from hashbench.datasets.standard import prepare_protocol
 
     out, work = _paths(args, args.protocol)

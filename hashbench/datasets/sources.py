@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hashbench.datasets.extract import MemoryImage, file_sha256
+from hashbench.datasets.extract import MemoryImage
+from hashbench.datasets.extract_models import file_sha256
 from hashbench.datasets.formats import read_list_file
 from hashbench.errors import InvalidInputError
 

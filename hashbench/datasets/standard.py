@@ -55,7 +55,7 @@ def prepare_protocol(
     """Build ``protocol_id``'s data file at ``out``.
 
     ``extractor_factory(resize)`` gives the Extractor for the protocol's resize mode;
-    ``provenance`` (the backbone's record, see ``extract.weights_provenance``; the factory may fill
+    ``provenance`` (the backbone's record, see ``extract_models.weights_provenance``; the factory may fill
     it in) is stored in ``info``.
     ``query_size`` / ``train_size`` override the protocol's sizes (see ``protocols``).
     """

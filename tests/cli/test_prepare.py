@@ -12,7 +12,8 @@ from PIL import Image
 import hashbench as hb
 from hashbench.cli import main
 from hashbench.datasets.coco import prepare_coco, read_coco_labels
-from hashbench.datasets.extract import Extractor, MissingWeightsError, build_extractor, extract_all, load_weights
+from hashbench.datasets.extract import Extractor, extract_all
+from hashbench.datasets.extract_models import MissingWeightsError, build_extractor, load_weights
 from hashbench.datasets.nuswide import nuswide_split, prepare_nuswide
 from hashbench.errors import InvalidInputError
 

@@ -1,82 +1,20 @@
-"""The mosaic backbones' exact integer forward pass and the shipped weights' file form."""
+"""The mosaic backbones' networks."""
 
-import numpy as np
-import pytest
 import torch
+from torch import nn
 
-from hashbench.datasets import backbone as bb
-from hashbench.datasets.mosaic import load_shipped_backbone
-from hashbench.errors import InvalidInputError
+from hashbench.datasets.backbone import Fc7Backbone
 
-
-def random_state(kind: str, seed: int = 0) -> dict:
-    torch.manual_seed(seed)
-    return bb.BACKBONES[kind]().state_dict()
+FC7_WIDTH = 1024
 
 
-def images(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, 1, 56, 56), dtype=np.uint8)
-
-
-def test_quantised_weights_are_8_bit_integers_times_a_power_of_two_per_row():
-    state = bb.quantise_weights(random_state("fc7"))
-    for key, weight in state.items():
-        if key.endswith(".weight"):
-            scale = torch.exp2(bb.weight_exponents(weight)).view(-1, *[1] * (weight.dim() - 1))
-            integers = weight.double() / scale
-            assert torch.equal(integers, integers.round()) and integers.abs().max() <= 127, key
-            assert integers.abs().reshape(len(weight), -1).amax(1).min() > 63, key  # the smallest exponent fits
-    again = bb.quantise_weights(state)
-    assert all(torch.equal(state[k], again[k]) for k in state)
-
-
-def test_packed_state_unpacks_to_the_same_bits():
-    state = bb.quantise_weights(random_state("fc7"))
-    arrays = bb.pack_state(state)
-    assert arrays["int8:fc.0.weight"].dtype == np.int8
-    unpacked = bb.unpack_state(arrays)
-    assert sorted(unpacked) == sorted(state) and all(torch.equal(unpacked[k], state[k]) for k in state)
-
-
-@pytest.mark.parametrize("kind", ["fc7", "pooled"])
-def test_exact_pass_follows_the_float_network_up_to_the_activation_rounding(kind):
-    state = random_state(kind)
-    pixels = images(32)
-    steps = bb.ExactBackbone.calibrate(state, pixels)
-    exact = bb.ExactBackbone(state, steps).features(pixels)
-    network = bb.BackboneFactory(bb.quantise_weights(state))()
+def test_the_fc7_backbone_has_vgg_shape():
+    model = Fc7Backbone()
+    layers = [type(m) for m in model.fc]
+    assert layers == [nn.Linear, nn.ReLU, nn.Dropout] * 2  # fc6, fc7
+    assert isinstance(model.trunk[-1], nn.Flatten) and model.head.in_features == FC7_WIDTH
+    images = torch.rand(4, 1, 56, 56)
     with torch.no_grad():
-        floats = network(torch.from_numpy(pixels).float() / 255)
-    assert exact.shape == floats.shape and exact.dtype == torch.float32
-    assert torch.corrcoef(torch.stack([exact.ravel(), floats.ravel()]))[0, 1] > 0.999
-    assert (exact - floats).abs().max() <= 0.05 * floats.abs().max()
-
-
-@pytest.mark.parametrize("kind", ["fc7", "pooled"])
-def test_exact_pass_gives_the_same_bits_whatever_the_batch(kind):
-    # Kernels sum in orders that depend on the batch shape; exact sums make that irrelevant.
-    trained = load_shipped_backbone(kind)
-    model = trained.exact()
-    pixels = images(24, seed=1)
-    whole = model.features(pixels)
-    one_by_one = torch.cat([model.features(pixels[i : i + 1]) for i in range(len(pixels))])
-    odd = torch.cat([model.features(pixels[:7]), model.features(pixels[7:])])
-    assert torch.equal(whole, one_by_one) and torch.equal(whole, odd)
-    probabilities = model.probabilities(pixels)
-    assert torch.allclose(probabilities.sum(1), torch.ones(len(pixels), dtype=torch.float64))
-
-
-def test_every_partial_sum_of_a_layer_stays_exact_in_float32():
-    model = load_shipped_backbone("fc7").exact()
-    for layer in [*(m for m in model.layers if isinstance(m, bb._IntegerLayer)), model.head]:
-        per_channel = layer.weight[0, 0].numel()
-        largest = bb.PIXEL_OFFSET_LIMIT if layer.step is None else 255
-        assert layer.chunk * per_channel * largest * 127 < 2**24
-        if layer.single_pass:  # then the bias is added inside the float32 kernel too
-            assert largest * 127 * layer.weight[0].numel() + layer.bias.abs().max() < 2**24
-
-
-def test_steps_that_do_not_fit_the_network_are_refused():
-    state = random_state("fc7")
-    with pytest.raises(InvalidInputError, match="activation steps"):
-        bb.ExactBackbone(state, np.ones(2))
+        features = model.eval()(images)
+        assert (features >= 0).all() and torch.equal(features, model(images))
+        assert not torch.equal(model.train()(images), model(images))  # dropout, in train mode only

@@ -8,8 +8,8 @@ from torch import nn
 import hashbench as hb
 from hashbench.datasets import cache, mosaic
 from hashbench.datasets.backbone import Fc7Backbone, PooledBackbone
+from hashbench.datasets.backbone_shipped import SHIPPED_TRAINING, load_shipped_backbone
 from hashbench.datasets.fashion import debian_available, load_items
-from hashbench.datasets.mosaic import render_mosaics
 from hashbench.errors import InvalidInputError, UnknownNameError
 from hashbench.methods._cnn import CodeNetwork, load_images
 from tests.conftest import MICRO
@@ -58,7 +58,7 @@ def test_features_are_fc7_of_the_backbone_the_image_methods_fine_tune(micro):
 
 
 def test_features_are_the_exact_pass_of_the_shipped_backbone(micro):
-    trained = mosaic.load_shipped_backbone("fc7")
+    trained = load_shipped_backbone("fc7")
     images = micro.query.images.load(np.arange(len(micro.query)))
     exact = trained.exact().features(images).numpy()
     assert exact.tobytes() == micro.query.features.tobytes()
@@ -70,7 +70,7 @@ def test_mosaics_never_show_an_item_the_shipped_backbone_was_trained_on(micro):
     items = load_items("vendored")
     row_of = {item.tobytes(): int(row) for item, row in zip(items.images, items.source_indices)}
     shown = {row_of[item.tobytes()] for item in micro.query.images.items}
-    trained_on = set(mosaic.load_shipped_backbone("fc7").source_indices.tolist())
+    trained_on = set(load_shipped_backbone("fc7").source_indices.tolist())
     assert len(shown) == len(micro.query.images.items) and not shown & trained_on
 
 
@@ -78,48 +78,6 @@ def test_a_backbone_is_trained_here_when_its_options_are_given():
     ds = hb.load_dataset("mosaic", cache=False, **MICRO, backbone_items=300, backbone_epochs=1)
     assert ds.info["backbone"]["items"] == 300 and ds.info["backbone"]["epochs"] == 1
     assert "backbone" not in ds.info["params"] and ds.info["params"]["backbone_items"] == 300
-
-
-def test_the_fc7_backbone_has_vgg_shape():
-    model = Fc7Backbone()
-    layers = [type(m) for m in model.fc]
-    assert layers == [nn.Linear, nn.ReLU, nn.Dropout] * 2  # fc6, fc7
-    assert isinstance(model.trunk[-1], nn.Flatten) and model.head.in_features == FC7_WIDTH
-    images = torch.rand(4, 1, 56, 56)
-    with torch.no_grad():
-        features = model.eval()(images)
-        assert (features >= 0).all() and torch.equal(features, model(images))
-        assert not torch.equal(model.train()(images), model(images))  # dropout, in train mode only
-
-
-def test_image_loading_by_index_slice_and_scalar(micro):
-    images = micro.database.images
-    assert images.load(np.array([4, 2])).shape == (2, 1, 56, 56)
-    np.testing.assert_array_equal(images.load(slice(2, 5))[0], images.load(2))
-    assert micro.database.subset([3, 1]).images.load([0]).shape == (1, 1, 56, 56)
-
-
-def test_render_places_and_mirrors_items():
-    items = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
-    cells = np.array([[0, -1, -1, 1]])
-    mosaic = render_mosaics(items, cells, np.array([[False, False, False, True]]))[0, 0]
-    np.testing.assert_array_equal(mosaic[:28, :28], items[0])
-    np.testing.assert_array_equal(mosaic[28:, 28:], items[1][:, ::-1])
-    assert mosaic[:28, 28:].max() == 0
-
-
-def test_aux_is_the_classifier_on_each_cell_shown_alone(micro):
-    images, threshold = micro.database.images, micro.info["params"]["detector_threshold"]
-    model = mosaic.load_shipped_backbone("fc7").exact()
-    assert micro.database.aux.any()  # the test below would hold vacuously otherwise
-    for row in range(10):
-        expected = np.zeros(10, bool)
-        for k in np.flatnonzero(images.cells[row] >= 0):
-            alone = np.full((1, 4), -1)
-            alone[0, k] = images.cells[row, k]
-            pixels = render_mosaics(images.items, alone, images.flips[[row]])
-            expected |= model.probabilities(pixels)[0].numpy().astype(np.float32) >= threshold
-        np.testing.assert_array_equal(micro.database.aux[row].astype(bool), expected)
 
 
 def test_aux_quality_is_recorded(micro):
@@ -196,8 +154,8 @@ def test_every_size_preset_is_consistent(size, tmp_path, monkeypatch):
     monkeypatch.setattr(mosaic, "_build_arrays", lambda params: resolved.append(params) or 1 / 0)
     with pytest.raises(ZeroDivisionError):
         hb.load_dataset("mosaic", size=size, source="vendored", data_dir=tmp_path)
-    assert resolved[0]["n_web"] <= mosaic.SHIPPED_TRAINING["backbone_items"]
-    assert resolved[0]["backbone"] == mosaic.load_shipped_backbone("fc7").meta["sha256"]
+    assert resolved[0]["n_web"] <= SHIPPED_TRAINING["backbone_items"]
+    assert resolved[0]["backbone"] == load_shipped_backbone("fc7").meta["sha256"]
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ import torch
 
 import hashbench as hb
 from hashbench.cli import main
-from hashbench.datasets.extract import BACKBONES, Extractor, build_backbone, image_preprocessing, weights_provenance
+from hashbench.datasets.extract import Extractor
+from hashbench.datasets.extract_models import BACKBONES, build_backbone, image_preprocessing, weights_provenance
 from hashbench.datasets.protocols import PROTOCOLS, draw_split, protocol
 from hashbench.datasets.sources import read_cifar10
 from hashbench.datasets.standard import prepare_protocol
