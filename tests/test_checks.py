@@ -43,6 +43,13 @@ def test_every_builtin_method_passes(name):
     assert hb.check_method(name) == []
 
 
+def test_lagnh_passes_at_a_schedule_cheap_enough_for_every_test_run():
+    """The paper's own method in the default run. Explicit ``epochs`` and ``hidden`` hold for both
+    of the suite's fits, so its paper-preset step runs the paper's loss weights at this schedule; the
+    full check (quick preset, then the paper preset) is the slow one above."""
+    assert hb.check_method("lagnh", epochs=80, hidden=128) == []
+
+
 @pytest.mark.slow
 def test_lagnh_passes_at_the_paper_preset():
     assert hb.check_method("lagnh", preset="paper", time_budget_s=1200) == []
