@@ -52,19 +52,15 @@ def saved_codes(tmp_path):
     return tmp_path, expected
 
 
+def evaluate_argv(path, *options: str) -> list[str]:
+    """``hashbench evaluate`` on the saved codes and labels, with ``options``."""
+    codes = [str(path / "q.codes.npz"), str(path / "db.npy")]
+    return ["evaluate", *codes, "--labels", str(path / "ql.npy"), str(path / "dbl.npy"), *options]
+
+
 def test_evaluate_saved_codes_matches_the_api(saved_codes, capsys):
     path, expected = saved_codes
-    argv = [
-        "evaluate",
-        str(path / "q.codes.npz"),
-        str(path / "db.npy"),
-        "--labels",
-        str(path / "ql.npy"),
-        str(path / "dbl.npy"),
-        "--topk",
-        "10",
-        "--json",
-    ]
+    argv = evaluate_argv(path, "--topk", "10", "--json")
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["map"] == pytest.approx(expected.map)
 
@@ -75,15 +71,7 @@ def test_evaluate_saved_codes_matches_the_api(saved_codes, capsys):
 )
 def test_evaluate_bad_arguments_print_one_line_not_a_traceback(saved_codes, capsys, extra, message):
     path, _ = saved_codes
-    argv = [
-        "evaluate",
-        str(path / "q.codes.npz"),
-        str(path / "db.npy"),
-        "--labels",
-        str(path / "ql.npy"),
-        str(path / "dbl.npy"),
-        *extra,
-    ]
+    argv = evaluate_argv(path, *extra)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("hashbench: error:") and message in err and "Traceback" not in err
@@ -91,21 +79,7 @@ def test_evaluate_bad_arguments_print_one_line_not_a_traceback(saved_codes, caps
 
 def test_evaluate_conventions_and_map_at_all(saved_codes, capsys):
     path, _ = saved_codes
-    argv = [
-        "evaluate",
-        str(path / "q.codes.npz"),
-        str(path / "db.npy"),
-        "--labels",
-        str(path / "ql.npy"),
-        str(path / "dbl.npy"),
-        "--topk",
-        "all",
-        "--normalise",
-        "min-r-k",
-        "--ties",
-        "expected",
-        "--json",
-    ]
+    argv = evaluate_argv(path, "--topk", "all", "--normalise", "min-r-k", "--ties", "expected", "--json")
     assert main(argv) == 0
     record = json.loads(capsys.readouterr().out)
     assert (record["topk"], record["normalise"], record["ties"], record["no_relevant"]) == (
