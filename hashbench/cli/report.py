@@ -253,7 +253,9 @@ def write_method_pages(results: pd.DataFrame, records: list[dict], args, protoco
     command += f" --config {args.config.as_posix()}" if args.config else ""
     command += f" --protocol {protocol}" if protocol != "official" else ""
     config = args.config.as_posix() if args.config else None
-    return write_pages(results, records, args.method_pages, command=command, config=config, protocol=protocol)
+    run_command = f"hashbench run {config} --out {args.results_dir.as_posix()}" if config else None
+    return write_pages(results, records, args.method_pages, command=command, config=config, run_command=run_command,
+                       protocol=protocol)  # fmt: skip
 
 
 def cmd_plot(args) -> None:

@@ -94,6 +94,7 @@ methods = ["lsh", "itq", {{ method = "toy-projection", label = "stuck", params =
     assert row["MAP@1000"].endswith("†") and row["constant bits"] == "1.00"  # every bit stuck: degenerate
     assert row["LSH"].startswith(table_rows((pages / "lsh.md").read_text(), "toy")[0]["MAP@1000"][:6])
     assert f"matrix file: `{config}`" in page and "experiments: pages" in page
+    assert f"(`hashbench run {config} --out {out.as_posix()}`), then `{command}`" in page
 
 
 def test_method_pages_need_an_existing_config(tmp_path, capsys):
