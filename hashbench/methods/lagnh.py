@@ -91,8 +91,8 @@ above the published graph and target; the released variant, which keeps S^a out 
 bounds it by a cosine, scores highest, at LSH's level. Even without aux, the paper variant's codes
 are cluster-like on these features (few distinct database codes, typical bits set for a quarter or
 three quarters of the items); the paper's own no-aux ablation is near or below its LSH too (Table 5,
-COCO 32 / 64 bits: 0.570 / 0.555, LSH 0.547 / 0.631). Measured MAP, code health and seconds, these
-ablations and the released variant and no-aux ablation on mosaic included:
+COCO 32 / 64 bits: 0.570 / 0.555, LSH 0.547 / 0.631). Measured MAP, code health and seconds, with
+the quick preset on mosaic-tags and the released variant and no-aux ablation on mosaic:
 ``docs/methods/lagnh.md``.
 """
 
