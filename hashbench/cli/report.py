@@ -4,7 +4,8 @@
   ``results.parquet`` when pyarrow is installed) and Tables 3, 4, 5 as Markdown and LaTeX, with
   the reference rows (``--no-references`` leaves them out), code-health columns (``--health``)
   and tie ranges (``--ranges``); ``--html`` adds every figure and the results page
-  ``index.html`` (see ``html_report``).
+  ``index.html`` (see ``html_report``); ``--method-pages DIR`` writes one Markdown page per method
+  instead (see ``method_pages``), ``--config FILE`` naming the matrix the records were run from.
 - ``hashbench plot RESULTS_DIR``: Figures 2, 3, 4 and the cost-accuracy figure as PNG, PDF and the
   CSV each one plots.
 - ``hashbench reproduce TARGET``: runs the experiments of a matrix file (default
@@ -76,6 +77,19 @@ def add_commands(subparsers) -> None:
         "--html",
         action="store_true",
         help="also draw every figure and write the results page OUT/index.html (one self-contained file)",
+    )
+    report.add_argument(
+        "--method-pages",
+        type=Path,
+        metavar="DIR",
+        help="instead of the tables, write one Markdown page per registered method (DIR/<name>.md: citation, "
+        "presets, and its measurements beside LSH and ITQ) and DIR/README.md linking them",
+    )
+    report.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="with --method-pages: the matrix file the records were run from, named on the pages",
     )
     add_highlight_argument(report)
     add_protocol_argument(report)
@@ -209,6 +223,8 @@ def cmd_report(args) -> None:
     formats = parse_formats(args.format)
     protocol = check_choice(args.protocol, PROTOCOLS, "--protocol")
     results, records = load(args.results_dir)
+    if args.method_pages is not None:
+        return print_written(write_method_pages(results, records, args, protocol))
     out_dir = args.out or args.results_dir / "report"
     references = None if args.no_references else References(args.results_dir, records)
     options = table_model.TableOptions(protocol=protocol, health=args.health, ranges=args.ranges, references=references)
@@ -225,6 +241,21 @@ def cmd_report(args) -> None:
             html_report.write_page(out_dir / "index.html", title, built, figure_files(drawn), records, protocol)
         )
     print_written(written)
+
+
+def write_method_pages(results: pd.DataFrame, records: list[dict], args, protocol: str) -> list[Path]:
+    """``report --method-pages DIR``: the method pages, headed by the command that wrote them."""
+    from hashbench.reporting.method_pages import write_method_pages as write_pages
+
+    if args.config is not None and not args.config.is_file():
+        raise InvalidInputError(f"matrix file {str(args.config)!r} does not exist")
+    command = f"hashbench report {args.results_dir.as_posix()} --method-pages {args.method_pages.as_posix()}"
+    command += f" --config {args.config.as_posix()}" if args.config else ""
+    command += f" --protocol {protocol}" if protocol != "official" else ""
+    config = args.config.as_posix() if args.config else None
+    run_command = f"hashbench run {config} --out {args.results_dir.as_posix()}" if config else None
+    return write_pages(results, records, args.method_pages, command=command, config=config, run_command=run_command,
+                       protocol=protocol)  # fmt: skip
 
 
 def cmd_plot(args) -> None:

@@ -28,8 +28,8 @@ initial pre-activation has unit variance and the hyperplanes pass through the fe
 releases drew N(0, 0.01^2) (SSDH: 0.001^2) weights for raw fc7, a start next to the zero codes,
 where SSDH's pairwise loss is flat: from there (weights of std 0.03 on the normalised input, the
 release's on fc7 of norm ~30) its bits grew along the same few directions (on the conformance
-data at 16 bits, quick preset, with SSDH's loss averaged over the known pairs: 11% distinct codes
-and MAP@100 0.66, against 39% and 0.90 from the unit-variance start, whose final loss was also
+data at 16 bits, quick preset, with SSDH's loss averaged over the known pairs: a fraction of the
+distinct codes and a far lower MAP@100 than from the unit-variance start, whose final loss was also
 lower).
 
 Presets name the training lengths: ``preset="paper"`` (the default) uses each paper's or release's

@@ -33,13 +33,10 @@ Free choices (default):
   set every 10 epochs).
 
 Like GreedyHash's, the objective preserves the features' cosines, so the codes retrieve about as
-well as that similarity does (see :mod:`hashbench.methods.greedyhash` for the numbers on mosaic).
-Tuned on validation queries (``configs/tuning.toml``, 64 bits), Bi-half takes the quick schedule at
-``lr=1e-4`` (validation MAP 0.739, LSH 0.748); on mosaic's test queries, seeds 0-29, 64 bits:
-0.803 +- 0.006 against LSH 0.800 +- 0.007 (Welch's t-test p = 0.048; over seeds 0-9, Wilcoxon's
-on the pooled per-query AP p = 1e-4): above LSH by a margin close to a tie; ITQ 0.823 +- 0.001
-(seeds 0-9); at 16 / 32 / 128 bits (seeds 0-2) 0.769 / 0.790 / 0.807, LSH 0.747 / 0.785 / 0.808.
-The paper preset scores 0.793 +- 0.010 at 64 bits (seeds 0-2).
+well as that similarity does, which on mosaic leaves them close to LSH (see
+:mod:`hashbench.methods.greedyhash`). Tuned on validation queries (``configs/tuning.toml``, 64 bits),
+Bi-half takes the quick schedule at ``lr=1e-4``. Measured MAP, code health and seconds:
+``docs/methods/bihalf.md``.
 """
 
 from __future__ import annotations

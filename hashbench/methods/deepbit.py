@@ -20,23 +20,21 @@ Both terms move and the codes leave those of the initial layer (tests/methods/te
 Nothing in the objective decorrelates the bits, and each bit's terms are the same function of its
 own hyperplane, so on features with one dominant gap many bits settle in it.
 
-Where the hyperplanes go, on the fc7 mosaic (frozen mode, paper preset, 64 bits, seed 0; its
-top three principal directions hold 75% of the variance): the initial layer, random hyperplanes
-through the features' mean, retrieves as LSH does (MAP@1000 0.798, LSH 0.795). Training lowers
-the quantisation loss ninefold (4.12 to 0.46) by turning the hyperplanes towards the top
-principal directions, where the items fall into well separated groups: the weights' energy in
-the top three grew from 0.3% to 19%. Many bits then cut the same few gaps: mean |correlation|
-rose from 0.25 to 0.44, distinct codes fell from 87% to 21%, and MAP@1000 fell to 0.768 after one
-epoch and 0.727 at the end, most of it in the first four epochs (the quick preset, 6 epochs of
-64 images: 0.762). This is the paper's objective at work, not its optimisation: the lower the
-loss, the lower the MAP, so on such features the method cannot reach LSH's level, and the
-paper's Table 3, which has DeepBit at LSH's level, matches the release's backward pass (below),
-under which the code layer barely moves. On features without such a dominant block the same
-training helps: on the generated fc7-like set (``load_dataset("fc7-like")``, top three
-principal directions 22% of the variance) MAP@1000 0.852 against LSH's 0.773 at 64 bits (0.820
-against 0.689 at 32, 0.738 against 0.602 at 16). On the pooled mosaic features (one shared
-component), paper preset, 64 bits, with the weight decay of the VGG solver (below): every bit
-ended the same (mean |correlation| 1.00, MAP@1000 0.413, LSH 0.670).
+Where the hyperplanes go, on the fc7 mosaic (frozen mode, paper preset, 64 bits; its top three
+principal directions hold 75% of the variance): the initial layer, random hyperplanes through the
+features' mean, retrieves as LSH does. Training lowers the quantisation loss severalfold by turning
+the hyperplanes towards the top principal directions, where the items fall into well separated
+groups: the weights' energy in the top three grows from a negligible share to about a fifth. Many
+bits then cut the same few gaps: the bits' mean |correlation| rises, the share of distinct codes
+falls to a fraction of the initial layer's, and MAP@1000 falls below LSH's, most of it in the first
+few epochs (the quick preset's codes too). This is the paper's objective at work, not its
+optimisation: the lower the loss, the lower the MAP, so on such features the method cannot reach
+LSH's level, and the paper's Table 3, which has DeepBit at LSH's level, matches the release's
+backward pass (below), under which the code layer barely moves. On features without such a
+dominant block the same training helps: on the generated fc7-like set (``load_dataset("fc7-like")``,
+top three principal directions 22% of the variance) it lands well above LSH at 16, 32 and 64 bits.
+On the pooled mosaic features (one shared component), paper preset, 64 bits, with the weight decay
+of the VGG solver (below): every bit ended the same (mean |correlation| 1, MAP@1000 far below LSH's).
 
 The authors' release (kevinlin311tw/cvpr16-deepbit, see the project's release notes) differs:
 a ReLU after fc8, and one threshold for all bits at the mean of the ReLU'd outputs over the
@@ -50,9 +48,8 @@ under weight decay (next to nothing at the default), and in stage 2 only the rot
 trains it, its gradient without the angle weights (as the release's K3 layer; its forward value
 keeps them). With all three the code
 layer stays next to its random start: close to LSH, as the paper's Table 3 finds DeepBit (frozen
-mode, paper preset, 64 bits: MAP@1000 0.792 on the fc7 mosaic, LSH 0.795, mean |correlation|
-0.23, 86% distinct codes, the one global threshold leaving the bits unbalanced, mean |balance|
-0.32; 0.782 on the fc7-like set, LSH 0.773). ``configs/paper.toml`` runs it as the extra row
+mode, paper preset, 64 bits, on the fc7 mosaic and on the fc7-like set), the one global threshold
+leaving the bits unbalanced. ``configs/paper.toml`` runs it as the extra row
 ``deepbit-release``.
 
 Free choices (default):
@@ -66,12 +63,12 @@ Free choices (default):
   ``lr x weight_decay`` = 5e-7 of every weight per step, and 1e-6 at ``lr=0.5`` is the same
   shrink per step. The solvers' 5e-4 at ``lr=0.5`` shrinks 500 times faster (2.5e-4 per step,
   2.5e-3 as momentum accumulates it) and leaves only what the losses hold, the directions of
-  the paragraph above: MAP@1000 0.686 on the fc7 mosaic (0.727 with 1e-6) and 0.802 on the
-  fc7-like set (0.852), 64 bits;
+  the paragraph above, and a lower MAP@1000 than 1e-6 gives, on the fc7 mosaic and on the fc7-like
+  set (64 bits);
 - ``backbone_lr=0`` in image mode: only the code layer learns, the images pass through the
   pretrained backbone in training mode (dropout on), as the release's VGG16 at lr 0. Fine-tuning
-  at 1e-3 gave a lower MAP@1000 on mosaic (quick preset, 32 bits, with ``weight_decay=5e-4``:
-  0.662 against 0.706 at 0 and 0.712 with ``frozen_backbone=True``);
+  at 1e-3 gave a lower MAP@1000 on mosaic (quick preset, 32 bits, with ``weight_decay=5e-4``) than
+  ``backbone_lr=0`` or ``frozen_backbone=True``, which scored alike;
 - the code layer starts from unit-variance pre-activations and zero biases (see
   :mod:`hashbench.methods._cnn`; the release drew N(0, 0.01^2) weights for raw fc7);
 - loss weights 1, 1 and ``rotation_weight=1e-3`` (release) and rotation angles -10, -5, 0, 5, 10
@@ -84,6 +81,9 @@ Free choices (default):
 - image mode fine-tunes every backbone layer (the paper fine-tunes the network; the release froze
   every VGG layer, which is what ``frozen_backbone=True`` does); frozen mode has no images to
   rotate, so it trains stage 1 only.
+
+Measured MAP, code health and seconds, the release's variant beside the paper's:
+``docs/methods/deepbit.md``.
 """
 
 from __future__ import annotations

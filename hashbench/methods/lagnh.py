@@ -43,12 +43,9 @@ Presets (``preset``; explicit arguments win, a None argument takes the preset's 
   hidden 1024 (Section 4.2, Table 1);
 - "nuswide": as "coco" but lambda3 = 0.1, batch 2048, hidden 2048;
 - "quick": as "coco" but 120 epochs and hidden 512: for smoke runs and tests. Fewer steps or a
-  narrower layer leave constant bits or a lower MAP@1000 (32 bits, seed 0, 2 threads; mosaic
-  paper preset 0.8445): on mosaic 100 epochs at hidden 256 gave 0.824 (3% constant bits),
-  150 epochs at 256 0.824, 100 at 512 0.840 but 28% constant bits on ``fc7-like``; 120 at 512
-  gives 0.8395 on mosaic in about 32 s of fit (6% constant bits; seed 1: 0.819, paper preset
-  0.841), 0.762 with 6% constant bits on ``fc7-like`` (the paper preset 0.709, 3%), and no
-  constant bits on mosaic at 16 bits.
+  narrower layer left constant bits or a lower MAP@1000 (32 bits, 2 threads) on mosaic or on
+  ``fc7-like``; the quick preset's measurements beside the paper preset's are on the method's
+  page, ``docs/methods/lagnh.md``.
 ``mu``, ``sigma``, ``dropout`` and ``generator_steps`` default per variant (above). The values in
 force are the fitted ``settings_`` dict (``settings_["lambda1"]``, ``settings_["mu"]``, ...).
 
@@ -85,16 +82,18 @@ Free choices the paper leaves open, and the defaults taken here
 What the aux must carry: the paper variant trusts S^a twice (in the GCN graph and as the
 reconstruction target), so its codes are as good as the aux graph's neighbours. On the mosaic's
 detected objects, 78% of the training pairs that share an aux label share a true class (37% of all
-pairs do), and the paper preset reaches MAP@1000 0.842 at 64 bits (LSH 0.79-0.80 over seeds). On ``mosaic-tags``
-(same features; user tags whose popular distractor words are shared by 26% of the pairs, class
-words by 8%) only 46% of the pairs sharing a tag share a class, and the codes follow the tags: at
-32 bits, seed 0, MAP@1000 0.612 at the paper preset, 0.597 at the quick preset (tags alone,
-``aux-only``: 0.573; LSH 0.774; ITQ 0.811). The quick preset's ablations there: S^v as the GCN
-graph 0.706, S^v as the reconstruction target 0.627, both 0.695, no aux at all 0.672; the released
-variant, which keeps S^a out of the graph and bounds it by a cosine, 0.775. Even without aux, the
-paper variant's codes are cluster-like on these features (2-5% distinct database codes, typical
-bits set for a quarter or three quarters of the items); the paper's own no-aux ablation is near
-or below its LSH too (Table 5, COCO 32 / 64 bits: 0.570 / 0.555, LSH 0.547 / 0.631).
+pairs do), and the paper preset lands above LSH at 64 bits. On ``mosaic-tags`` (same features; user
+tags whose popular distractor words are shared by 26% of the pairs, class words by 8%) only 46% of
+the pairs sharing a tag share a class, and the codes follow the tags: at 32 bits both presets land
+far below LSH and ITQ, a little above the tags alone (``aux-only``). The quick preset's ablations
+there: S^v as the GCN graph, S^v as the reconstruction target, both, and no aux at all each score
+above the published graph and target; the released variant, which keeps S^a out of the graph and
+bounds it by a cosine, scores highest, at LSH's level. Even without aux, the paper variant's codes
+are cluster-like on these features (few distinct database codes, typical bits set for a quarter or
+three quarters of the items); the paper's own no-aux ablation is near or below its LSH too (Table 5,
+COCO 32 / 64 bits: 0.570 / 0.555, LSH 0.547 / 0.631). Measured MAP, code health and seconds, with
+the quick preset on mosaic-tags and the released variant and no-aux ablation on mosaic:
+``docs/methods/lagnh.md``.
 """
 
 from __future__ import annotations

@@ -40,29 +40,25 @@ last epoch taking what is left.
 Free choices and defaults (hyper-parameters of :class:`TBH`):
 
 - Presets: ``"paper"`` = the release's 100,000 steps of 400 at ``lr=1e-4`` (about 800 passes over
-  its 50,000 CIFAR-10 items; 8,000 passes over mosaic's 5,000) with its widths (below);
-  ``"quick"`` = 3,000 steps of 200 at ``lr=3e-4`` with half the widths (512 / 256). Both are our
-  choice: the shortest schedule tried whose codes pass the conformance check's 20% distinct
-  codes, and widths that halve its cost (a step is matrix products near the CPU's peak; the
-  release's widths give 22% distinct codes and MAP@100 0.93 on the check's data, 16 bits, seed 0;
-  half widths 22% and 0.90; quarter widths 17%). TBH learns slowly and its early codes are
-  cluster-like; the share of distinct codes grows with the items seen (steps x batch) whatever
-  the batch size, MAP with the steps. On the conformance data (16 bits, lr 3e-4, seed 0), steps x batch: 400 x 400 gave
-  MAP@100 0.59 and 7% distinct database codes; 800 x 200, 0.68 and 12%; 1,600 x 100, 0.80 and
-  10%; 2,000 x 200, 0.89 and 16%; 2,000 x 400, 0.91 and 21%; 3,000 x 200, 0.93 and 22% (seeds 1
-  and 2: 21% and 24%; ITQ: MAP@100 0.96). A learning rate of 1e-3 made codes more cluster-like
-  (4% distinct after 400 x 400); 1e-4 learned slower (MAP@100 0.41 after 400 x 400, from
-  torch's start). Thresholds at 0.5 in training, centred and scaled inputs, a hidden
-  discriminator layer: none moved the share of distinct codes by more than a few points. On
-  mosaic's fc7 (32 bits, seed 0) the quick preset gives MAP@1000 0.733, and 0.747 at the
-  release's widths in twice the time. On an earlier mosaic build (LSH 0.774 / 0.792 at 32 / 64
-  bits) the paper preset at 64 bits, along its schedule: 0.714 after 1,000 steps, 0.737 after
-  2,000, 0.744 after 4,000, 0.769 after 8,000, 0.788 after 16,000, 0.792 after 20,000 and after
-  25,000 (a quarter of it; the rest did not run here). On the globally pooled mosaic features
-  (one component shared by every item) the quick codes stay cluster-like (32 / 64 bits: MAP
-  0.469 / 0.482, LSH 0.637 / 0.684; a typical bit set for a quarter or three quarters of the
-  items; 0.7% / 3.5% distinct codes): the raw features, as the release reads them, are
-  dominated by that shared component, which ``centre=True`` removes (below).
+  its 50,000 CIFAR-10 items; 8,000 passes over mosaic's 5,000) with its widths (below); ``"quick"``
+  = 3,000 steps of 200 at ``lr=3e-4`` with half the widths (512 / 256). Both are our choice: the
+  shortest schedule tried whose codes pass the conformance check's 20% distinct codes, and widths
+  that halve its cost (a step is matrix products near the CPU's peak; on the check's data, 16 bits,
+  half the release's widths gave as many distinct codes as the full widths and nearly their MAP@100,
+  a quarter of them fewer distinct codes). TBH learns slowly and its early codes are cluster-like;
+  the share of distinct codes grows with the items seen (steps x batch) whatever the batch size, MAP
+  with the steps: on the conformance data (16 bits, lr 3e-4), every schedule shorter than the quick
+  preset's 3,000 x 200 tried (400 x 400, 800 x 200, 1,600 x 100, 2,000 x 200, 2,000 x 400) left
+  fewer distinct codes or a lower MAP@100. A learning rate of 1e-3 made codes more cluster-like;
+  1e-4 learned slower. Thresholds at 0.5 in training, centred and scaled inputs, a hidden
+  discriminator layer: none moved the share of distinct codes by more than a few points. On mosaic's
+  fc7 the quick preset lands below LSH, and the release's widths gain a little in twice the time. On
+  an earlier mosaic build the paper preset at 64 bits rose along its schedule to LSH's level by
+  20,000 steps and stayed there at 25,000 (a quarter of it; the rest did not run here). On the
+  globally pooled mosaic features (one component shared by every item) the quick codes stay
+  cluster-like (far below LSH at 32 and 64 bits, few distinct codes, a typical bit set for a quarter
+  or three quarters of the items): the raw features, as the release reads them, are dominated by
+  that shared component, which ``centre=True`` removes (below).
 - ``lr=None``: the preset's; Adam with Keras's defaults otherwise (epsilon 1e-7), for
   encoder/decoder and discriminators alike.
 - Layers start as Keras's ``Dense`` (the release's framework): Glorot-uniform weights, zero biases.
@@ -78,13 +74,15 @@ Free choices and defaults (hyper-parameters of :class:`TBH`):
   ``True`` subtracts the training mean (stored as ``input_shift_``) from every input, in
   training and encoding, and the reconstruction target is the centred feature. It is what
   features dominated by one shared component need: on the pooled mosaic features at the quick
-  preset, 32 / 64 bits, MAP@1000 0.638 / 0.655 centred against 0.469 / 0.482 as given (LSH
-  0.637 / 0.684), 11% / 35% distinct codes against 0.7% / 3.5%; on fc7 at 32 bits, 0.734
-  centred against 0.745 as given. Scaling the centred inputs to unit RMS as well moved neither
-  by more than 0.006.
+  preset, 32 and 64 bits, centred inputs brought MAP@1000 close to LSH's and many more distinct
+  codes, against far below LSH as given; on fc7 at 32 bits centring moved MAP@1000 by about as
+  much as another seed does. Scaling the centred inputs to unit RMS as well moved neither
+  noticeably.
 - The decoder ends in a ReLU, as the release's, when every input is non-negative (CNN
   activations after a ReLU, uncentred); otherwise it ends linear, since a ReLU cannot reproduce
   negative targets.
+
+Measured MAP, code health and seconds, ``centre=True`` beside the default: ``docs/methods/tbh.md``.
 """
 
 from __future__ import annotations

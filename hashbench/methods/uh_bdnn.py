@@ -52,21 +52,23 @@ Free choices and defaults (hyper-parameters of :class:`UHBDNN`):
   first network step runs ``initial_lbfgs_iterations=400``: the release's one 400-iteration fit
   to the ITQ codes before its alternations (``learn_all.m``). ``epochs``, ``lbfgs_iterations``
   and ``initial_lbfgs_iterations`` given explicitly override the preset. The iterations matter:
-  on mosaic at 32 bits, MAP@1000 after 3 alternations of 400 was 0.54, after 10 of 50 0.52, after
-  the quick preset 0.45 (ITQ: 0.56), as the network's code layer comes closer to the codes B.
+  on mosaic at 32 bits, MAP@1000 after 3 alternations of 400 iterations, or 10 of 50, was higher
+  than after the quick preset's alternations of 20, and nearer ITQ's, as the network's code layer
+  comes closer to the codes B.
 - Why the first fit is long at every preset: on features whose variance lives in a few
   directions the eigenvector start leaves the code layer almost constant over the items (the
   rows beyond the input's effective rank see next to no variation, and each sigmoid layer
   shrinks what there is). On mosaic-pooled (globally pooled CNN features, effective rank 3.5) the
   code units' standard deviation over the training items started at 4e-4 (median over 64 bits),
-  against B's +-1, and a first fit of 20 iterations did not leave that start: quick preset,
-  64 bits, 39% of the bits constant, 0.7% of the codes distinct, MAP@1000 0.435 (ITQ 0.675, LSH
-  0.670); 32 bits: 44% constant, 0.436. With the 400-iteration first fit: no constant bit, 16%
-  distinct, MAP 0.634, and a lower final ``J`` (1.08 against 1.30); 32 bits: no constant bit,
-  5.7% distinct, 0.634. (The paper preset, unchanged, at 64 bits: no constant bit, 31% distinct,
-  MAP 0.651, 305 s.) On the fc7-like mosaic (quick preset, seed 0) MAP@1000 went from 0.734 to
-  0.810 at 64 bits (constant bits 7.8% -> 0) and from 0.730 to 0.804 at 32 bits (3.1% -> 0); the
-  quick fit takes longer, 96 s -> 139 s at 64 bits, 45 s -> 92 s at 32 (one CPU thread).
+  against B's +-1, and a first fit of 20 iterations did not leave that start: at the quick
+  preset, 32 and 64 bits, many bits stayed constant, few codes were distinct and MAP@1000 fell far
+  below ITQ's and LSH's. With the 400-iteration first fit no bit is constant, more codes are
+  distinct, the final ``J`` is lower and MAP@1000 rises most of the way to theirs (the paper
+  preset, unchanged, a little further).
+  On the fc7 mosaic (quick preset) the long first fit removed the few constant bits and raised
+  MAP@1000 at 32 and 64 bits, for a quick fit about twice as long at 32 bits.
+
+Measured MAP, code health and seconds: ``docs/methods/uh-bdnn.md``.
 """
 
 from __future__ import annotations

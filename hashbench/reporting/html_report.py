@@ -164,7 +164,7 @@ def figure_html(figure: FigureFile) -> str:
     )
 
 
-def _values(records: list[dict], get) -> list[str]:
+def distinct_values(records: list[dict], get) -> list[str]:
     """The distinct values ``get(record)`` takes, most common first, with counts when they differ."""
     counts = Counter(str(value) for value in map(get, records) if value not in (None, ""))
     if len(counts) <= 1:
@@ -192,14 +192,21 @@ def provenance(records: list[dict], protocol: str) -> dict[str, str]:
     info = {
         "report written": datetime.now(UTC).isoformat(timespec="seconds")
         + f" by hashbench {importlib.metadata.version('hashbench')}",
-        "hashbench (runs)": ", ".join(_values(records, lambda r: environment(r).get("versions", {}).get("hashbench")))
+        "hashbench (runs)": ", ".join(
+            distinct_values(records, lambda r: environment(r).get("versions", {}).get("hashbench"))
+        )
         or "not recorded",
-        "git commit": ", ".join(_values(records, commit)) or "not recorded",
-        "devices": ", ".join(_values(records, lambda r: environment(r).get("device_name"))) or "not recorded",
+        "git commit": ", ".join(distinct_values(records, commit)) or "not recorded",
+        "devices": ", ".join(distinct_values(records, lambda r: environment(r).get("device_name"))) or "not recorded",
+        "CPU threads per cell": ", ".join(distinct_values(records, lambda r: environment(r).get("threads")))
+        or "not recorded",
+        "platform": ", ".join(distinct_values(records, lambda r: environment(r).get("platform"))) or "not recorded",
     }
     for package in VERSIONED:
         info[package] = (
-            ", ".join(_values(records, lambda r, package=package: environment(r).get("versions", {}).get(package)))
+            ", ".join(
+                distinct_values(records, lambda r, package=package: environment(r).get("versions", {}).get(package))
+            )
             or "not recorded"
         )
     info["protocol"] = protocol_description(protocol)

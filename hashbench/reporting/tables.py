@@ -103,6 +103,11 @@ STAT_DECIMALS = {
     "mean_abs_correlation": 2,
 }
 REFERENCE_ROWS = (RANDOM_CODES, RAW_FEATURES)
+#: what the code-health columns hold (see :mod:`hashbench.health`)
+HEALTH_COLUMNS = (
+    "constant_bits = fraction of bits on which 99% of the items agree; mean_abs_balance = mean |2p - 1|; "
+    "distinct_fraction = distinct codes / items; mean_abs_correlation = mean |correlation| between bits."
+)
 
 
 # ----------------------------------------------------------------------------- cell contents
@@ -307,9 +312,9 @@ def _map_table(
                 cells.append(Entry(() if value is None else (value,)))
             table.add_column(Column(paper_label, f"{n_bits} bits", "max", "value"), cells + padding)
     if options.health:
-        table.note(f"Code health (database codes, mean over seeds): constant_bits = fraction of bits on which 99% of "
-                   f"the items agree; mean_abs_balance = mean |2p - 1|; distinct_fraction = distinct codes / items; "
-                   f"mean_abs_correlation = mean |correlation| between bits. {DEGENERATE_MARK} = {DEGENERATE_RULE}.")  # fmt: skip
+        table.note(
+            f"Code health (database codes, mean over seeds): {HEALTH_COLUMNS} {DEGENERATE_MARK} = {DEGENERATE_RULE}."
+        )
     return table
 
 
