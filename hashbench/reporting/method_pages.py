@@ -122,14 +122,14 @@ def dataset_section(name: str, frame: pd.DataFrame, references: pd.DataFrame, pr
 
 def preset_gap_lines(name: str, mosaic_fingerprints: set) -> list[str]:
     """The shipped quick-versus-paper measurement on mosaic, where the method has one."""
-    from hashbench.running.preset_gaps import GAP_LIMIT, PATH, load_gaps
+    from hashbench.running.preset_gaps import GAP_LIMIT, PATH, load_gaps, seeds_text
 
     gaps = load_gaps()
     entry = gaps.get("methods", {}).get(name)
     if entry is None:
         return []
     where = (f"`hashbench/data/{PATH.name}`: {gaps['protocol']} MAP@{gaps['topk']} on mosaic at {gaps['bits']} bits, "
-             f"seed {gaps['seed']}, {gaps['threads']} threads, mosaic build `{gaps['fingerprint']}`, measured once")  # fmt: skip
+             f"{seeds_text(entry, gaps)}, {gaps['threads']} threads, mosaic build `{gaps['fingerprint']}`, measured once")  # fmt: skip
     if entry.get("paper") is None:
         text = f"quick preset {entry['quick']:.4f}; paper preset not measured ({entry.get('note', 'too long')})"
     else:
@@ -137,6 +137,10 @@ def preset_gap_lines(name: str, mosaic_fingerprints: set) -> list[str]:
         verdict = "more than" if abs(gap) > GAP_LIMIT else "within"
         text = (f"quick preset {entry['quick']:.4f}, paper preset {entry['paper']:.4f} (quick - paper = {gap:+.4f}, "
                 f"{verdict} the {GAP_LIMIT} that `hashbench run` tolerates)")  # fmt: skip
+    if "per_seed" in entry:
+        text += "; per seed, " + "; ".join(
+            f"{preset} " + ", ".join(f"{value:.4f}" for value in values) for preset, values in entry["per_seed"].items()
+        )
     same = gaps["fingerprint"] in mosaic_fingerprints
     build = "" if not mosaic_fingerprints else (" The mosaic records above are of the same build." if same else
                                                 " The mosaic records above are of another build.")  # fmt: skip

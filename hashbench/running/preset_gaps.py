@@ -10,7 +10,7 @@ none; ``per_seed`` keeps each seed's MAP). A method whose MAP moves between seed
 gap itself is measured over several seeds, so that one lucky or unlucky seed does not decide. ``hashbench run`` names the methods whose
 quick preset is further than ``GAP_LIMIT`` from the paper preset, and those whose paper preset
 was not measured (too long to run here), under its summary table; the report's captions do the
-same. ``python -m hashbench.running.preset_gaps [--seeds 0 1 2] METHOD ...`` measures (again) and writes
+same. ``python -m hashbench.running.preset_gaps METHOD ... [--seeds 0 1 2]`` measures (again) and writes
 the file.
 """
 
