@@ -268,54 +268,55 @@ def _shared_legend(figure: Figure, axes_grid: np.ndarray, order) -> None:
     figure.legend([handles[label] for label in labels], labels, loc="outside right center", fontsize="small")
 
 
-def draw_figure2(data: pd.DataFrame, highlight=None) -> Figure:
+def _dataset_by_bits_panels(data: pd.DataFrame):
+    """A figure with a row per dataset and a column per code length, and each panel's axes and data."""
     datasets = dataset_order(data["dataset"].unique())
     bits = sorted(data["n_bits"].unique())
     figure, axes_grid = _panels(len(datasets), len(bits))
+    panels = [
+        (axes_grid[row, col], dataset, n_bits, data[(data["dataset"] == dataset) & (data["n_bits"] == n_bits)])
+        for row, dataset in enumerate(datasets)
+        for col, n_bits in enumerate(bits)
+    ]
+    return figure, axes_grid, panels
+
+
+def draw_figure2(data: pd.DataFrame, highlight=None) -> Figure:
+    figure, axes_grid, panels = _dataset_by_bits_panels(data)
     styles = line_styles(data, highlight)
-    for row, dataset in enumerate(datasets):
-        for col, n_bits in enumerate(bits):
-            axes = axes_grid[row, col]
-            panel = data[(data["dataset"] == dataset) & (data["n_bits"] == n_bits)]
-            _draw_lines(axes, panel, "k", "precision", styles, markers=False)
-            axes.set(
-                title=f"{_dataset_title(dataset)}, {n_bits} bits", xlabel="k (items retrieved)", ylabel="precision@k"
-            )
+    for axes, dataset, n_bits, panel in panels:
+        _draw_lines(axes, panel, "k", "precision", styles, markers=False)
+        axes.set(title=f"{_dataset_title(dataset)}, {n_bits} bits", xlabel="k (items retrieved)", ylabel="precision@k")
     _shared_legend(figure, axes_grid, list(styles))
     figure.suptitle(TITLES["figure2"])
     return figure
 
 
 def draw_cost_accuracy(data: pd.DataFrame, highlight=None) -> Figure:
-    datasets = dataset_order(data["dataset"].unique())
-    bits = sorted(data["n_bits"].unique())
-    figure, axes_grid = _panels(len(datasets), len(bits))
+    figure, axes_grid, panels = _dataset_by_bits_panels(data)
     styles = line_styles(data, highlight)
-    for row, dataset in enumerate(datasets):
-        for col, n_bits in enumerate(bits):
-            axes = axes_grid[row, col]
-            panel = data[(data["dataset"] == dataset) & (data["n_bits"] == n_bits)]
-            front = panel[panel["pareto"]].sort_values("fit_s")
-            # the staircase runs on to the slowest method, so everything below and right of it is beaten
-            seconds = [*front["fit_s"], panel["fit_s"].max()]
-            axes.step(
-                seconds,
-                [*front["map"], front["map"].iloc[-1]],
-                where="post",
-                color="grey",
-                linestyle="--",
-                linewidth=1,
-                zorder=1,
-                label="Pareto front",
-            )
-            for line, point in panel.groupby("line", sort=False, observed=True):
-                style = styles[line]
-                axes.plot(point["fit_s"], point["map"], linestyle="none", marker=style["marker"], color=style["color"],
-                          markersize=9 if style["zorder"] > 2 else 6, zorder=style["zorder"] + 1, label=line,
-                          markeredgecolor="black", markeredgewidth=0.4)  # fmt: skip
-            axes.set_xscale("log")
-            axes.grid(True, which="both", alpha=0.3)
-            axes.set(title=f"{_dataset_title(dataset)}, {n_bits} bits", xlabel="training seconds (log)", ylabel="MAP")
+    for axes, dataset, n_bits, panel in panels:
+        front = panel[panel["pareto"]].sort_values("fit_s")
+        # the staircase runs on to the slowest method, so everything below and right of it is beaten
+        seconds = [*front["fit_s"], panel["fit_s"].max()]
+        axes.step(
+            seconds,
+            [*front["map"], front["map"].iloc[-1]],
+            where="post",
+            color="grey",
+            linestyle="--",
+            linewidth=1,
+            zorder=1,
+            label="Pareto front",
+        )
+        for line, point in panel.groupby("line", sort=False, observed=True):
+            style = styles[line]
+            axes.plot(point["fit_s"], point["map"], linestyle="none", marker=style["marker"], color=style["color"],
+                      markersize=9 if style["zorder"] > 2 else 6, zorder=style["zorder"] + 1, label=line,
+                      markeredgecolor="black", markeredgewidth=0.4)  # fmt: skip
+        axes.set_xscale("log")
+        axes.grid(True, which="both", alpha=0.3)
+        axes.set(title=f"{_dataset_title(dataset)}, {n_bits} bits", xlabel="training seconds (log)", ylabel="MAP")
     _shared_legend(figure, axes_grid, list(styles))
     figure.suptitle(TITLES["cost_accuracy"])
     return figure
