@@ -77,6 +77,23 @@ def test_the_fitted_model_keeps_no_training_data_even_after_an_error():
     assert not hasattr(failed, "_train")
 
 
+def test_subnormal_floats_flush_to_zero_while_fitting_only():
+    subnormal = torch.tensor([1e-40])  # below float32's smallest normal number, about 1.2e-38
+    seen = []
+
+    class Probe(Linear):
+        def _loss_terms(self, rows):
+            seen.append(float(subnormal * 1.0))
+            return super()._loss_terms(rows)
+
+    Probe(epochs=1).fit(feature_split())
+    assert seen and set(seen) == {0.0}
+    assert float(subnormal * 1.0) > 0  # the flag is off again after fit
+    with pytest.raises(hb.TrainingDivergedError):
+        Linear(poison_at=1).fit(feature_split())
+    assert float(subnormal * 1.0) > 0  # and after a failed fit
+
+
 def test_same_seed_same_weights_and_every_random_draw_from_the_seed():
     train = feature_split()
     first, again, other = Linear(seed=1).fit(train), Linear(seed=1).fit(train), Linear(seed=2).fit(train)
