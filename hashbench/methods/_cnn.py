@@ -93,19 +93,30 @@ _FROZEN_OUTPUTS: dict[tuple, tuple[weakref.ref, torch.Tensor]] = {}
 
 def frozen_outputs(split: Split, kind: str, device: torch.device) -> torch.Tensor:
     """What the split's frozen backbone computes for every image: ``"trunk"`` (deterministic in
-    training mode too) or ``"eval"`` (the whole backbone in eval mode). Computed once per image
-    source and device and kept while the source lives, so every method fitted and evaluated on a
-    dataset in one process shares one pass of its images through the backbone."""
+    training mode too) or ``"eval"`` (the whole backbone in eval mode: its top layers on the trunk's
+    outputs). Computed once per image source and device and kept while the source lives, so every
+    method fitted and evaluated on a dataset in one process shares one pass of its images through
+    the backbone's convolutions."""
     for key in [k for k, (source, _) in _FROZEN_OUTPUTS.items() if source() is None]:
         del _FROZEN_OUTPUTS[key]
     key = (id(split.images), kind, str(device))
     if key not in _FROZEN_OUTPUTS or _FROZEN_OUTPUTS[key][0]() is not split.images:
-        backbone = split.images.backbone().to(device).eval()
-        forward = backbone.forward_trunk if kind == "trunk" else backbone
         with torch.no_grad():
-            outputs = encode_in_batches(lambda idx: forward(load_images(split, idx, device)), len(split), ENCODE_BATCH)
+            outputs = encode_in_batches(frozen_forward(split, kind, device), len(split), ENCODE_BATCH)
         _FROZEN_OUTPUTS[key] = (weakref.ref(split.images), torch.as_tensor(outputs, device=device))
     return _FROZEN_OUTPUTS[key][1]
+
+
+def frozen_forward(split: Split, kind: str, device: torch.device) -> Callable[[np.ndarray], torch.Tensor]:
+    """``indices -> outputs`` of the split's backbone in eval mode: its trunk, or all of it (the top
+    layers read the cached trunk outputs when the backbone is split in two, as every built-in one is)."""
+    backbone = split.images.backbone().to(device).eval()
+    if kind == "trunk":
+        return lambda indices: backbone.forward_trunk(load_images(split, indices, device))
+    if not hasattr(backbone, "forward_top"):
+        return lambda indices: backbone(load_images(split, indices, device))
+    trunk = frozen_outputs(split, "trunk", device)
+    return lambda indices: backbone.forward_top(trunk[torch.as_tensor(indices, device=device)])
 
 
 class CodeNetwork(nn.Module):

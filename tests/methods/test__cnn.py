@@ -238,3 +238,18 @@ def test_fine_tuning_the_top_keeps_the_trunk_and_reads_it_from_the_cache(monkeyp
         small(SSDH, fine_tune="middle").fit(train)
     whole = small(SSDH, fine_tune="top", backbone_lr=1e-3).fit(image_split(32))  # TinyBackbone declares no trunk
     assert all(p.requires_grad for p in whole.network_.backbone.parameters())
+
+
+def test_eval_outputs_are_the_top_layers_on_the_cached_trunk(monkeypatch, one_thread):
+    calls = []
+    original = TrunkBackbone.forward_trunk
+    monkeypatch.setattr(TrunkBackbone, "forward_trunk", lambda self, x: calls.append(len(x)) or original(self, x))
+    for backbone in (TrunkBackbone, TinyBackbone):  # TinyBackbone declares no trunk: the whole network on images
+        split = image_split(40, backbone=backbone)
+        whole = split.images.backbone().eval()
+        with torch.no_grad():
+            expected = whole(real_load(split, np.arange(len(split)), torch.device("cpu")))
+        torch.testing.assert_close(_cnn.frozen_outputs(split, "eval", torch.device("cpu")), expected)
+        if backbone is TrunkBackbone:
+            _cnn.frozen_outputs(split, "trunk", torch.device("cpu"))
+    assert calls == [40]  # the trunk ran once, for the eval outputs, and was then read from the cache
