@@ -246,10 +246,10 @@ def test_eval_outputs_are_the_top_layers_on_the_cached_trunk(monkeypatch, one_th
     monkeypatch.setattr(TrunkBackbone, "forward_trunk", lambda self, x: calls.append(len(x)) or original(self, x))
     for backbone in (TrunkBackbone, TinyBackbone):  # TinyBackbone declares no trunk: the whole network on images
         split = image_split(40, backbone=backbone)
-        whole = split.images.backbone().eval()
         with torch.no_grad():
-            expected = whole(real_load(split, np.arange(len(split)), torch.device("cpu")))
+            expected = split.images.backbone().eval()(real_load(split, np.arange(len(split)), torch.device("cpu")))
+        calls.clear()
         torch.testing.assert_close(_cnn.frozen_outputs(split, "eval", torch.device("cpu")), expected)
         if backbone is TrunkBackbone:
             _cnn.frozen_outputs(split, "trunk", torch.device("cpu"))
-    assert calls == [40]  # the trunk ran once, for the eval outputs, and was then read from the cache
+            assert calls == [40]  # the trunk ran once, for the eval outputs, and was then read from the cache
