@@ -62,8 +62,8 @@ def run_cells(
             pool.epoch_bars and not quiet,
             threads,
         )
-        for c in sorted(leaders.values(), key=lambda c: canonical_json([c.dataset_source, c.dataset_options]))
-    ]  # ordered by dataset: each worker loads a dataset once per stretch of cells on it
+        for c in sorted(leaders.values(), key=execution_order)
+    ]
     log_lines = not quiet and not sys.stdout.isatty()  # a log file or a pipe: one line per finished cell
     counts = {"done": sum(r["status"] == "done" for r in records.values())}
     counts["failed"] = len(records) - counts["done"]
@@ -87,6 +87,15 @@ def run_cells(
                 bar.update()
             bar.set_postfix(**counts, left=len(cells) - len(records))
     return [records[c.id] for c in cells]
+
+
+def execution_order(cell: Cell) -> tuple[str, bool]:
+    """Cells by dataset, so that a worker loads each dataset once per stretch of cells on it; on a
+    dataset, the methods that read images last, so that the backbone outputs they cache and share
+    (see ``hashbench.methods._cnn.frozen_outputs``) are not held through the other cells."""
+    from hashbench.registry import method_class
+
+    return canonical_json([cell.dataset_source, cell.dataset_options]), method_class(cell.method).input_kind == "images"
 
 
 def cell_line(cell: Cell, record: dict) -> str:

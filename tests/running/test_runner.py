@@ -14,7 +14,7 @@ from hashbench.codes import BinaryCodes
 from hashbench.running import store
 from hashbench.running.cell import Cell
 from hashbench.running.rescore import rescore
-from hashbench.running.runner import run_cells, run_config
+from hashbench.running.runner import execution_order, run_cells, run_config
 from hashbench.running.worker import CellTimeout, time_limit
 from tests.running.toy_methods import write_config, write_toy_dataset
 
@@ -292,3 +292,22 @@ def test_a_cell_whose_bits_copy_one_another_is_warned_about(tmp_path, toy_npz, c
     assert stats["constant_bits"] == 0 and stats["distinct_fraction"] >= 0.01 and stats["mean_abs_correlation"] > 0.9
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "mean_abs_correlation=1.00" in warnings[0]
+
+
+def test_cells_run_by_dataset_with_the_image_methods_last_on_each():
+    cells = [
+        Cell("e", name, name, {}, dataset, 16, 0, dataset_source=dataset)
+        for dataset in ("mosaic", "fc7-like")
+        for name in ("deepbit", "lsh", "cibhash", "itq")
+    ]
+    order = [(c.dataset, c.method) for c in sorted(cells, key=execution_order)]
+    assert order == [
+        ("fc7-like", "lsh"),
+        ("fc7-like", "itq"),
+        ("fc7-like", "deepbit"),
+        ("fc7-like", "cibhash"),
+        ("mosaic", "lsh"),
+        ("mosaic", "itq"),
+        ("mosaic", "deepbit"),
+        ("mosaic", "cibhash"),
+    ]
