@@ -20,6 +20,7 @@ import sys
 
 from hashbench.cli import datasets, methods, prepare, report, run
 from hashbench.errors import HashbenchError
+from hashbench.methods._torch import flush_subnormals_in_process
 
 COMMAND_MODULES = (methods, run, report, datasets, prepare)
 
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    flush_subnormals_in_process()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

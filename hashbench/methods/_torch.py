@@ -47,6 +47,23 @@ POSITIVE_INT_SETTINGS = ("epochs", "batch_size")
 POSITIVE_FLOAT_SETTINGS = ("lr",)
 
 
+_subnormals_flushed_in_process = False
+
+
+def flush_subnormals_in_process() -> None:
+    """Flush subnormal floats (below about 1e-38) to zero on the CPU for the rest of the process.
+
+    Adam's running squared gradients of nearly inactive units sink into the subnormal range late in
+    training, and arithmetic on subnormals takes a microcoded path many times slower: TBH's quick
+    fit is much slower without the flush, with the same codes. The flag belongs to each thread, and
+    the threads of torch's CPU pool take it from the thread that starts them, so the command line
+    and each worker process call this first, before torch starts that pool. Fitting alone flushes
+    only in the calling thread (``TorchHasher._fitting``)."""
+    global _subnormals_flushed_in_process
+    torch.set_flush_denormal(True)
+    _subnormals_flushed_in_process = True
+
+
 def resolve_device(device: str) -> torch.device:
     """``"auto"`` picks CUDA when torch sees it; asking for CUDA without one is an error."""
     if device == "auto":
@@ -121,17 +138,15 @@ class TorchHasher(Hasher):
         arrays as tensors, and anything a method computes once per fit) for the hooks, for the
         duration of the block only: a fitted model keeps no training data it does not encode with.
 
-        The CPU flushes subnormal floats (below about 1e-38) to zero meanwhile: Adam's running
-        squared gradients of nearly inactive units sink there late in training, and arithmetic on
-        subnormals takes a microcoded path many times slower (TBH's quick fit is much slower without
-        the flush, and gives the same codes). torch has no getter for the flag; its default, off, is
-        restored."""
+        The calling thread flushes subnormal floats to zero meanwhile (see
+        :func:`flush_subnormals_in_process`, which covers torch's other CPU threads too); afterwards
+        the flag is as the process had it."""
         self._train, self._train_tensors = train, {}
         torch.set_flush_denormal(True)
         try:
             yield
         finally:
-            torch.set_flush_denormal(False)
+            torch.set_flush_denormal(_subnormals_flushed_in_process)
             del self._train, self._train_tensors
 
     def _run_epoch(self, epoch: int, callback) -> None:

@@ -1,10 +1,14 @@
 """The training loop every torch method shares (``TorchHasher``), on a minimal method."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 import hashbench as hb
+from hashbench.methods import _torch
 from hashbench.methods._torch import TorchHasher, Update
 from tests.methods.feature_deep_checks import feature_split
 
@@ -77,7 +81,8 @@ def test_the_fitted_model_keeps_no_training_data_even_after_an_error():
     assert not hasattr(failed, "_train")
 
 
-def test_subnormal_floats_flush_to_zero_while_fitting_only():
+def test_subnormal_floats_flush_to_zero_while_fitting_only(monkeypatch):
+    monkeypatch.setattr(_torch, "_subnormals_flushed_in_process", False)  # as in a library user's process
     subnormal = torch.tensor([1e-40])  # below float32's smallest normal number, about 1.2e-38
     seen = []
 
@@ -112,3 +117,12 @@ def test_updates_step_on_their_own_objectives():
     start = TwoOptimisers(epochs=1)
     start.fit(feature_split())
     torch.testing.assert_close(method.layer_.weight, start.layer_.weight)  # lr 0: nothing moved
+
+
+def test_the_command_line_flushes_subnormals_in_every_torch_thread():
+    script = (
+        "import torch, hashbench.cli as cli; cli.main(['list']); torch.set_num_threads(2); "
+        "x = torch.full((1 << 16,), 1e-40); print(int((x * 1.0).count_nonzero()))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "0"  # flushed in both threads' halves of the product
