@@ -83,6 +83,7 @@ def test_the_fitted_model_keeps_no_training_data_even_after_an_error():
 
 def test_subnormal_floats_flush_to_zero_while_fitting_only(monkeypatch):
     monkeypatch.setattr(_torch, "_subnormals_flushed_in_process", False)  # as in a library user's process
+    torch.set_flush_denormal(False)  # an earlier test may have run the command line in this process
     subnormal = torch.tensor([1e-40])  # below float32's smallest normal number, about 1.2e-38
     seen = []
 
