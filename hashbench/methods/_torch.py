@@ -293,11 +293,9 @@ def encode_in_batches(forward: Callable[[np.ndarray], torch.Tensor], n: int, bat
     """Concatenate ``forward(indices)`` over consecutive index batches, as a float32 numpy array
     filled batch by batch (never a list of batches and their concatenated copy at once)."""
     outputs = None
-    for start in range(0, n, batch_size):
-        batch = forward(np.arange(start, min(start + batch_size, n))).float().cpu()
+    for start in range(0, max(n, 1), batch_size):  # n == 0: one empty call gives the shape
+        batch = forward(np.arange(start, min(start + batch_size, n))).float().cpu().numpy()
         if outputs is None:
             outputs = np.empty((n, *batch.shape[1:]), dtype=np.float32)
-        outputs[start : start + len(batch)] = batch.numpy()
-    if outputs is None:  # n == 0: one empty call gives the shape
-        return forward(np.arange(0)).float().cpu().numpy()
+        outputs[start : start + len(batch)] = batch
     return outputs
