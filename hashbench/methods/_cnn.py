@@ -96,12 +96,13 @@ def frozen_outputs(split: Split, kind: str, device: torch.device) -> torch.Tenso
     training mode too) or ``"eval"`` (the whole backbone in eval mode: its top layers on the trunk's
     outputs). Computed once per image source and device and kept while the source lives, so every
     method fitted and evaluated on a dataset in one process shares one pass of its images through
-    the backbone's convolutions."""
+    the backbone's convolutions. Computing them leaves torch's global generator as it was (building
+    a backbone draws from it), so a fit that fills the cache gives the codes of one that reads it."""
     for key in [k for k, (source, _) in _FROZEN_OUTPUTS.items() if source() is None]:
         del _FROZEN_OUTPUTS[key]
     key = (id(split.images), kind, str(device))
     if key not in _FROZEN_OUTPUTS or _FROZEN_OUTPUTS[key][0]() is not split.images:
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
             outputs = encode_in_batches(frozen_forward(split, kind, device), len(split), ENCODE_BATCH)
         _FROZEN_OUTPUTS[key] = (weakref.ref(split.images), torch.as_tensor(outputs, device=device))
     return _FROZEN_OUTPUTS[key][1]

@@ -88,3 +88,12 @@ class TrunkBackbone(TinyBackbone):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_top(self.forward_trunk(images))
+
+
+class DrawingTrunkBackbone(TrunkBackbone):
+    """:class:`TrunkBackbone` whose construction draws from torch's global generator, as a real
+    backbone does when it initialises its layers before loading its weights."""
+
+    def __init__(self):
+        super().__init__()
+        torch.rand(1)

@@ -16,7 +16,7 @@ from hashbench.methods.deepbit import DeepBit
 from hashbench.methods.greedyhash import GreedyHash
 from hashbench.methods.sadh import SADH
 from hashbench.methods.ssdh import SSDH
-from tests.methods.image_checks import NaNBackbone, TinyBackbone, TrunkBackbone, image_split
+from tests.methods.image_checks import DrawingTrunkBackbone, NaNBackbone, TinyBackbone, TrunkBackbone, image_split
 
 real_load = _cnn.load_images
 
@@ -200,6 +200,16 @@ def test_a_fixed_backbone_runs_once_per_dataset_and_trains_as_on_images(cls, mon
     uncached = small(cls, seed=2, backbone_lr=0).fit(train)
     np.testing.assert_array_equal(codes.unpack(), uncached.encode(query).unpack())
     assert sum(calls) > trunk_passes + 3 * len(train)
+
+
+@pytest.mark.parametrize("cls", [DeepBit, SADH], ids=lambda cls: cls.name)
+def test_filling_the_cache_inside_a_fit_leaves_the_codes_unchanged(cls, one_thread):
+    # the first fit on a dataset computes the cache, building a backbone; later fits read it
+    train = image_split(96, backbone=DrawingTrunkBackbone)
+    query = image_split(40, seed=1, backbone=DrawingTrunkBackbone)
+    first = small(cls, seed=2, backbone_lr=0).fit(train).encode(query)
+    again = small(cls, seed=2, backbone_lr=0).fit(train).encode(query)
+    np.testing.assert_array_equal(first.unpack(), again.unpack())
 
 
 def test_augmented_training_images_are_not_cached(monkeypatch, one_thread):
