@@ -4,10 +4,12 @@ A quick preset is a short schedule for smoke runs and first looks; it earns its 
 is close to the paper preset's. The mosaic build is the same on every machine (see
 :mod:`hashbench.datasets.mosaic`), so the comparison is measured once and shipped in
 ``hashbench/data/mosaic_preset_gaps.json``: per method, MAP@1000 (official protocol) of both
-presets at 32 bits, two CPU threads (as ``configs/quick.toml`` runs its cells; see ``threads`` in
-:mod:`hashbench.running.config`), averaged over the entry's ``seeds`` (seed 0 where an entry names
-none; ``per_seed`` keeps each seed's MAP). A method whose MAP moves between seeds by about the
-gap itself is measured over several seeds, so that one lucky or unlucky seed does not decide. ``hashbench run`` names the methods whose
+presets at 32 bits, measured on the cells a run builds (:func:`gap_cells`: the run's seeds given
+to the method, its two CPU threads), averaged over the entry's ``seeds`` (seed 0 where an entry
+names none; ``per_seed`` keeps each seed's MAP). So a quick preset's "seed 0" here is the same fit
+as the seed-0 cell of ``hashbench run configs/quick.toml`` at 32 bits. A method whose MAP moves
+between seeds by about the gap itself is measured over several seeds, so that one lucky or
+unlucky seed does not decide. ``hashbench run`` names the methods whose
 quick preset is further than ``GAP_LIMIT`` from the paper preset, and those whose paper preset
 was not measured (too long to run here), under its summary table; the report's captions do the
 same. ``python -m hashbench.running.preset_gaps METHOD ... [--seeds 0 1 2]`` measures (again) and writes
@@ -61,32 +63,32 @@ def seeds_text(entry: dict, gaps: dict) -> str:
     return f"seed {seeds[0]}" if len(seeds) == 1 else "mean of seeds " + ", ".join(map(str, seeds))
 
 
-def measure(names: list[str], seeds: tuple[int, ...] = (0,), path: Path = PATH) -> dict:
-    """Fit each method at both presets on mosaic for each seed and store the mean MAPs (other
-    methods' entries kept)."""
-    from hashbench.datasets import load_dataset
-    from hashbench.metrics import evaluate
-    from hashbench.registry import create_method
-    from hashbench.running.worker import cpu_threads
+def gap_cells(name: str, preset: str, seeds) -> list:
+    """The cells of ``name`` at ``preset`` that a matrix like ``configs/quick.toml`` runs on mosaic
+    at ``BITS`` bits (``common_params = {preset = ...}``): their ``method_seed`` is the run's, so a
+    gap's "seed 0" is the fit of the run's seed-0 cell."""
+    from hashbench.running.config import parse_config
 
-    dataset = load_dataset("mosaic")
+    defaults = {"datasets": ["mosaic"], "bits": [BITS], "seeds": list(seeds), "common_params": {"preset": preset}}
+    return parse_config({"defaults": defaults, "experiment": [{"name": f"{preset}-preset", "methods": [name]}]}).cells()
+
+
+def measure(names: list[str], seeds: tuple[int, ...] = (0,), path: Path = PATH) -> dict:
+    """Fit each method at both presets on mosaic for each seed, as ``hashbench run`` fits its cells,
+    and store the mean MAPs (other methods' entries kept)."""
+    from hashbench.running.worker import cpu_threads, load_cell_dataset, measure_cell
+
     for name in names:
         entry = {"paper": None, "note": TOO_LONG[name]} if name in TOO_LONG else {}
         per_seed = {}
         for preset in ("quick",) if name in TOO_LONG else ("quick", "paper"):
             per_seed[preset] = []
-            for seed in seeds:
+            for cell in gap_cells(name, preset, seeds):
+                dataset = load_cell_dataset(cell)
                 with cpu_threads(THREADS):
-                    method = create_method(name, n_bits=BITS, seed=seed, preset=preset).fit(dataset.train)
-                scores = evaluate(
-                    method.encode(dataset.query),
-                    method.encode(dataset.database),
-                    dataset.query.labels,
-                    dataset.database.labels,
-                    topk=1000,
-                )
-                per_seed[preset].append(round(float(scores.map), 4))
-                print(name, preset, seed, per_seed[preset][-1], flush=True)
+                    outcome, _, _ = measure_cell(cell, dataset)
+                per_seed[preset].append(round(outcome["metrics"]["map"], 4))
+                print(name, preset, cell.seed, per_seed[preset][-1], flush=True)
             entry[preset] = round(sum(per_seed[preset]) / len(seeds), 4)
         if len(seeds) > 1:
             entry |= {"seeds": list(seeds), "per_seed": per_seed}
@@ -111,4 +113,7 @@ if __name__ == "__main__":
     parser.add_argument("methods", nargs="+")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     arguments = parser.parse_args()
+    from hashbench.methods._torch import flush_subnormals_in_process
+
+    flush_subnormals_in_process()  # as the command line does: faster, the same codes
     measure(arguments.methods, tuple(arguments.seeds))

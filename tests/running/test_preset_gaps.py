@@ -67,20 +67,25 @@ def test_table_captions_carry_the_notes(monkeypatch):
 def test_measure_keeps_each_seed_and_stores_their_mean(tmp_path, monkeypatch):
     import numpy as np
 
-    import hashbench.datasets
-    import hashbench.registry
     from hashbench import load_dataset
+    from hashbench.running import worker
     from tests.running.toy_methods import write_toy_dataset
 
     toy = load_dataset(write_toy_dataset(tmp_path / "toy.npz"))
-    monkeypatch.setattr(hashbench.datasets, "load_dataset", lambda name: toy)
-    create = hashbench.registry.create_method
-    # LSH stands in for a method with presets: the preset is dropped, the seed kept
-    monkeypatch.setattr(hashbench.registry, "create_method", lambda name, preset, **p: create("lsh", **p))
+    monkeypatch.setattr(worker, "load_cell_dataset", lambda cell: toy)
     path = tmp_path / "gaps.json"
-    gaps = preset_gaps.measure(["m"], seeds=(0, 1, 2), path=path)
-    entry = gaps["methods"]["m"]
+    gaps = preset_gaps.measure(["greedyhash"], seeds=(0, 1, 2), path=path)
+    entry = gaps["methods"]["greedyhash"]
     assert entry["seeds"] == [0, 1, 2] and len(set(entry["per_seed"]["quick"])) > 1
     assert entry["quick"] == round(np.mean(entry["per_seed"]["quick"]), 4)
-    assert entry["per_seed"]["quick"] == entry["per_seed"]["paper"]
+    assert entry["paper"] == round(np.mean(entry["per_seed"]["paper"]), 4)
     assert gaps["fingerprint"] == toy.fingerprint and json.loads(path.read_text()) == gaps
+
+
+def test_a_gap_is_measured_on_the_fit_of_the_quick_runs_cell():
+    from hashbench.running.config import load_config
+
+    for seed in (0, 1):
+        (quick,) = load_config("configs/quick.toml").with_seeds([seed]).cells(methods=["deepbit"], bits=[32])
+        (measured,) = preset_gaps.gap_cells("deepbit", "quick", (seed,))
+        assert measured.method_seed == quick.method_seed and measured.computation_id == quick.computation_id
