@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 
 from hashbench.errors import InvalidInputError
-from hashbench.methods._torch import flush_subnormals_in_process
 from hashbench.running.config import EXECUTORS
 from hashbench.running.worker import CellTask, execute_cell
 
@@ -83,9 +82,7 @@ class ProcessesExecutor:
 
 
 def pin_gpu(gpu_queue, gpus: int) -> None:
-    """Process-pool initializer: flush subnormals in every CPU thread (as the command line does),
-    and give this worker one GPU of its own (when there are GPUs)."""
-    flush_subnormals_in_process()
+    """Process-pool initializer: give this worker one GPU of its own (when there are GPUs)."""
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
 

@@ -37,6 +37,7 @@ from hashbench.datasets import load_dataset
 from hashbench.datasets.cache import DATA_DIR_VARIABLE
 from hashbench.errors import UnknownNameError
 from hashbench.health import code_stats
+from hashbench.methods._torch import flush_subnormals_in_process
 from hashbench.metrics import evaluate
 from hashbench.running import store
 from hashbench.running.cell import Cell, canonical_json
@@ -248,6 +249,8 @@ def method_source(name: str) -> tuple[str, str] | None:
 
 
 def prepare_worker(task: CellTask) -> None:
+    # a worker of any executor (processes, Ray, Slurm) gets here before its first torch work
+    flush_subnormals_in_process()
     if not task.epoch_bars:
         os.environ["TQDM_DISABLE"] = "1"
     if task.data_dir:
