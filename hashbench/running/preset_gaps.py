@@ -88,7 +88,10 @@ def measure(names: list[str], seeds: tuple[int, ...] = (0,), path: Path = PATH) 
                 with cpu_threads(THREADS):
                     outcome, _, _ = measure_cell(cell, dataset)
                 per_seed[preset].append(round(outcome["metrics"]["map"], 4))
-                print(name, preset, cell.seed, per_seed[preset][-1], flush=True)
+                print(
+                    f"{name} {preset} seed {cell.seed}: MAP {per_seed[preset][-1]}, fit {outcome['timings']['fit']:.1f} s",
+                    flush=True,
+                )
             entry[preset] = round(sum(per_seed[preset]) / len(seeds), 4)
         if len(seeds) > 1:
             entry |= {"seeds": list(seeds), "per_seed": per_seed}
