@@ -285,6 +285,7 @@ def load_cell_dataset(cell: Cell):
     if key not in _dataset_cache:
         _dataset_cache.clear()
         _dataset_cache[key] = load_dataset(cell.dataset_source, **cell.dataset_options)
+        release_freed_memory()  # what a build on first use freed, before the cell's peak is measured
     return _dataset_cache[key]
 
 
