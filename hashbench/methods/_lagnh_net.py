@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -167,7 +168,7 @@ class Generator(nn.Module):
             return squared.new_tensor(1.0)
         with torch.no_grad():
             pairs = squared.flatten().take(upper_triangle(n, squared.device))
-            return (pairs.median() / 2).clamp_min(EPS)
+            return (lower_median(pairs) / 2).clamp_min(EPS)
 
     # --- forward passes ----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> Propagation:
@@ -226,6 +227,15 @@ def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """||a_i - b_j||^2 from one matrix product (no square root taken and undone)."""
     norms = a.square().sum(1)[:, None] + b.square().sum(1)[None, :]
     return torch.addmm(norms, a, b.T, alpha=-2).clamp_min(0)
+
+
+def lower_median(values: torch.Tensor) -> torch.Tensor:
+    """``values.median()`` (the lower of the two middle values of an even count) of a 1-d tensor; on
+    the CPU by numpy's linear-time selection, many times faster there than torch's median."""
+    if values.device.type != "cpu":
+        return values.median()
+    middle = (len(values) - 1) // 2
+    return values.new_tensor(np.partition(values.numpy(), middle)[middle])
 
 
 @functools.cache
