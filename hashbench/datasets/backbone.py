@@ -219,7 +219,13 @@ def train_backbone(
     return model.eval()
 
 
-def apply_in_batches(function, n: int, load, batch_size: int = 128) -> np.ndarray:
+#: images per batch through a CNN in eval mode: at this size the convolutions' activations stay in
+#: the CPU's caches, and the pass over mosaic's images ran about twice as fast as at 256, with the
+#: same outputs
+IMAGE_BATCH = 64
+
+
+def apply_in_batches(function, n: int, load, batch_size: int = IMAGE_BATCH) -> np.ndarray:
     """``function`` (uint8 images -> tensor) over ``n`` images, ``load(slice)`` giving one batch (k, 1, H, W).
 
     Only one batch at a time is converted, so large splits never exist as float pixels.

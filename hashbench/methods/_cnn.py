@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from hashbench._validation import check_choice
+from hashbench.datasets.backbone import IMAGE_BATCH
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
 from hashbench.methods._torch import TorchHasher, Update, check_positive_number, encode_in_batches
@@ -103,7 +104,7 @@ def frozen_outputs(split: Split, kind: str, device: torch.device) -> torch.Tenso
     key = (id(split.images), kind, str(device))
     if key not in _FROZEN_OUTPUTS or _FROZEN_OUTPUTS[key][0]() is not split.images:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            outputs = encode_in_batches(frozen_forward(split, kind, device), len(split), ENCODE_BATCH)
+            outputs = encode_in_batches(frozen_forward(split, kind, device), len(split), IMAGE_BATCH)
         _FROZEN_OUTPUTS[key] = (weakref.ref(split.images), torch.as_tensor(outputs, device=device))
     return _FROZEN_OUTPUTS[key][1]
 
