@@ -94,30 +94,41 @@ _FROZEN_OUTPUTS: dict[tuple, tuple[weakref.ref, torch.Tensor]] = {}
 
 def frozen_outputs(split: Split, kind: str, device: torch.device) -> torch.Tensor:
     """What the split's frozen backbone computes for every image: ``"trunk"`` (deterministic in
-    training mode too) or ``"eval"`` (the whole backbone in eval mode: its top layers on the trunk's
-    outputs). Computed once per image source and device and kept while the source lives, so every
-    method fitted and evaluated on a dataset in one process shares one pass of its images through
-    the backbone's convolutions. Computing them leaves torch's global generator as it was (building
-    a backbone draws from it), so a fit that fills the cache gives the codes of one that reads it."""
+    training mode too) or ``"eval"`` (the whole backbone in eval mode). Computed once per image
+    source and device and kept while the source lives, so every method fitted and evaluated on a
+    dataset in one process shares one pass of its images through the backbone's convolutions.
+    Computing them leaves torch's global generator as it was (building a backbone draws from it),
+    so a fit that fills the cache gives the codes of one that reads it."""
     for key in [k for k, (source, _) in _FROZEN_OUTPUTS.items() if source() is None]:
         del _FROZEN_OUTPUTS[key]
-    key = (id(split.images), kind, str(device))
-    if key not in _FROZEN_OUTPUTS or _FROZEN_OUTPUTS[key][0]() is not split.images:
+    outputs = cached_outputs(split, kind, device)
+    if outputs is None:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            outputs = encode_in_batches(frozen_forward(split, kind, device), len(split), IMAGE_BATCH)
-        _FROZEN_OUTPUTS[key] = (weakref.ref(split.images), torch.as_tensor(outputs, device=device))
-    return _FROZEN_OUTPUTS[key][1]
+            outputs = torch.as_tensor(
+                encode_in_batches(frozen_forward(split, kind, device), len(split), IMAGE_BATCH), device=device
+            )
+        _FROZEN_OUTPUTS[(id(split.images), kind, str(device))] = (weakref.ref(split.images), outputs)
+    return outputs
+
+
+def cached_outputs(split: Split, kind: str, device: torch.device) -> torch.Tensor | None:
+    """:func:`frozen_outputs` of the split if they are cached, else None."""
+    source, outputs = _FROZEN_OUTPUTS.get((id(split.images), kind, str(device)), (None, None))
+    return outputs if source is not None and source() is split.images else None
 
 
 def frozen_forward(split: Split, kind: str, device: torch.device) -> Callable[[np.ndarray], torch.Tensor]:
-    """``indices -> outputs`` of the split's backbone in eval mode: its trunk, or all of it (the top
-    layers read the cached trunk outputs when the backbone is split in two, as every built-in one is)."""
+    """``indices -> outputs`` of the split's backbone in eval mode: its trunk, or all of it. The
+    whole backbone's outputs read the trunk's from the cache when the trunk of the split is there
+    (a training split), and otherwise run the images through the whole backbone without keeping the
+    trunk's outputs, which are three times wider than the backbone's: in batches of the same rows,
+    both give the same values."""
     backbone = split.images.backbone().to(device).eval()
     if kind == "trunk":
         return lambda indices: backbone.forward_trunk(load_images(split, indices, device))
-    if not hasattr(backbone, "forward_top"):
+    trunk = cached_outputs(split, "trunk", device) if hasattr(backbone, "forward_top") else None
+    if trunk is None:
         return lambda indices: backbone(load_images(split, indices, device))
-    trunk = frozen_outputs(split, "trunk", device)
     return lambda indices: backbone.forward_top(trunk[torch.as_tensor(indices, device=device)])
 
 

@@ -250,16 +250,22 @@ def test_fine_tuning_the_top_keeps_the_trunk_and_reads_it_from_the_cache(monkeyp
     assert all(p.requires_grad for p in whole.network_.backbone.parameters())
 
 
-def test_eval_outputs_are_the_top_layers_on_the_cached_trunk(monkeypatch, one_thread):
+def test_eval_outputs_read_a_cached_trunk_and_do_not_cache_one(monkeypatch, one_thread):
     calls = []
     original = TrunkBackbone.forward_trunk
     monkeypatch.setattr(TrunkBackbone, "forward_trunk", lambda self, x: calls.append(len(x)) or original(self, x))
+    cpu = torch.device("cpu")
     for backbone in (TrunkBackbone, TinyBackbone):  # TinyBackbone declares no trunk: the whole network on images
         split = image_split(40, backbone=backbone)
         with torch.no_grad():
-            expected = split.images.backbone().eval()(real_load(split, np.arange(len(split)), torch.device("cpu")))
+            expected = split.images.backbone().eval()(real_load(split, np.arange(len(split)), cpu))
         calls.clear()
-        torch.testing.assert_close(_cnn.frozen_outputs(split, "eval", torch.device("cpu")), expected)
+        torch.testing.assert_close(_cnn.frozen_outputs(split, "eval", cpu), expected)
+        assert _cnn.cached_outputs(split, "trunk", cpu) is None  # the wider trunk outputs are not kept
         if backbone is TrunkBackbone:
-            _cnn.frozen_outputs(split, "trunk", torch.device("cpu"))
-            assert calls == [40]  # the trunk ran once, for the eval outputs, and was then read from the cache
+            assert calls == [40]
+            other = image_split(40, backbone=backbone)  # its trunk cached first, as a training split's is
+            _cnn.frozen_outputs(other, "trunk", cpu)
+            from_trunk = _cnn.frozen_outputs(other, "eval", cpu)
+            assert calls == [40, 40]  # the eval outputs read the cached trunk
+            assert torch.equal(from_trunk, _cnn.frozen_outputs(split, "eval", cpu))
