@@ -129,7 +129,8 @@ def preset_gap_lines(name: str, mosaic_fingerprints: set) -> list[str]:
     if entry is None:
         return []
     where = (f"`hashbench/data/{PATH.name}`: {gaps['protocol']} MAP@{gaps['topk']} on mosaic at {gaps['bits']} bits, "
-             f"{seeds_text(entry, gaps)}, {gaps['threads']} threads, mosaic build `{gaps['fingerprint']}`, measured once")  # fmt: skip
+             f"{seeds_text(entry, gaps)}, {gaps['threads']} threads, mosaic build `{gaps['fingerprint']}`, measured once"
+             + (f" on {entry['device']}" if entry.get("device") else ""))  # fmt: skip
     if entry.get("paper") is None:
         text = f"quick preset {entry['quick']:.4f}; paper preset not measured ({entry.get('note', 'too long')})"
     else:

@@ -6,8 +6,11 @@ is close to the paper preset's. The mosaic build is the same on every machine (s
 ``hashbench/data/mosaic_preset_gaps.json``: per method, MAP@1000 (official protocol) of both
 presets at 32 bits, measured on the cells a run builds (:func:`gap_cells`: the run's seeds given
 to the method, its two CPU threads), averaged over the entry's ``seeds`` (seed 0 where an entry
-names none; ``per_seed`` keeps each seed's MAP). So a quick preset's "seed 0" here is the same fit
-as the seed-0 cell of ``hashbench run configs/quick.toml`` at 32 bits. A method whose MAP moves
+names none; ``per_seed`` keeps each seed's MAP) and on the CPU the entry names (``device``). So a
+quick preset's "seed 0" here is the same fit as the seed-0 cell of ``hashbench run
+configs/quick.toml`` at 32 bits on that kind of CPU; on a CPU whose matrix library takes other
+kernels a trained method's floats, and so its MAP, can move (see the README's "the same numbers on
+every machine"), which is why the notes name the CPU. A method whose MAP moves
 between seeds by about the gap itself is measured over several seeds, so that one lucky or
 unlucky seed does not decide. ``hashbench run`` names the methods whose
 quick preset is further than ``GAP_LIMIT`` from the paper preset, and those whose paper preset
@@ -49,7 +52,8 @@ def gap_notes(methods, fingerprints, gaps: dict | None = None) -> list[str]:
             unmeasured.append(f"{method} ({entry.get('note', 'not measured')})")
         elif abs(entry["quick"] - entry["paper"]) > GAP_LIMIT:
             far.append(f"{method} {entry['quick']:.3f} vs {entry['paper']:.3f} ({seeds_text(entry, gaps)})")
-    where = f"on mosaic at {gaps['bits']} bits"
+    devices = sorted({gaps["methods"][m].get("device") for m in set(methods) & set(gaps["methods"])} - {None})
+    where = f"on mosaic at {gaps['bits']} bits" + (f", measured on {' and '.join(devices)}" if devices else "")
     lines = []
     if far:
         lines.append(f"quick preset more than {GAP_LIMIT} MAP from the paper preset ({where}): " + ", ".join(far))
@@ -76,10 +80,12 @@ def gap_cells(name: str, preset: str, seeds) -> list:
 def measure(names: list[str], seeds: tuple[int, ...] = (0,), path: Path = PATH) -> dict:
     """Fit each method at both presets on mosaic for each seed, as ``hashbench run`` fits its cells,
     and store the mean MAPs (other methods' entries kept)."""
+    from hashbench.running.environment import device_name
     from hashbench.running.worker import cpu_threads, load_cell_dataset, measure_cell
 
     for name in names:
         entry = {"paper": None, "note": TOO_LONG[name]} if name in TOO_LONG else {}
+        entry["device"] = device_name("cpu")
         per_seed = {}
         for preset in ("quick",) if name in TOO_LONG else ("quick", "paper"):
             per_seed[preset] = []

@@ -10,7 +10,7 @@ GAPS = {
     "topk": 1000,
     "methods": {
         "near": {"quick": 0.800, "paper": 0.805},
-        "far": {"quick": 0.780, "paper": 0.827},
+        "far": {"quick": 0.780, "paper": 0.827, "device": "CPU A (2 cores)"},
         "spread": {"quick": 0.81, "paper": 0.83, "seeds": [0, 1, 2], "per_seed": {"quick": [], "paper": []}},
         "long": {"quick": 0.75, "paper": None, "note": "hours"},
     },
@@ -23,6 +23,8 @@ def test_names_far_and_unmeasured_quick_presets_only():
     assert "far 0.780 vs 0.827 (seed 0)" in lines[0] and "near" not in lines[0] and "at 32 bits" in lines[0]
     assert "spread 0.810 vs 0.830 (mean of seeds 0, 1, 2)" in lines[0]
     assert lines[1] == "paper preset not measured: long (hours)"
+    assert "measured on CPU A (2 cores)" in lines[0]  # the CPU of the entries it names
+    assert "measured on" not in preset_gaps.gap_notes(["spread"], {"abc"}, GAPS)[0]  # none recorded
 
 
 def test_says_nothing_for_another_build_or_methods_not_run():
@@ -69,6 +71,7 @@ def test_measure_keeps_each_seed_and_stores_their_mean(tmp_path, monkeypatch):
 
     from hashbench import load_dataset
     from hashbench.running import worker
+    from hashbench.running.environment import device_name
     from tests.running.toy_methods import write_toy_dataset
 
     toy = load_dataset(write_toy_dataset(tmp_path / "toy.npz"))
@@ -80,6 +83,7 @@ def test_measure_keeps_each_seed_and_stores_their_mean(tmp_path, monkeypatch):
     assert entry["quick"] == round(np.mean(entry["per_seed"]["quick"]), 4)
     assert entry["paper"] == round(np.mean(entry["per_seed"]["paper"]), 4)
     assert gaps["fingerprint"] == toy.fingerprint and json.loads(path.read_text()) == gaps
+    assert entry["device"] == device_name("cpu")
 
 
 def test_a_gap_is_measured_on_the_fit_of_the_quick_runs_cell():
