@@ -63,7 +63,12 @@ Options of ``load_dataset("mosaic", ...)``:
   (Debian when installed; the default of ``mosaic-coco``). Items are reused across mosaics of a split;
   how often is recorded in ``info["item_reuse"]``.
 - ``data_dir``: cache directory (see :mod:`hashbench.datasets.cache`); ``cache=False`` builds
-  without reading or writing the cache.
+  without reading or writing the cache. A cached build of at least ``OWN_PROCESS_IMAGES`` images
+  runs in a process of its own, which writes the cache file and ends: what the build allocates
+  along the way (hundreds of megabytes at the default size) then goes back to the system instead
+  of staying in the process that goes on to train and measure methods (and in their recorded
+  peak memory). Smaller builds, whose child process would cost more seconds of imports than the
+  build itself, run in the calling process.
 - ``cell_probability``, ``class_skew``, ``detector_threshold``: the free choices above.
 - ``backbone_items``, ``backbone_epochs``: train a backbone here instead of the shipped one, on
   that many items drawn by ``seed`` (default 8,000) for that many epochs (default 3).
@@ -76,8 +81,10 @@ returns the trained backbone, so image-mode methods fine-tune the network behind
 from __future__ import annotations
 
 import json
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -107,6 +114,8 @@ SIZES = {
     "coco": {"n_train": 5000, "n_query": 5000, "n_database": 113287, "n_web": 5000},
 }
 AUX_KINDS = ("objects", "tags")
+#: cached builds of at least this many images (mosaics of every split and web images) run in a process of their own
+OWN_PROCESS_IMAGES = 10_000
 
 
 def build_mosaic(
@@ -161,7 +170,10 @@ def build_mosaic(
     if arrays is None:
         with cache_files.build_lock(path):
             arrays = cached()  # built by another process while this one waited
-            if arrays is None:
+            if arrays is None and path is not None and _n_images(objects_params) >= OWN_PROCESS_IMAGES:
+                _build_in_own_process(objects_params, path)
+                arrays = cached()
+            elif arrays is None:
                 arrays = _build_arrays(objects_params)
                 if path is not None:
                     cache_files.write_npz_atomic(path, arrays)
@@ -171,6 +183,21 @@ def build_mosaic(
     if path is not None:
         dataset.info["cache_file"] = str(path)
     return dataset
+
+
+def _n_images(params: dict) -> int:
+    return sum(params[f"n_{split}"] for split in (*SPLIT_NAMES, "web"))
+
+
+def _build_in_own_process(params: dict, path) -> None:
+    """Build in a fresh (spawned: torch's thread pools do not survive a fork) process that writes
+    the cache file ``path``; its errors are raised here."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(_build_and_write, params, path).result()
+
+
+def _build_and_write(params: dict, path) -> None:
+    cache_files.write_npz_atomic(path, _build_arrays(params))
 
 
 def _with_tags(arrays: dict[str, np.ndarray], params: dict) -> dict[str, np.ndarray]:

@@ -128,6 +128,19 @@ def test_two_builds_of_one_cache_file_at_once_build_it_once(tmp_path, monkeypatc
     assert results[0].fingerprint == results[1].fingerprint
 
 
+def test_a_large_build_runs_in_a_process_of_its_own_and_gives_the_same_dataset(micro, tmp_path, monkeypatch):
+    def not_here(params):
+        raise AssertionError("built in the calling process")
+
+    monkeypatch.setattr(mosaic, "_build_arrays", not_here)  # the spawned process imports the real one
+    monkeypatch.setattr(mosaic, "OWN_PROCESS_IMAGES", 0)
+    own = hb.load_dataset("mosaic", data_dir=tmp_path, **MICRO)
+    assert own.fingerprint == micro.fingerprint and own.info["cache_file"].startswith(str(tmp_path))
+    monkeypatch.setattr(mosaic, "OWN_PROCESS_IMAGES", 10**9)
+    with pytest.raises(AssertionError, match="calling process"):  # a small build stays here
+        hb.load_dataset("mosaic", data_dir=tmp_path / "small", **MICRO)
+
+
 def test_pooled_features_keep_the_fully_convolutional_backbone(micro, tmp_path):
     pooled = hb.load_dataset("mosaic", data_dir=tmp_path, features="pooled", **MICRO)
     assert pooled.train.features.shape == (len(pooled.train), 256) and pooled.info["params"]["features"] == "pooled"
