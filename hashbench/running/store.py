@@ -29,7 +29,8 @@ RESULT_COLUMNS = [
     "experiment", "role", "label", "method", "params", "dataset", "n_bits", "seed", "protocol", "topk", "device",
     "status", "error", "map", "map_official", "map_deephash", "map_tie_aware", "map_pessimistic", "map_optimistic",
     "normalise", "ties", "no_relevant", "precision_radius2", *STAT_KEYS,
-    "fit_s", "encode_query_s", "encode_database_s", "evaluate_s", "peak_rss_mb", "cuda_max_allocated_mb",
+    "fit_s", "encode_query_s", "encode_database_s", "evaluate_s", "peak_rss_mb", "start_rss_mb",
+    "cuda_max_allocated_mb",
     "device_name", "git_commit", "dataset_fingerprint", "record",
 ]  # fmt: skip
 
@@ -196,6 +197,7 @@ def result_row(record: dict) -> dict:
         encode_database_s=timings.get("encode_database"),
         evaluate_s=timings.get("evaluate"),
         peak_rss_mb=memory.get("peak_rss_mb"),
+        start_rss_mb=memory.get("start_rss_mb"),  # None in records made before it was kept
         cuda_max_allocated_mb=memory.get("cuda_max_allocated_mb"),
         device_name=environment.get("device_name"),
         git_commit=environment.get("git_commit"),

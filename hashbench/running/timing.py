@@ -79,29 +79,45 @@ _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
-def reset_peak_memory(device: str) -> None:
+def reset_peak_memory(device: str) -> float | None:
     """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM) and reset torch's
-    CUDA peak counter, so each cell reports its own peak even when cells share a process."""
+    CUDA peak counter, so each cell reports its own peak even when cells share a process. Returns
+    the resident memory (MB) at the window's start, None where it cannot be read: what the process
+    already held (torch, the dataset, what earlier cells left), which the peak includes."""
     try:
         _CLEAR_REFS.write_text("5")
     except OSError:
         pass  # not Linux, or not permitted: the peak then covers the process' lifetime
     if uses_cuda(device):
         torch.cuda.reset_peak_memory_stats()
+    return _status_mb("VmRSS:")
 
 
-def peak_memory(device: str) -> dict:
-    """``{"peak_rss_mb": ..., "cuda_max_allocated_mb": ... or None}`` since the last reset."""
+def peak_memory(device: str, start_rss_mb: float | None = None) -> dict:
+    """``{"peak_rss_mb": ..., "start_rss_mb": ..., "cuda_max_allocated_mb": ... or None}`` since the
+    last reset, whose returned value is ``start_rss_mb``."""
     cuda = torch.cuda.max_memory_allocated() / 2**20 if uses_cuda(device) else None
-    return {"peak_rss_mb": round(peak_rss_mb(), 1), "cuda_max_allocated_mb": None if cuda is None else round(cuda, 1)}
+    return {
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "start_rss_mb": None if start_rss_mb is None else round(start_rss_mb, 1),
+        "cuda_max_allocated_mb": None if cuda is None else round(cuda, 1),
+    }
 
 
-def peak_rss_mb() -> float:
+def _status_mb(field: str) -> float | None:
+    """A memory field of /proc/self/status in MB; None where there is no such file or field."""
     try:
         for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024  # reported in kB
     except OSError:
         pass
+    return None
+
+
+def peak_rss_mb() -> float:
+    peak = _status_mb("VmHWM:")
+    if peak is not None:
+        return peak
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, kB elsewhere

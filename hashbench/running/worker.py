@@ -79,7 +79,7 @@ def execute_cell(task: CellTask) -> dict:
     except Exception as error:
         record.update(status="failed", error=f"could not load dataset: {describe_error(error)}", transient=True)
     else:
-        reset_peak_memory(cell.device)
+        start_rss_mb = reset_peak_memory(cell.device)
         try:
             with time_limit(cell.timeout_s), cpu_threads(task.threads):
                 outcome, codes, ap = measure_cell(cell, dataset)
@@ -92,7 +92,7 @@ def execute_cell(task: CellTask) -> dict:
             record.update(status="timeout", error=f"the cell ran longer than timeout_s={cell.timeout_s}")
         except Exception as error:
             record.update(status="failed", error=describe_error(error), transient=is_transient(error))
-        record["memory"] = peak_memory(cell.device)
+        record["memory"] = peak_memory(cell.device, start_rss_mb)
     record["finished"] = iso_now()
     store.write_json_atomic(task.record_path, record)
     release_freed_memory()

@@ -38,11 +38,13 @@ def test_clock_synchronizes_cuda_only_for_cuda_work(monkeypatch):
     assert len(calls) == 7  # start, pause, resume, stop
 
 
-def test_peak_memory_sees_a_large_allocation():
-    timing.reset_peak_memory("cpu")
-    before = timing.peak_memory("cpu")
+def test_peak_memory_sees_a_large_allocation_above_what_the_process_held_at_the_start():
+    start = timing.reset_peak_memory("cpu")
+    before = timing.peak_memory("cpu", start)
     block = np.ones(200 * 2**20 // 8)  # 200 MB, touched
-    after = timing.peak_memory("cpu")
+    after = timing.peak_memory("cpu", start)
     del block
     assert after["peak_rss_mb"] - before["peak_rss_mb"] > 150
+    assert 0 < after["start_rss_mb"] <= before["peak_rss_mb"] and after["peak_rss_mb"] - after["start_rss_mb"] > 150
     assert after["cuda_max_allocated_mb"] is None
+    assert timing.peak_memory("cpu")["start_rss_mb"] is None  # no start given
