@@ -81,10 +81,10 @@ returns the trained backbone, so image-mode methods fine-tune the network behind
 from __future__ import annotations
 
 import json
-import multiprocessing
+import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -104,7 +104,7 @@ from hashbench.datasets.mosaic_layout import (
     single_item_layout,
 )
 from hashbench.datasets.statistics import feature_statistics
-from hashbench.errors import InvalidInputError
+from hashbench.errors import HashbenchError, InvalidInputError
 from hashbench.registry import register_dataset
 
 FORMAT_VERSION = 3
@@ -190,14 +190,24 @@ def _n_images(params: dict) -> int:
 
 
 def _build_in_own_process(params: dict, path) -> None:
-    """Build in a fresh (spawned: torch's thread pools do not survive a fork) process that writes
-    the cache file ``path``; its errors are raised here."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pool.submit(_build_and_write, params, path).result()
+    """Build in a new Python process that writes the cache file ``path`` and ends; its progress
+    and any error are printed on this process' stderr. A plain subprocess rather than
+    multiprocessing, whose new processes import the caller's main module again (which fails for
+    a script without a main guard, or one read from stdin)."""
+    command = [sys.executable, "-c", BUILD_COMMAND, json.dumps(params), str(path)]
+    returncode = subprocess.run(command, stdin=subprocess.DEVNULL, check=False).returncode
+    if returncode != 0:
+        raise HashbenchError(
+            f"the mosaic build in its own process failed (exit code {returncode}; its output is above)"
+        )
 
 
-def _build_and_write(params: dict, path) -> None:
-    cache_files.write_npz_atomic(path, _build_arrays(params))
+BUILD_COMMAND = "import sys; from hashbench.datasets.mosaic import build_and_write; build_and_write(*sys.argv[1:])"
+
+
+def build_and_write(params_json: str, path: str) -> None:
+    """The build's own process: every array of ``params`` (JSON) into the cache file ``path``."""
+    cache_files.write_npz_atomic(Path(path), _build_arrays(json.loads(params_json)))
 
 
 def _with_tags(arrays: dict[str, np.ndarray], params: dict) -> dict[str, np.ndarray]:

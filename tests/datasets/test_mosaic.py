@@ -10,7 +10,7 @@ from hashbench.datasets import cache, mosaic
 from hashbench.datasets.backbone import Fc7Backbone, PooledBackbone
 from hashbench.datasets.backbone_shipped import SHIPPED_TRAINING, load_shipped_backbone
 from hashbench.datasets.fashion import debian_available, load_items
-from hashbench.errors import InvalidInputError, UnknownNameError
+from hashbench.errors import HashbenchError, InvalidInputError, UnknownNameError
 from hashbench.methods._cnn import CodeNetwork, load_images
 from tests.conftest import MICRO
 
@@ -139,6 +139,8 @@ def test_a_large_build_runs_in_a_process_of_its_own_and_gives_the_same_dataset(m
     monkeypatch.setattr(mosaic, "OWN_PROCESS_IMAGES", 10**9)
     with pytest.raises(AssertionError, match="calling process"):  # a small build stays here
         hb.load_dataset("mosaic", data_dir=tmp_path / "small", **MICRO)
+    with pytest.raises(HashbenchError, match="exit code 1"):  # a failed build says so here too
+        mosaic._build_in_own_process({"seed": 0}, tmp_path / "never.npz")
 
 
 def test_pooled_features_keep_the_fully_convolutional_backbone(micro, tmp_path):
