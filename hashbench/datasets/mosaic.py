@@ -68,7 +68,8 @@ Options of ``load_dataset("mosaic", ...)``:
   along the way (hundreds of megabytes at the default size) then goes back to the system instead
   of staying in the process that goes on to train and measure methods (and in their recorded
   peak memory). Smaller builds, whose child process would cost more seconds of imports than the
-  build itself, run in the calling process.
+  build itself, run in the calling process, as every build does in an interpreter that does not
+  know its own executable (``sys.executable`` empty).
 - ``cell_probability``, ``class_skew``, ``detector_threshold``: the free choices above.
 - ``backbone_items``, ``backbone_epochs``: train a backbone here instead of the shipped one, on
   that many items drawn by ``seed`` (default 8,000) for that many epochs (default 3).
@@ -170,7 +171,8 @@ def build_mosaic(
     if arrays is None:
         with cache_files.build_lock(path):
             arrays = cached()  # built by another process while this one waited
-            if arrays is None and path is not None and _n_images(objects_params) >= OWN_PROCESS_IMAGES:
+            own_process = sys.executable and _n_images(objects_params) >= OWN_PROCESS_IMAGES
+            if arrays is None and path is not None and own_process:
                 _build_in_own_process(objects_params, path)
                 arrays = cached()
             elif arrays is None:

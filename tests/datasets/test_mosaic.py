@@ -136,6 +136,9 @@ def test_a_large_build_runs_in_a_process_of_its_own_and_gives_the_same_dataset(m
     monkeypatch.setattr(mosaic, "OWN_PROCESS_IMAGES", 0)
     own = hb.load_dataset("mosaic", data_dir=tmp_path, **MICRO)
     assert own.fingerprint == micro.fingerprint and own.info["cache_file"].startswith(str(tmp_path))
+    with monkeypatch.context() as no_executable, pytest.raises(AssertionError, match="calling process"):
+        no_executable.setattr(mosaic.sys, "executable", "")  # an interpreter that cannot start itself
+        hb.load_dataset("mosaic", data_dir=tmp_path / "embedded", **MICRO)
     monkeypatch.setattr(mosaic, "OWN_PROCESS_IMAGES", 10**9)
     with pytest.raises(AssertionError, match="calling process"):  # a small build stays here
         hb.load_dataset("mosaic", data_dir=tmp_path / "small", **MICRO)
