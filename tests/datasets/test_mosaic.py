@@ -142,7 +142,8 @@ def test_a_large_build_runs_in_a_process_of_its_own_and_gives_the_same_dataset(m
     monkeypatch.setattr(mosaic, "OWN_PROCESS_IMAGES", 10**9)
     with pytest.raises(AssertionError, match="calling process"):  # a small build stays here
         hb.load_dataset("mosaic", data_dir=tmp_path / "small", **MICRO)
-    with pytest.raises(HashbenchError, match="exit code 1"):  # a failed build says so here too
+    monkeypatch.setattr(mosaic, "BUILD_COMMAND", "raise SystemExit(3)")  # a build that fails
+    with pytest.raises(HashbenchError, match="exit code 3"):
         mosaic._build_in_own_process({"seed": 0}, tmp_path / "never.npz")
 
 
