@@ -64,12 +64,10 @@ Options of ``load_dataset("mosaic", ...)``:
   how often is recorded in ``info["item_reuse"]``.
 - ``data_dir``: cache directory (see :mod:`hashbench.datasets.cache`); ``cache=False`` builds
   without reading or writing the cache. A cached build of at least ``OWN_PROCESS_IMAGES`` images
-  runs in a process of its own, which writes the cache file and ends: what the build allocates
-  along the way (hundreds of megabytes at the default size) then goes back to the system instead
-  of staying in the process that goes on to train and measure methods (and in their recorded
-  peak memory). Smaller builds, whose child process would cost more seconds of imports than the
-  build itself, run in the calling process, as every build does in an interpreter that does not
-  know its own executable (``sys.executable`` empty).
+  runs in a process of its own that writes the cache file and ends, so what it allocates (hundreds
+  of megabytes at the default size) is not kept by the process that goes on to train and measure
+  methods. Smaller builds (a child's imports would cost more than they) run in the calling
+  process, as all do where ``sys.executable`` is unknown.
 - ``cell_probability``, ``class_skew``, ``detector_threshold``: the free choices above.
 - ``backbone_items``, ``backbone_epochs``: train a backbone here instead of the shipped one, on
   that many items drawn by ``seed`` (default 8,000) for that many epochs (default 3).
@@ -115,8 +113,7 @@ SIZES = {
     "coco": {"n_train": 5000, "n_query": 5000, "n_database": 113287, "n_web": 5000},
 }
 AUX_KINDS = ("objects", "tags")
-#: cached builds of at least this many images (mosaics of every split and web images) run in a process of their own
-OWN_PROCESS_IMAGES = 10_000
+OWN_PROCESS_IMAGES = 10_000  # cached builds of this many images (every split's and web) run in a process of their own
 
 
 def build_mosaic(
