@@ -59,7 +59,6 @@ MEAN_THRESHOLDS = ("mean", "bit-mean")
 #: which backbone layers image mode fine-tunes: all, or the top (the layers after the trunk: fc6 and
 #: fc7; all of a backbone that declares no trunk)
 FINE_TUNED_LAYERS = ("all", "top")
-ENCODE_BATCH = 256
 
 
 def load_images(split: Split, indices, device: torch.device) -> torch.Tensor:
@@ -251,6 +250,10 @@ class CNNHasher(TorchHasher):
         if cached is None:
             return lambda indices: load_images(split, indices, self.device_)
         kind, wrap = cached
+        if kind == "trunk" and not training and cached_outputs(split, kind, self.device_) is None:
+            # a split only encoded: its trunk's outputs, three times wider than the backbone's, are not kept
+            trunk = self.network_.backbone.forward_trunk
+            return lambda indices: TrunkOutputs(trunk(load_images(split, indices, self.device_)))
         outputs = frozen_outputs(split, kind, self.device_)
         return lambda indices: wrap(outputs[torch.as_tensor(indices, device=outputs.device)])
 
@@ -351,7 +354,7 @@ class CNNHasher(TorchHasher):
         network.eval()
         inputs = self._batch_inputs(split, training=False)
         forward = network.features if features else network
-        return encode_in_batches(lambda idx: forward(inputs(idx)), len(split), ENCODE_BATCH)
+        return encode_in_batches(lambda idx: forward(inputs(idx)), len(split), IMAGE_BATCH)
 
     def _pretrained_features(self) -> np.ndarray:
         """The pretrained CNN's features of the training items being fitted: the stored ones, else

@@ -240,7 +240,8 @@ def test_fine_tuning_the_top_keeps_the_trunk_and_reads_it_from_the_cache(monkeyp
     query = image_split(40, seed=1, backbone=TrunkBackbone)
     codes = method.encode(query)
     method.encode(query)
-    assert sum(calls) == len(train) + len(query)  # encoding reads it too, once per split
+    assert sum(calls) == len(train) + 2 * len(query)  # a split only encoded goes through the trunk each time
+    assert _cnn.cached_outputs(query, "trunk", torch.device("cpu")) is None  # and its outputs are not kept
     with monkeypatch.context() as images_every_time:
         images_every_time.setattr(CNNHasher, "_fixed", lambda self, part: False)
         np.testing.assert_array_equal(codes.unpack(), method.encode(query).unpack())
