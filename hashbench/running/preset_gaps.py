@@ -45,14 +45,15 @@ def gap_notes(methods, fingerprints, gaps: dict | None = None) -> list[str]:
     gaps = load_gaps() if gaps is None else gaps
     if not gaps or gaps["fingerprint"] not in fingerprints:
         return []
+    named = sorted(set(methods) & set(gaps["methods"]))
     far, unmeasured = [], []
-    for method in sorted(set(methods) & set(gaps["methods"])):
+    for method in named:
         entry = gaps["methods"][method]
         if entry.get("paper") is None:
             unmeasured.append(f"{method} ({entry.get('note', 'not measured')})")
         elif abs(entry["quick"] - entry["paper"]) > GAP_LIMIT:
             far.append(f"{method} {entry['quick']:.3f} vs {entry['paper']:.3f} ({seeds_text(entry, gaps)})")
-    devices = sorted({gaps["methods"][m].get("device") for m in set(methods) & set(gaps["methods"])} - {None})
+    devices = sorted({gaps["methods"][method].get("device") for method in named} - {None})
     where = f"on mosaic at {gaps['bits']} bits" + (f", measured on {' and '.join(devices)}" if devices else "")
     lines = []
     if far:
