@@ -71,6 +71,13 @@ Free choices the paper leaves open, and the defaults taken here
   carries gradients into the projections and attention.
 - sigma ``"median"``: sigma^2 = median squared distance between distinct nodes of the batch / 2
   (per training batch; in inductive encoding, that of the reference set). A number fixes sigma.
+  The median rule makes S^v dense (the median pair weighs exp(-1)), so each GC layer averages over
+  much of the batch. On ``fc7-like`` the paper variant's codes then pass through phases where most
+  bits are constant (L_recons stays at the value that identical z give), and where a fit stops in
+  one they come out degenerate. A fixed sigma small against the distances (``sigma=1`` on these
+  features) leaves S^v near the identity: no such phases, but the GCN then reads S^a alone and
+  the codes follow the aux clusters (``gcn_graph="aux"`` gives about the same loss). The paper does not
+  state its bandwidth.
 - GC layers without bias, xavier-normal initialisation (as released); other layers PyTorch's
   default initialisation. No feature preprocessing (none is visible in the release).
 - All-zero aux rows: such a node has S^a = 0 with every node (the release's cosine is taken as
