@@ -76,8 +76,8 @@ Free choices the paper leaves open, and the defaults taken here
   bits are constant (L_recons stays at the value that identical z give), and where a fit stops in
   one they come out degenerate. A fixed sigma small against the distances (``sigma=1`` on these
   features) leaves S^v near the identity: no such phases, but the GCN then reads S^a alone and
-  the codes follow the aux clusters (``gcn_graph="aux"`` gives about the same loss). The paper does not
-  state its bandwidth.
+  the codes follow the aux clusters (``gcn_graph="aux"`` gives about the same loss). The paper
+  does not state its bandwidth.
 - GC layers without bias, xavier-normal initialisation (as released); other layers PyTorch's
   default initialisation. No feature preprocessing (none is visible in the release).
 - All-zero aux rows: such a node has S^a = 0 with every node (the release's cosine is taken as
