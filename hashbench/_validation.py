@@ -10,6 +10,11 @@ import numpy as np
 from hashbench.errors import InvalidInputError, UnknownNameError
 
 
+def is_number(value) -> bool:
+    """A real number (numpy's included), not a bool."""
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
 def check_positive_int(value, name: str) -> int:
     """Return ``value`` as int, or raise if it is not an integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hashbench._validation import check_choice
+from hashbench._validation import check_choice, is_number
 from hashbench.datasets.backbone import IMAGE_BATCH
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
@@ -178,10 +178,6 @@ class CodeNetwork(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.activation(self.pre_activations(inputs))
-
-
-def is_number(value) -> bool:
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
 
 def standardisation(features: torch.Tensor, *, centre: bool, per_row: bool = False) -> tuple[torch.Tensor, float]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import pairwise_distances
 
-from hashbench._validation import check_positive_int
+from hashbench._validation import check_positive_int, is_number
 from hashbench.errors import InvalidInputError
 from hashbench.hasher import Hasher
 
@@ -61,8 +61,7 @@ class SKLSH(Hasher):
 
     def _kernel_precision(self, features: np.ndarray, rng: np.random.Generator) -> float:
         if self.gamma is not None:
-            is_number = isinstance(self.gamma, (int, float, np.floating)) and not isinstance(self.gamma, bool)
-            if not (is_number and np.isfinite(self.gamma) and self.gamma > 0):
+            if not (is_number(self.gamma) and np.isfinite(self.gamma) and self.gamma > 0):
                 raise InvalidInputError(f"gamma must be a positive number or None, got {self.gamma!r}")
             return float(self.gamma)
         neighbor = min(check_positive_int(self.bandwidth_neighbor, "bandwidth_neighbor"), len(features) - 1)

@@ -91,7 +91,18 @@ def test_unknown_choice_names_the_option_and_the_valid_values(train, option, val
 
 @pytest.mark.parametrize(
     "option, value",
-    [("lambda1", -1.0), ("sigma", 0.0), ("sigma", "mean"), ("dropout", 1.0), ("epochs", 0), ("lr", 0.0)],
+    [
+        ("lambda1", -1.0),
+        ("sigma", 0.0),
+        ("sigma", "mean"),
+        ("sigma", True),
+        ("bandwidth_quantile", 0.0),
+        ("bandwidth_quantile", 1.0),
+        ("bandwidth_quantile", "0.1"),
+        ("dropout", 1.0),
+        ("epochs", 0),
+        ("lr", 0.0),
+    ],
 )
 def test_bad_numbers_are_rejected_by_name(train, option, value):
     with pytest.raises(InvalidInputError, match=option):
@@ -108,6 +119,8 @@ ABLATIONS = [
     dict(recon_target="inner-product"),
     dict(recon_target="features"),
     dict(variant="released"),
+    dict(sigma="quantile"),
+    dict(sigma=1.0),
 ]
 
 
