@@ -43,10 +43,10 @@ Presets (``preset``; explicit arguments win, a None argument takes the preset's 
 - "paper" (default), also named "coco": lambda1 = 100, lambda2 = 1, lambda3 = 1, k = 1, lr = 1e-4, 300 epochs, batch 1024,
   hidden 1024 (Section 4.2, Table 1);
 - "nuswide": as "coco" but lambda3 = 0.1, batch 2048, hidden 2048;
-- "quick": as "coco" but 120 epochs and hidden 512: for smoke runs and tests. With the median
-  bandwidth, fewer steps or a narrower layer left constant bits or a lower MAP@1000 (32 bits, 2
-  threads) on mosaic or on ``fc7-like``; the quick preset's measurements beside the paper preset's
-  are on the method's page, ``docs/methods/lagnh.md``.
+- "quick": as "coco" but 120 epochs and hidden 512: for smoke runs and tests. Fewer steps or a
+  narrower layer left constant bits or a lower MAP@1000 (32 bits, 2 threads) on mosaic or on
+  ``fc7-like``; the quick preset's measurements beside the paper preset's are on the method's
+  page, ``docs/methods/lagnh.md``.
 ``mu``, ``sigma``, ``dropout`` and ``generator_steps`` default per variant (above). The values in
 force are the fitted ``settings_`` dict (``settings_["lambda1"]``, ``settings_["mu"]``, ...).
 
@@ -95,8 +95,7 @@ Free choices the paper leaves open, and the defaults taken here
 What the aux must carry: the paper variant trusts S^a twice (in the GCN graph and as the
 reconstruction target), so its codes are as good as the aux graph's neighbours. On the mosaic's
 detected objects, 78% of the training pairs that share an aux label share a true class (37% of all
-pairs do), and the paper preset lands above LSH at 64 bits. (The observations in this paragraph
-were made with the median bandwidth.) On ``mosaic-tags`` (same features; user
+pairs do), and the paper preset lands above LSH at 64 bits. On ``mosaic-tags`` (same features; user
 tags whose popular distractor words are shared by 26% of the pairs, class words by 8%) only 46% of
 the pairs sharing a tag share a class, and the codes follow the tags: at 32 bits both presets land
 far below LSH and ITQ, a little above the tags alone (``aux-only``). The quick preset's ablations
