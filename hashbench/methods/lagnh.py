@@ -16,8 +16,7 @@ Variants (``variant``)
 - ``"paper"`` (default), the equations as printed: projections used as they are; Eq. 2 divides the
   attention-weighted sum by the weight sum; S^a = y_i^T y_j; S = mu S^v + S^a with mu = 1;
   symmetric normalisation D^-1/2 S D^-1/2; squared Frobenius norms and sums (see loss scale below);
-  one discriminator step and one generator step per batch; no dropout; sigma by the quantile rule
-  (below).
+  one discriminator step and one generator step per batch; no dropout; sigma by the median rule.
 - ``"released"``, the authors' public code (notes in the project's reference material): x-bar and
   y-bar L2-normalised; attention rows L2-normalised instead of divided by their sum, fused =
   x-bar + A y-bar; kernel exp(-dist^2 / theta) with theta = 2 (sigma = 1); the fusion factor
@@ -70,20 +69,21 @@ Free choices the paper leaves open, and the defaults taken here
   variants; the discriminator minimises BCE of N(0, I) samples (real) against z (fake).
 - Reconstruction targets are fixed supervision (no gradient through them); the GCN graph itself
   carries gradients into the projections and attention.
-- sigma ``"quantile"`` (paper variant): sigma^2 = half the ``bandwidth_quantile`` (default 0.1)
-  of the squared distances between distinct nodes of the batch (per training batch; in inductive
-  encoding, those of the reference set), so that share of the pairs weighs exp(-1) or more and S^v
-  is sparse, not empty, at any feature scale. ``"median"`` takes the median instead; a number fixes
-  sigma. The paper does not state its bandwidth. The median rule makes S^v dense (the median pair
-  weighs exp(-1)), so each GC layer averages over much of the batch: on ``fc7-like`` the paper
-  variant's codes then pass through phases where most bits are constant (L_recons stays at the
-  value that identical z give), and where a fit stops in one they come out degenerate; on mosaic
-  its MAP@1000 was lower at both presets, spread more over seeds and needed the whole paper
-  schedule to settle. A fixed sigma small against the distances (``sigma=1`` on these features)
-  leaves S^v near the identity: no such phases, but the GCN then reads S^a alone and the codes
-  follow the aux clusters (``gcn_graph="aux"`` gives about the same loss). The quantile 0.1 (a
-  neighbourhood the size of one of ten classes) was chosen between 0.01 and 0.1 on mosaic and
-  ``fc7-like``, which scored alike; measurements of both rules: ``docs/methods/lagnh.md``.
+- sigma ``"median"``: sigma^2 = median squared distance between distinct nodes of the batch / 2
+  (per training batch; in inductive encoding, that of the reference set). ``"quantile"`` takes the
+  ``bandwidth_quantile`` (default 0.1) of those squared distances instead of their median, so that
+  share of the pairs weighs exp(-1) or more; a number fixes sigma. The paper does not state its
+  bandwidth. The median rule makes S^v dense (the median pair weighs exp(-1)), so each GC layer
+  averages over much of the batch. On ``fc7-like`` the paper variant's codes then pass through
+  phases where most bits are constant (L_recons stays at the value that identical z give), and
+  where a fit stops in one they come out degenerate. A fixed sigma small against the distances
+  (``sigma=1`` on these features) leaves S^v near the identity: no such phases, but the GCN then
+  reads S^a alone and the codes follow the aux clusters (``gcn_graph="aux"`` gives about the same
+  loss). ``"quantile"`` at 0.1 scales with the distances as the median rule does but keeps S^v
+  sparse, not empty (a neighbourhood the size of one of ten classes); it gave no such phases on
+  ``fc7-like`` and a higher MAP@1000 than the median rule there and on mosaic at the quick preset
+  (measurements: ``docs/methods/lagnh.md``). ``"median"`` stays the default, so that recorded
+  results keep their meaning.
 - GC layers without bias, xavier-normal initialisation (as released); other layers PyTorch's
   default initialisation. No feature preprocessing (none is visible in the release).
 - All-zero aux rows: such a node has S^a = 0 with every node (the release's cosine is taken as
@@ -146,7 +146,7 @@ PRESETS = {
     "quick": dict(lambda1=100.0, lambda2=1.0, lambda3=1.0, k=1.0, lr=1e-4, epochs=120, batch_size=1024, hidden=512),
 }
 VARIANTS = {
-    "paper": dict(rules=PAPER_RULES, mu=1.0, sigma="quantile", dropout=0.0, generator_steps=1),
+    "paper": dict(rules=PAPER_RULES, mu=1.0, sigma="median", dropout=0.0, generator_steps=1),
     "released": dict(rules=RELEASED_RULES, mu=0.0, sigma=1.0, dropout=0.5, generator_steps=5),
 }
 GCN_GRAPHS = ("augmented", "visual", "aux")

@@ -69,7 +69,7 @@ def test_preset_fills_unset_values_and_explicit_values_win(train):
 def test_variants_resolve_their_own_defaults(train, published):
     paper, released = published, fitted(train, variant="released")
     resolved = [tuple(m.settings_[k] for k in ("mu", "sigma", "dropout", "generator_steps")) for m in (paper, released)]
-    assert resolved == [(1.0, "quantile", 0.0, 1), (0.0, 1.0, 0.5, 5)]
+    assert resolved == [(1.0, "median", 0.0, 1), (0.0, 1.0, 0.5, 5)]
     assert released.rules_.graph_norm == "row" and paper.rules_.graph_norm == "symmetric"
 
 
@@ -119,7 +119,7 @@ ABLATIONS = [
     dict(recon_target="inner-product"),
     dict(recon_target="features"),
     dict(variant="released"),
-    dict(sigma="median"),
+    dict(sigma="quantile"),
     dict(sigma=1.0),
 ]
 
