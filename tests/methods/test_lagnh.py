@@ -61,7 +61,7 @@ def test_preset_fills_unset_values_and_explicit_values_win(train):
     assert default == LAGNH(preset="coco")._resolve_settings(n_train) | {"preset": "paper"}
     assert (default["epochs"], default["batch_size"], default["hidden"], default["lambda3"]) == (300, 1024, 1024, 1.0)
     quick = LAGNH(preset="quick")._resolve_settings(n_train)
-    assert (quick["epochs"], quick["batch_size"], quick["hidden"], quick["lr"]) == (120, 1024, 512, 1e-4)
+    assert (quick["epochs"], quick["batch_size"], quick["hidden"], quick["lr"]) == (80, 1024, 512, 1e-4)
     nus = LAGNH(preset="nuswide")._resolve_settings(n_train)
     assert (nus["batch_size"], nus["hidden"], nus["lambda3"]) == (2048, 2048, 0.1)
 
@@ -69,7 +69,7 @@ def test_preset_fills_unset_values_and_explicit_values_win(train):
 def test_variants_resolve_their_own_defaults(train, published):
     paper, released = published, fitted(train, variant="released")
     resolved = [tuple(m.settings_[k] for k in ("mu", "sigma", "dropout", "generator_steps")) for m in (paper, released)]
-    assert resolved == [(1.0, "median", 0.0, 1), (0.0, 1.0, 0.5, 5)]
+    assert resolved == [(1.0, "quantile", 0.0, 1), (0.0, 1.0, 0.5, 5)]
     assert released.rules_.graph_norm == "row" and paper.rules_.graph_norm == "symmetric"
 
 
@@ -119,7 +119,7 @@ ABLATIONS = [
     dict(recon_target="inner-product"),
     dict(recon_target="features"),
     dict(variant="released"),
-    dict(sigma="quantile"),
+    dict(sigma="median"),
     dict(sigma=1.0),
 ]
 
