@@ -15,8 +15,10 @@ between seeds by about the gap itself is measured over several seeds, so that on
 unlucky seed does not decide. ``hashbench run`` names the methods whose
 quick preset is further than ``GAP_LIMIT`` from the paper preset, and those whose paper preset
 was not measured (too long to run here), under its summary table; the report's captions do the
-same. ``python -m hashbench.running.preset_gaps METHOD ... [--seeds 0 1 2]`` measures (again) and writes
-the file.
+same. ``python -m hashbench.running.preset_gaps METHOD ... [--seeds 0 1 2] [--presets quick paper]``
+measures (again) and writes the file: both presets, but only the quick one of a method in
+``TOO_LONG`` unless ``--presets`` names the paper preset. A preset not measured keeps the entry's
+earlier value when the build, seeds and CPU are the same.
 """
 
 from __future__ import annotations
@@ -78,17 +80,16 @@ def gap_cells(name: str, preset: str, seeds) -> list:
     return parse_config({"defaults": defaults, "experiment": [{"name": f"{preset}-preset", "methods": [name]}]}).cells()
 
 
-def measure(names: list[str], seeds: tuple[int, ...] = (0,), path: Path = PATH) -> dict:
-    """Fit each method at both presets on mosaic for each seed, as ``hashbench run`` fits its cells,
-    and store the mean MAPs (other methods' entries kept)."""
+def measure(names: list[str], seeds: tuple[int, ...] = (0,), path: Path = PATH, presets=None) -> dict:
+    """Fit each method at ``presets`` (default: both, only "quick" for ``TOO_LONG`` methods) on
+    mosaic for each seed, as ``hashbench run`` fits its cells, and store the mean MAPs (other
+    methods' entries kept, and this method's other preset where :func:`earlier_entry` allows)."""
     from hashbench.running.environment import device_name
     from hashbench.running.worker import cpu_threads, load_cell_dataset, measure_cell
 
     for name in names:
-        entry = {"paper": None, "note": TOO_LONG[name]} if name in TOO_LONG else {}
-        entry["device"] = device_name("cpu")
-        per_seed = {}
-        for preset in ("quick",) if name in TOO_LONG else ("quick", "paper"):
+        measured, per_seed = {}, {}
+        for preset in presets or (("quick",) if name in TOO_LONG else ("quick", "paper")):
             per_seed[preset] = []
             for cell in gap_cells(name, preset, seeds):
                 dataset = load_cell_dataset(cell)
@@ -99,9 +100,7 @@ def measure(names: list[str], seeds: tuple[int, ...] = (0,), path: Path = PATH) 
                     f"{name} {preset} seed {cell.seed}: MAP {per_seed[preset][-1]}, fit {outcome['timings']['fit']:.1f} s",
                     flush=True,
                 )
-            entry[preset] = round(sum(per_seed[preset]) / len(seeds), 4)
-        if len(seeds) > 1:
-            entry |= {"seeds": list(seeds), "per_seed": per_seed}
+            measured[preset] = round(sum(per_seed[preset]) / len(seeds), 4)
         gaps = load_gaps(path)  # read again: other measurements may have finished meanwhile
         if gaps.get("fingerprint") != dataset.fingerprint:
             gaps = {
@@ -113,17 +112,33 @@ def measure(names: list[str], seeds: tuple[int, ...] = (0,), path: Path = PATH) 
                 "topk": 1000,
                 "methods": {},
             }
+        entry = earlier_entry(gaps["methods"].get(name, {}), seeds, device_name("cpu"))
+        entry |= measured | {"device": device_name("cpu")}
+        entry.pop("note", None)
+        if name in TOO_LONG:
+            entry = {"paper": None} | entry | {"note": TOO_LONG[name]}
+        if len(seeds) > 1:
+            entry |= {"seeds": list(seeds), "per_seed": entry.get("per_seed", {}) | per_seed}
         gaps["methods"][name] = entry
         path.write_text(json.dumps(gaps, indent=1, sort_keys=True) + "\n")
     return load_gaps(path)
+
+
+def earlier_entry(entry: dict, seeds, device: str) -> dict:
+    """What a new measurement keeps of a method's stored entry (of the same build): all of it when
+    it was measured over the same seeds on the same CPU, so that measuring one preset leaves the
+    other's value; nothing otherwise."""
+    same = entry.get("seeds", [0]) == list(seeds) and entry.get("device") == device
+    return dict(entry) if same else {}
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Measure quick against paper presets on mosaic.")
     parser.add_argument("methods", nargs="+")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--presets", nargs="+", choices=("quick", "paper"), default=None)
     arguments = parser.parse_args()
     from hashbench.methods._torch import flush_subnormals_in_process
 
     flush_subnormals_in_process()  # as the command line does: faster, the same codes
-    measure(arguments.methods, tuple(arguments.seeds))
+    measure(arguments.methods, tuple(arguments.seeds), presets=arguments.presets)

@@ -86,6 +86,26 @@ def test_measure_keeps_each_seed_and_stores_their_mean(tmp_path, monkeypatch):
     assert entry["device"] == device_name("cpu")
 
 
+def test_measuring_one_preset_keeps_the_other_of_the_same_seeds_and_cpu(tmp_path, monkeypatch):
+    from hashbench import load_dataset
+    from hashbench.running import environment, worker
+    from tests.running.toy_methods import write_toy_dataset
+
+    toy = load_dataset(write_toy_dataset(tmp_path / "toy.npz"))
+    monkeypatch.setattr(worker, "load_cell_dataset", lambda cell: toy)
+    monkeypatch.setitem(preset_gaps.TOO_LONG, "greedyhash", "hours")
+    path = tmp_path / "gaps.json"
+    entry = preset_gaps.measure(["greedyhash"], path=path)["methods"]["greedyhash"]
+    assert entry["paper"] is None and entry["note"] == "hours" and entry["quick"] > 0  # quick only
+    entry = preset_gaps.measure(["greedyhash"], path=path, presets=["paper"])["methods"]["greedyhash"]
+    assert entry["paper"] > 0 and entry["quick"] > 0 and entry["note"] == "hours"
+    again = preset_gaps.measure(["greedyhash"], path=path)["methods"]["greedyhash"]
+    assert again == entry  # the quick preset measured again, the paper preset's value kept
+    monkeypatch.setattr(environment, "device_name", lambda device: "another CPU (2 cores)")
+    other = preset_gaps.measure(["greedyhash"], path=path)["methods"]["greedyhash"]
+    assert other["paper"] is None and other["device"] == "another CPU (2 cores)"
+
+
 def test_a_gap_is_measured_on_the_fit_of_the_quick_runs_cell():
     from hashbench.running.config import load_config
 
