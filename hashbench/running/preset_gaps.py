@@ -29,7 +29,7 @@ from pathlib import Path
 
 GAP_LIMIT = 0.01
 #: paper presets too long to measure on a CPU, with why
-TOO_LONG = {"tbh": "100,000 steps of 400: hours on CPU"}
+TOO_LONG = {"tbh": "100,000 steps of 400: an hour or more on two CPU cores"}
 BITS = 32
 THREADS = 2
 PATH = Path(__file__).resolve().parent.parent / "data" / "mosaic_preset_gaps.json"
