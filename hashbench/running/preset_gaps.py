@@ -112,11 +112,12 @@ def measure(names: list[str], seeds: tuple[int, ...] = (0,), path: Path = PATH, 
                 "topk": 1000,
                 "methods": {},
             }
-        entry = earlier_entry(gaps["methods"].get(name, {}), seeds, device_name("cpu"))
-        entry |= measured | {"device": device_name("cpu")}
-        entry.pop("note", None)
+        device = device_name("cpu")
+        entry = earlier_entry(gaps["methods"].get(name, {}), seeds, device) | measured | {"device": device}
         if name in TOO_LONG:
             entry = {"paper": None} | entry | {"note": TOO_LONG[name]}
+        else:
+            entry.pop("note", None)
         if len(seeds) > 1:
             entry |= {"seeds": list(seeds), "per_seed": entry.get("per_seed", {}) | per_seed}
         gaps["methods"][name] = entry
