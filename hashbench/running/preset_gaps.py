@@ -130,7 +130,7 @@ def earlier_entry(entry: dict, seeds, device: str) -> dict:
     it was measured over the same seeds on the same CPU, so that measuring one preset leaves the
     other's value; nothing otherwise."""
     same = entry.get("seeds", [0]) == list(seeds) and entry.get("device") == device
-    return dict(entry) if same else {}
+    return entry if same else {}
 
 
 if __name__ == "__main__":
