@@ -59,6 +59,8 @@ MEAN_THRESHOLDS = ("mean", "bit-mean")
 #: which backbone layers image mode fine-tunes: all, or the top (the layers after the trunk: fc6 and
 #: fc7; all of a backbone that declares no trunk)
 FINE_TUNED_LAYERS = ("all", "top")
+#: rows per block of the float64 sums of :func:`standardisation`
+STATISTICS_ROWS = 1024
 
 
 def load_images(split: Split, indices, device: torch.device) -> torch.Tensor:
@@ -183,12 +185,12 @@ class CodeNetwork(nn.Module):
 def standardisation(features: torch.Tensor, *, centre: bool, per_row: bool = False) -> tuple[torch.Tensor, float]:
     """``(shift, scale)`` that standardise ``features`` as ``(x - shift) * scale``: the mean row
     (zeros unless ``centre``) and one scalar that brings the shifted features to unit root mean
-    square value per entry, or per row norm when ``per_row``."""
-    features = features.double()
-    shift = (
-        features.mean(dim=0) if centre else torch.zeros(features.shape[1], dtype=torch.float64, device=features.device)
-    )
-    mean_square = float((features - shift).square().mean())
+    square value per entry, or per row norm when ``per_row``. Sums run in float64 over blocks of
+    rows, so no float64 copy of all the features is made."""
+    zeros = torch.zeros(features.shape[1], dtype=torch.float64, device=features.device)
+    shift = features.mean(dim=0, dtype=torch.float64) if centre else zeros
+    square_sum = sum(float((block.double() - shift).square().sum()) for block in features.split(STATISTICS_ROWS))
+    mean_square = square_sum / max(features.numel(), 1)
     if per_row:
         mean_square *= features.shape[1]
     if not mean_square > 0:  # also NaN

@@ -69,8 +69,11 @@ class AnchorGraph:
     ``n_neighbours`` entries per row, so products with A cost O(n r) per code column."""
 
     def __init__(self, features: np.ndarray, n_anchors: int, n_neighbours: int, seed: int):
+        """``features``: float64, the graph's own copy (k-means shifts it in place and back)."""
         n, n_anchors = len(features), min(n_anchors, len(features))
-        anchors = KMeans(n_anchors, n_init=1, max_iter=50, random_state=seed).fit(features).cluster_centers_
+        # copy_x=False: k-means centres the features in place and restores them, rather than copying them
+        kmeans = KMeans(n_anchors, n_init=1, max_iter=50, random_state=seed, copy_x=False)
+        anchors = kmeans.fit(features).cluster_centers_
         sq_dist = euclidean_distances(features, anchors, squared=True)
         nearest = np.argsort(sq_dist, axis=1)[:, :n_neighbours]
         near_sq = np.take_along_axis(sq_dist, nearest, axis=1)
@@ -224,7 +227,7 @@ class SADH(CNNHasher):
         return {"regression": 0.5 * (outputs - targets).pow(2).sum(dim=1).mean()}
 
     def _update_codes(self, features: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
-        graph = AnchorGraph(np.asarray(features, dtype=np.float64), self.n_anchors, self.anchor_neighbours, self.seed)
+        graph = AnchorGraph(np.array(features, dtype=np.float64), self.n_anchors, self.anchor_neighbours, self.seed)
         start = signs(graph.leading_eigenvectors(self.n_bits)) if previous is None else previous
         codes = discrete_codes(graph, start, self.decorrelation, self.admm_iterations)
         self.code_objective_.append(code_objective(graph, codes, self.decorrelation))

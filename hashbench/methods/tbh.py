@@ -302,6 +302,8 @@ class TBH(TorchHasher):
 
     def _encode(self, split: Split):
         self.autoencoder_.eval()
-        features = self._tensor(split.features) - self.input_shift_
+        features = split.features
         # sigmoid(logit) > 0.5 exactly when logit > 0: the logits are the real-valued codes
-        return encode_in_batches(lambda rows: self.autoencoder_.code_logits(features[rows]), len(features))
+        return encode_in_batches(
+            lambda rows: self.autoencoder_.code_logits(self._tensor(features[rows]) - self.input_shift_), len(features)
+        )

@@ -321,5 +321,7 @@ class UHBDNN(TorchHasher):
 
     def _encode(self, split: Split):
         self.network_.eval()
-        inputs = self._tensor(self._rescaled(split.features))
-        return encode_in_batches(lambda rows: self.network_.encoder(inputs[rows]), len(inputs))
+        features = split.features
+        return encode_in_batches(
+            lambda rows: self.network_.encoder(self._tensor(self._rescaled(features[rows]))), len(features)
+        )

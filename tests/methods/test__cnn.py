@@ -148,6 +148,14 @@ def test_standardisation_centres_and_brings_features_to_unit_rms():
             standardisation(constant, centre=True)
 
 
+def test_standardisation_over_row_blocks_matches_the_whole_array_in_float64():
+    features = torch.randn(2 * _cnn.STATISTICS_ROWS + 7, 5, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    whole = features.double()
+    shift, scale = standardisation(features, centre=True)
+    torch.testing.assert_close(shift, whole.mean(dim=0).float())
+    assert scale == pytest.approx(1 / float((whole - whole.mean(dim=0)).square().mean().sqrt()), rel=1e-12)
+
+
 @METHODS
 @pytest.mark.parametrize("scale", [2.0**-10, 2.0**10])
 def test_frozen_codes_do_not_depend_on_the_feature_scale(cls, scale, one_thread):
