@@ -139,18 +139,19 @@ def coordinate_descent_codes(
 ) -> torch.Tensor:
     """The B step: minimise ``||r||^2 + lambda2 ||H - B||^2`` per item over ±1 codes by exact
     per-bit updates, from ``codes``. ``residual`` is ``X - W4 B - b4`` at ``codes`` (updated in
-    place), ``decoder_weight`` is W4 (d x r). A bit flips only where that lowers the objective."""
+    place, as rank-one updates that allocate no m x d temporary), ``decoder_weight`` is W4 (d x r).
+    A bit flips only where that lowers the objective."""
     codes = codes.clone()
     for _ in range(B_SWEEPS):
         flipped = 0
         for k in range(codes.shape[1]):
             column = decoder_weight[:, k]
-            without_k = residual + codes[:, k : k + 1] * column
-            score = without_k @ column + binary_weight * real_codes[:, k]
+            residual.addr_(codes[:, k], column)  # the residual without bit k
+            score = residual @ column + binary_weight * real_codes[:, k]
             best = torch.where(score > 0, 1.0, torch.where(score < 0, -1.0, codes[:, k]))
             flipped += int((best != codes[:, k]).sum())
             codes[:, k] = best
-            residual.copy_(without_k - best[:, None] * column)
+            residual.addr_(best, column, alpha=-1)
         if not flipped:
             break
     return codes

@@ -30,12 +30,10 @@ display or global backend is needed.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from hashbench.reporting.paper import (
     FALLBACK_PAPER_DATASET,
@@ -53,6 +51,9 @@ from hashbench.reporting.tables import (
     method_rows,
     unique_seeds,
 )
+
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn, not by every command that imports this module
+    from matplotlib.figure import Figure
 
 FIGURE_BITS = 32
 TITLES = {
@@ -215,6 +216,9 @@ def _tidy(parts: list[pd.DataFrame], *, x: str, value: str, keys: list[str], ord
 
 # ----------------------------------------------------------------------------- drawing
 def _panels(n_rows: int, n_cols: int) -> tuple[Figure, np.ndarray]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(PANEL_SIZE[0] * n_cols + 1.8, PANEL_SIZE[1] * n_rows + 0.4), layout="constrained")
     FigureCanvasAgg(figure)
     return figure, figure.subplots(n_rows, n_cols, squeeze=False)
@@ -234,6 +238,8 @@ def line_styles(data: pd.DataFrame, highlight=None) -> dict[str, dict]:
     lines = list(lines.cat.categories if isinstance(lines.dtype, pd.CategoricalDtype) else dict.fromkeys(lines))
     methods = dict(zip(data["line"], data["method"])) if "method" in data else {}
     wanted = {h.lower() for h in ([PAPER_METHOD] if highlight is None else highlight)}
+    from matplotlib import colormaps
+
     palette = colormaps["tab10"]
     styles = {}
     for i, line in enumerate(lines):
