@@ -89,30 +89,75 @@ class BackboneOutputs:
         return self.values
 
 
+class PackedRows:
+    """Rows of float32 values kept exactly in less memory when most entries are zero, as the outputs
+    of a ReLU are: a bit mask of the entries that are not +0.0 and those entries' values in row
+    order (a -0.0 counts as a value, so every row reads back bit for bit). ``rows(indices)`` gives
+    the rows as a float32 array."""
+
+    def __init__(self, batches):
+        """``batches``: float32 arrays of consecutive rows, packed one after the other so that no
+        unpacked copy of all the rows is ever held."""
+        masks, values, counts = [], [], []
+        for batch in batches:
+            batch = np.ascontiguousarray(batch, dtype=np.float32)
+            flat = batch.reshape(len(batch), int(np.prod(batch.shape[1:])))
+            kept = flat.view(np.uint32) != 0
+            masks.append(np.packbits(kept, axis=1))
+            values.append(flat[kept])
+            counts.append(kept.sum(axis=1))
+        self.row_shape = batch.shape[1:]
+        self.width = flat.shape[1]
+        self.mask = np.concatenate(masks)
+        self.values = np.concatenate(values)
+        self.starts = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
+
+    def __len__(self) -> int:
+        return len(self.mask)
+
+    def rows(self, indices) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        kept = np.unpackbits(self.mask[indices], axis=1, count=self.width).view(bool)
+        rows = np.zeros((len(indices), self.width), np.float32)
+        if len(indices):
+            rows[kept] = np.concatenate([self.values[self.starts[i] : self.starts[i + 1]] for i in indices])
+        return rows.reshape(len(indices), *self.row_shape)
+
+
 # (id of an image source, kind, device) -> (weak reference to the source, outputs of every image)
-_FROZEN_OUTPUTS: dict[tuple, tuple[weakref.ref, torch.Tensor]] = {}
+_FROZEN_OUTPUTS: dict[tuple, tuple[weakref.ref, PackedRows]] = {}
 
 
-def frozen_outputs(split: Split, kind: str, device: torch.device) -> torch.Tensor:
+def frozen_outputs(split: Split, kind: str, device: torch.device) -> PackedRows:
     """What the split's frozen backbone computes for every image: ``"trunk"`` (deterministic in
     training mode too) or ``"eval"`` (the whole backbone in eval mode). Computed once per image
     source and device and kept while the source lives, so every method fitted and evaluated on a
     dataset in one process shares one pass of its images through the backbone's convolutions.
+    Kept as :class:`PackedRows` in the CPU's memory (exact; CNN activations after a ReLU are
+    mostly zeros, so the mask and the values take a fraction of the float32 array's memory).
     Computing them leaves torch's global generator as it was (building a backbone draws from it),
     so a fit that fills the cache gives the codes of one that reads it."""
     for key in [k for k, (source, _) in _FROZEN_OUTPUTS.items() if source() is None]:
         del _FROZEN_OUTPUTS[key]
     outputs = cached_outputs(split, kind, device)
     if outputs is None:
+        n = len(split)
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            outputs = torch.as_tensor(
-                encode_in_batches(frozen_forward(split, kind, device), len(split), IMAGE_BATCH), device=device
+            forward = frozen_forward(split, kind, device)
+            outputs = PackedRows(
+                forward(np.arange(start, min(start + IMAGE_BATCH, n))).float().cpu().numpy()
+                for start in range(0, max(n, 1), IMAGE_BATCH)  # n == 0: one empty batch gives the shape
             )
         _FROZEN_OUTPUTS[(id(split.images), kind, str(device))] = (weakref.ref(split.images), outputs)
     return outputs
 
 
-def cached_outputs(split: Split, kind: str, device: torch.device) -> torch.Tensor | None:
+def frozen_rows(outputs: PackedRows, indices, device: torch.device) -> torch.Tensor:
+    """Rows ``indices`` of cached :func:`frozen_outputs` as a float32 tensor on ``device``."""
+    return torch.as_tensor(outputs.rows(indices), device=device)
+
+
+def cached_outputs(split: Split, kind: str, device: torch.device) -> PackedRows | None:
     """:func:`frozen_outputs` of the split if they are cached, else None."""
     source, outputs = _FROZEN_OUTPUTS.get((id(split.images), kind, str(device)), (None, None))
     return outputs if source is not None and source() is split.images else None
@@ -130,7 +175,7 @@ def frozen_forward(split: Split, kind: str, device: torch.device) -> Callable[[n
     trunk = cached_outputs(split, "trunk", device) if hasattr(backbone, "forward_top") else None
     if trunk is None:
         return lambda indices: backbone(load_images(split, indices, device))
-    return lambda indices: backbone.forward_top(trunk[torch.as_tensor(indices, device=device)])
+    return lambda indices: backbone.forward_top(frozen_rows(trunk, indices, device))
 
 
 class CodeNetwork(nn.Module):
@@ -253,7 +298,7 @@ class CNNHasher(TorchHasher):
             trunk = self.network_.backbone.forward_trunk
             return lambda indices: TrunkOutputs(trunk(load_images(split, indices, self.device_)))
         outputs = frozen_outputs(split, kind, self.device_)
-        return lambda indices: wrap(outputs[torch.as_tensor(indices, device=outputs.device)])
+        return lambda indices: wrap(frozen_rows(outputs, indices, self.device_))
 
     def _fixed(self, part: str) -> bool:
         """Image mode with a ``"backbone"`` that does not learn (``backbone_lr=0``, or frozen by the
@@ -360,7 +405,7 @@ class CNNHasher(TorchHasher):
         train = self._train
         if train.features is not None:
             return train.features
-        return frozen_outputs(train, "eval", self.device_).cpu().numpy()
+        return frozen_outputs(train, "eval", self.device_).rows(np.arange(len(train)))
 
     def _pretrained_tensor(self) -> torch.Tensor:
         """:meth:`_pretrained_features` on ``device_``, converted once per fit and not kept after it."""
