@@ -88,6 +88,8 @@ from hashbench.registry import create_method
 PAPER_HIDDEN_SIZES = {8: (90, 20), 16: (90, 30), 24: (100, 40), 32: (120, 50)}
 #: most sweeps over the bits in one B step (the release's fixed count)
 B_SWEEPS = 10
+#: rows per block of the float64 sums of :func:`reconstruction_statistics`
+STATISTICS_ROWS = 1024
 
 
 def default_hidden_sizes(n_bits: int) -> tuple[int, int]:
@@ -159,9 +161,14 @@ def coordinate_descent_codes(
 
 def reconstruction_statistics(inputs: torch.Tensor, codes: torch.Tensor) -> dict[str, torch.Tensor]:
     """What ``||X - B W^T - 1 b^T||^2`` needs of the inputs X (m x d) and codes B (m x r), in
-    float64: ||X||^2, X^T 1, X^T B, B^T B, B^T 1 and m."""
-    x, b = inputs.double(), codes.double()
-    return {"x_norm": x.pow(2).sum(), "x_sum": x.sum(0), "xb": x.T @ b, "bb": b.T @ b, "b_sum": b.sum(0), "m": len(x)}
+    float64: ||X||^2, X^T 1, X^T B, B^T B, B^T 1 and m; summed over blocks of rows, so that no
+    float64 copy of X is made."""
+    b = codes.double()
+    x_norm, x_sum, xb = 0.0, 0.0, 0.0
+    for rows in torch.arange(len(inputs)).split(STATISTICS_ROWS):
+        x = inputs[rows].double()
+        x_norm, x_sum, xb = x_norm + x.pow(2).sum(), x_sum + x.sum(0), xb + x.T @ b[rows]
+    return {"x_norm": x_norm, "x_sum": x_sum, "xb": xb, "bb": b.T @ b, "b_sum": b.sum(0), "m": len(inputs)}
 
 
 def reconstruction_error(decoder: nn.Linear, statistics: dict[str, torch.Tensor]) -> torch.Tensor:

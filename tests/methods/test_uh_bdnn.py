@@ -7,6 +7,7 @@ import torch
 import hashbench as hb
 from hashbench.datasets.base import Split
 from hashbench.methods.uh_bdnn import (
+    STATISTICS_ROWS,
     UHBDNN,
     BinaryDeepNetwork,
     coordinate_descent_codes,
@@ -53,8 +54,9 @@ def test_each_objective_term_sends_a_gradient_to_the_network(make_method, one_th
 
 def test_the_reconstruction_error_from_statistics_is_the_squared_error_and_its_gradient():
     generator = torch.Generator().manual_seed(0)
-    inputs = torch.rand(300, 20, generator=generator)
-    codes = torch.randint(0, 2, (300, 6), generator=generator).float() * 2 - 1
+    n = 2 * STATISTICS_ROWS + 45  # statistics summed over three blocks of rows
+    inputs = torch.rand(n, 20, generator=generator)
+    codes = torch.randint(0, 2, (n, 6), generator=generator).float() * 2 - 1
     decoder = torch.nn.Linear(6, 20)
     direct = (decoder(codes) - inputs).pow(2).sum()
     expanded = reconstruction_error(decoder, reconstruction_statistics(inputs, codes))
