@@ -69,6 +69,7 @@ class SGH(Hasher):
         anchor_rows = rng.choice(len(data), min(self.n_anchors, len(data)), replace=False)
         self.anchors_ = data[np.sort(anchor_rows)]
         squared = squared_distances_to_anchors(features, self.mean_, self.anchors_)
+        del features  # the n x d arrays are the fit's memory: each is freed once it has served
         self.bandwidth_ = squared.mean()
         kernel = np.exp(-squared / (2 * self.bandwidth_))
         self.kernel_bias_ = kernel.mean(axis=0)
@@ -133,6 +134,8 @@ def similarity_factors(data: np.ndarray, rho: float) -> tuple[np.ndarray, np.nda
     exp(2 x.y / rho) is replaced by its chord on [-1, 1] (exact at the ends)."""
     decay = np.exp(-np.einsum("ij,ij->i", data, data) / rho)[:, None]
     scaled = np.sqrt(2 * (np.e - 1 / np.e) / rho) * data * decay
-    constant = np.sqrt(np.e + 1 / np.e) * decay
-    ones = np.ones((len(data), 1))
-    return np.hstack([scaled, constant, ones]), np.hstack([scaled, constant, -ones])
+    left = np.hstack([scaled, np.sqrt(np.e + 1 / np.e) * decay, np.ones((len(data), 1))])
+    del scaled
+    right = left.copy()
+    right[:, -1] = -1.0
+    return left, right
