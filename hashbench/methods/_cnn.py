@@ -52,6 +52,7 @@ from hashbench._validation import check_choice, is_number
 from hashbench.datasets.backbone import IMAGE_BATCH
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
+from hashbench.methods._packed_rows import PackedRows
 from hashbench.methods._torch import TorchHasher, Update, check_positive_number, encode_in_batches
 
 #: thresholds computed from the training outputs; a number is a fixed threshold
@@ -87,41 +88,6 @@ class BackboneOutputs:
 
     def through(self, backbone: nn.Module) -> torch.Tensor:
         return self.values
-
-
-class PackedRows:
-    """Rows of float32 values kept exactly in less memory when most entries are zero, as the outputs
-    of a ReLU are: a bit mask of the entries that are not +0.0 and those entries' values in row
-    order (a -0.0 counts as a value, so every row reads back bit for bit). ``rows(indices)`` gives
-    the rows as a float32 array."""
-
-    def __init__(self, batches):
-        """``batches``: float32 arrays of consecutive rows, packed one after the other so that no
-        unpacked copy of all the rows is ever held."""
-        masks, values, counts = [], [], []
-        for batch in batches:
-            batch = np.ascontiguousarray(batch, dtype=np.float32)
-            flat = batch.reshape(len(batch), int(np.prod(batch.shape[1:])))
-            kept = flat.view(np.uint32) != 0
-            masks.append(np.packbits(kept, axis=1))
-            values.append(flat[kept])
-            counts.append(kept.sum(axis=1))
-        self.row_shape = batch.shape[1:]
-        self.width = flat.shape[1]
-        self.mask = np.concatenate(masks)
-        self.values = np.concatenate(values)
-        self.starts = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
-
-    def __len__(self) -> int:
-        return len(self.mask)
-
-    def rows(self, indices) -> np.ndarray:
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        kept = np.unpackbits(self.mask[indices], axis=1, count=self.width).view(bool)
-        rows = np.zeros((len(indices), self.width), np.float32)
-        if len(indices):
-            rows[kept] = np.concatenate([self.values[self.starts[i] : self.starts[i + 1]] for i in indices])
-        return rows.reshape(len(indices), *self.row_shape)
 
 
 # (id of an image source, kind, device) -> (weak reference to the source, outputs of every image)

@@ -259,18 +259,6 @@ def test_fine_tuning_the_top_keeps_the_trunk_and_reads_it_from_the_cache(monkeyp
     assert all(p.requires_grad for p in whole.network_.backbone.parameters())
 
 
-def test_packed_rows_read_back_bit_for_bit_in_any_order():
-    rng = np.random.default_rng(0)
-    rows = np.maximum(rng.standard_normal((70, 3, 4)), 0).astype(np.float32)  # about half zeros
-    rows[0, 0, 0], rows[1, 2, 3], rows[2] = -0.0, np.nan, 0.0
-    packed = _cnn.PackedRows(rows[start : start + 16] for start in range(0, 70, 16))
-    assert len(packed) == 70 and packed.values.nbytes < rows.nbytes / 1.8
-    order = rng.permutation(70)
-    np.testing.assert_array_equal(packed.rows(order).view(np.uint32), rows[order].view(np.uint32))
-    assert packed.rows([]).shape == (0, 3, 4)
-    assert _cnn.PackedRows([rows[:0]]).rows([]).shape == (0, 3, 4)
-
-
 def test_eval_outputs_read_a_cached_trunk_and_do_not_cache_one(monkeypatch, one_thread):
     calls = []
     original = TrunkBackbone.forward_trunk
