@@ -53,15 +53,13 @@ from hashbench.datasets.backbone import IMAGE_BATCH
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
 from hashbench.methods._packed_rows import PackedRows
-from hashbench.methods._torch import TorchHasher, Update, check_positive_number, encode_in_batches
+from hashbench.methods._torch import STATISTICS_ROWS, TorchHasher, Update, check_positive_number, encode_in_batches
 
 #: thresholds computed from the training outputs; a number is a fixed threshold
 MEAN_THRESHOLDS = ("mean", "bit-mean")
 #: which backbone layers image mode fine-tunes: all, or the top (the layers after the trunk: fc6 and
 #: fc7; all of a backbone that declares no trunk)
 FINE_TUNED_LAYERS = ("all", "top")
-#: rows per block of the float64 sums of :func:`standardisation`
-STATISTICS_ROWS = 1024
 
 
 def load_images(split: Split, indices, device: torch.device) -> torch.Tensor:

@@ -45,6 +45,9 @@ from hashbench.hasher import Hasher
 #: settings every method checks the same way when it has them
 POSITIVE_INT_SETTINGS = ("epochs", "batch_size")
 POSITIVE_FLOAT_SETTINGS = ("lr",)
+#: rows per block of the float64 sums over the training items (feature statistics), so that no
+#: float64 copy of all of them is made
+STATISTICS_ROWS = 1024
 
 
 _subnormals_flushed_in_process = False

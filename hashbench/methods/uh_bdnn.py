@@ -82,14 +82,12 @@ from torch import nn
 from hashbench._validation import check_positive_int
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
-from hashbench.methods._torch import TorchHasher, check_finite_terms, encode_in_batches
+from hashbench.methods._torch import STATISTICS_ROWS, TorchHasher, check_finite_terms, encode_in_batches
 from hashbench.registry import create_method
 
 PAPER_HIDDEN_SIZES = {8: (90, 20), 16: (90, 30), 24: (100, 40), 32: (120, 50)}
 #: most sweeps over the bits in one B step (the release's fixed count)
 B_SWEEPS = 10
-#: rows per block of the float64 sums of :func:`reconstruction_statistics`
-STATISTICS_ROWS = 1024
 
 
 def default_hidden_sizes(n_bits: int) -> tuple[int, int]:
