@@ -53,7 +53,14 @@ from hashbench.datasets.backbone import IMAGE_BATCH
 from hashbench.datasets.base import Split
 from hashbench.errors import InvalidInputError
 from hashbench.methods._packed_rows import PackedRows
-from hashbench.methods._torch import STATISTICS_ROWS, TorchHasher, Update, check_positive_number, encode_in_batches
+from hashbench.methods._torch import (
+    STATISTICS_ROWS,
+    TorchHasher,
+    Update,
+    check_positive_number,
+    encode_in_batches,
+    forward_in_batches,
+)
 
 #: thresholds computed from the training outputs; a number is a fixed threshold
 MEAN_THRESHOLDS = ("mean", "bit-mean")
@@ -105,13 +112,8 @@ def frozen_outputs(split: Split, kind: str, device: torch.device) -> PackedRows:
         del _FROZEN_OUTPUTS[key]
     outputs = cached_outputs(split, kind, device)
     if outputs is None:
-        n = len(split)
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            forward = frozen_forward(split, kind, device)
-            outputs = PackedRows(
-                forward(np.arange(start, min(start + IMAGE_BATCH, n))).float().cpu().numpy()
-                for start in range(0, max(n, 1), IMAGE_BATCH)  # n == 0: one empty batch gives the shape
-            )
+        with torch.random.fork_rng(devices=[]):
+            outputs = PackedRows(forward_in_batches(frozen_forward(split, kind, device), len(split), IMAGE_BATCH))
         _FROZEN_OUTPUTS[(id(split.images), kind, str(device))] = (weakref.ref(split.images), outputs)
     return outputs
 
@@ -196,8 +198,11 @@ def standardisation(features: torch.Tensor, *, centre: bool, per_row: bool = Fal
     (zeros unless ``centre``) and one scalar that brings the shifted features to unit root mean
     square value per entry, or per row norm when ``per_row``. Sums run in float64 over blocks of
     rows, so no float64 copy of all the features is made."""
-    zeros = torch.zeros(features.shape[1], dtype=torch.float64, device=features.device)
-    shift = features.mean(dim=0, dtype=torch.float64) if centre else zeros
+    shift = (
+        features.mean(dim=0, dtype=torch.float64)
+        if centre
+        else features.new_zeros(features.shape[1], dtype=torch.float64)
+    )
     square_sum = sum(float((block.double() - shift).square().sum()) for block in features.split(STATISTICS_ROWS))
     mean_square = square_sum / max(features.numel(), 1)
     if per_row:

@@ -291,14 +291,24 @@ def endless_batches(n: int, batch_size: int, generator: torch.Generator) -> Iter
         pending = pending[size:]
 
 
-@torch.no_grad()
+def forward_in_batches(
+    forward: Callable[[np.ndarray], torch.Tensor], n: int, batch_size: int = 4096
+) -> Iterator[np.ndarray]:
+    """``forward(indices)`` over consecutive index batches of ``range(n)``, each as a float32 numpy
+    array, without gradients; for n == 0, one empty batch (which gives the outputs' shape)."""
+    for start in range(0, max(n, 1), batch_size):
+        with torch.no_grad():  # left before the yield, so the caller's own code keeps its grad mode
+            batch = forward(np.arange(start, min(start + batch_size, n))).float().cpu().numpy()
+        yield batch
+
+
 def encode_in_batches(forward: Callable[[np.ndarray], torch.Tensor], n: int, batch_size: int = 4096) -> np.ndarray:
-    """Concatenate ``forward(indices)`` over consecutive index batches, as a float32 numpy array
-    filled batch by batch (never a list of batches and their concatenated copy at once)."""
-    outputs = None
-    for start in range(0, max(n, 1), batch_size):  # n == 0: one empty call gives the shape
-        batch = forward(np.arange(start, min(start + batch_size, n))).float().cpu().numpy()
+    """Concatenate :func:`forward_in_batches` as a float32 numpy array filled batch by batch (never
+    a list of batches and their concatenated copy at once)."""
+    outputs, start = None, 0
+    for batch in forward_in_batches(forward, n, batch_size):
         if outputs is None:
             outputs = np.empty((n, *batch.shape[1:]), dtype=np.float32)
         outputs[start : start + len(batch)] = batch
+        start += len(batch)
     return outputs

@@ -163,9 +163,9 @@ def reconstruction_statistics(inputs: torch.Tensor, codes: torch.Tensor) -> dict
     float64 copy of X is made."""
     b = codes.double()
     x_norm, x_sum, xb = 0.0, 0.0, 0.0
-    for rows in torch.arange(len(inputs)).split(STATISTICS_ROWS):
-        x = inputs[rows].double()
-        x_norm, x_sum, xb = x_norm + x.pow(2).sum(), x_sum + x.sum(0), xb + x.T @ b[rows]
+    for block, b_block in zip(inputs.split(STATISTICS_ROWS), b.split(STATISTICS_ROWS)):
+        x = block.double()
+        x_norm, x_sum, xb = x_norm + x.pow(2).sum(), x_sum + x.sum(0), xb + x.T @ b_block
     return {"x_norm": x_norm, "x_sum": x_sum, "xb": xb, "bb": b.T @ b, "b_sum": b.sum(0), "m": len(inputs)}
 
 
