@@ -37,7 +37,9 @@ Free choices (default):
   counterpart on features;
 - ``hidden_width=1024``, ``temperature=0.3``, ``beta=1e-3``, ``stochastic=False`` (release);
 - ``preset="paper"``: the release's schedule, ``epochs=60`` (80 at 16 bits) of batches of 64,
-  Adam, ``lr=1e-3``; ``preset="quick"``: 3 epochs of 64. Every epoch runs two freshly augmented
+  Adam, ``lr=1e-3``; ``preset="quick"``: 2 epochs of 64 (on mosaic, 32 bits, the run's seeds
+  0, 1, 2, MAP@1000 was 0.8036 on average after one epoch, 0.8048 after two and 0.7911 after
+  three, against 0.7967 for the paper preset's 60, seed 0). Every epoch runs two freshly augmented
   views of each training image through the whole backbone: an augmentation changes the pixels, so
   no part of the backbone's work can be computed once (as it is for DeepBit's and SADH's fixed
   backbones), and an epoch in image mode costs two forward passes of the CNN over the training set;
@@ -180,7 +182,7 @@ class CIBHash(CNNHasher):
     citation = "Qiu, Su, Ou, Yu, Chen. Unsupervised Hashing with Contrastive Information Bottleneck. IJCAI 2021"
     thresholded = False  # codes are sign(logit)
     augments_images = True  # crops and brightness / contrast: every view is new pixels, no trunk cache
-    presets = {"paper": {"epochs": 60, "batch_size": 64}, "quick": {"epochs": 3, "batch_size": 64}}
+    presets = {"paper": {"epochs": 60, "batch_size": 64}, "quick": {"epochs": 2, "batch_size": 64}}
     paper_epochs_by_bits = {16: 80}
 
     def __init__(
