@@ -88,6 +88,8 @@ def cmd_run(args) -> int | None:
             print(summary_table(records))
             for line in preset_gap_lines(records):
                 print(line)
+            if peak := peak_memory_line(records):
+                print(peak)
         print(f"{done} of {len(records)} cells done; records in {args.out}/ (tables: hashbench report {args.out})")
     return 0 if done == len(records) else 1  # a script or CI job can tell that a cell did not finish
 
@@ -99,6 +101,22 @@ def preset_gap_lines(records) -> list[str]:
     quick = [r["spec"]["method"] for r in records if r["spec"]["params"].get("preset") == "quick"]
     fingerprints = {r.get("dataset_fingerprint") for r in records if r["spec"]["dataset"] == "mosaic"}
     return gap_notes(quick, fingerprints)
+
+
+def peak_memory_line(records) -> str | None:
+    """The largest resident memory a cell reached (its ``memory.peak_rss_mb``), or None when no
+    record has one. Each cell starts the kernel's high-water mark anew, so the maximum resident
+    memory the OS reports for the whole process when it ends (``/usr/bin/time``, ``ru_maxrss``)
+    covers only the last cell: this line is the run's peak."""
+    measured = [r for r in records if (r.get("memory") or {}).get("peak_rss_mb") is not None]
+    if not measured:
+        return None
+    top = max(measured, key=lambda r: r["memory"]["peak_rss_mb"])
+    spec, mib = top["spec"], top["memory"]["peak_rss_mb"]
+    return (
+        f"largest peak resident memory of a cell: {mib:,.0f} MiB ({mib * 2**20 / 1e9:.2f} GB), "
+        f"{spec['label']} on {spec['dataset']} at {spec['n_bits']} bits"
+    )
 
 
 def summary_table(records) -> str:

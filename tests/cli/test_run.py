@@ -70,6 +70,20 @@ def test_summary_table_averages_seeds_and_shows_unfinished_cells():
     assert next(line for line in lines if line.startswith("lsh")).split()[1] == "failed"
 
 
+def test_the_peak_memory_line_names_the_cell_with_the_largest_peak():
+    from hashbench.cli.run import peak_memory_line
+
+    def record(label, bits, peak):
+        spec = {"label": label, "dataset": "mosaic", "n_bits": bits}
+        return {"spec": spec, "memory": {"peak_rss_mb": peak, "start_rss_mb": 800.0}}
+
+    records = [record("itq", 16, 900.0), record("wsih", 32, 1490.9), {"spec": {}, "memory": None}]
+    assert peak_memory_line(records) == (
+        "largest peak resident memory of a cell: 1,491 MiB (1.56 GB), wsih on mosaic at 32 bits"
+    )
+    assert peak_memory_line([{"spec": {}, "status": "failed"}]) is None
+
+
 def test_a_run_into_a_log_prints_one_line_per_finished_cell(tmp_path, capsys):
     toy = write_toy_dataset(tmp_path / "toy.npz")
     config = write_config(
