@@ -34,7 +34,7 @@ The checks, in order:
   codes as in ``beats_random``; a method without presets trains its defaults. A method that
   declares ``paper_preset_affordable = False`` (a schedule of a fixed, large number of steps,
   which fewer items do not shorten) is not trained there: its quick preset stands for a
-  different, shorter method (TBH's quick preset, 3,000 steps, left 12% distinct codes here).
+  different, shorter method (TBH's quick preset, 2,000 steps, left 15% distinct codes here).
 """
 
 from __future__ import annotations
