@@ -206,6 +206,12 @@ def release_freed_memory(*, everything: bool = False) -> None:
         pass  # not glibc: nothing to trim
 
 
+def thaw_frozen_objects() -> None:
+    """Undo :func:`release_freed_memory`'s freezing, so that a process that goes on after its
+    cells (a notebook, a script) collects its own cyclic garbage as usual."""
+    gc.unfreeze()
+
+
 @contextmanager
 def cpu_threads(threads: int):
     """torch's CPU thread count set to ``threads`` for the block (0 leaves it as it is)."""

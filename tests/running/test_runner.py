@@ -126,6 +126,22 @@ def test_a_cell_runs_at_its_thread_count_and_the_caller_keeps_its_own(tmp_path, 
     assert pinned["environment"]["threads"] == 1 and default["environment"]["threads"] == before
 
 
+def test_the_objects_a_run_froze_are_collected_again_after_it(tmp_path, toy_npz):
+    import gc
+
+    from hashbench.running import worker
+
+    frozen = []
+    release = worker.release_freed_memory
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            worker, "release_freed_memory", lambda **kw: (release(**kw), frozen.append(gc.get_freeze_count()))
+        )
+        run_cells([toy_cell(toy_npz)], tmp_path, quiet=True)
+    assert frozen and frozen[-1] > 0  # frozen between cells ...
+    assert gc.get_freeze_count() == 0  # ... and thawed when the run ends
+
+
 def test_a_failing_cell_is_recorded_and_the_matrix_goes_on_and_resume_skips_finished(tmp_path, toy_npz):
     cells = [toy_cell(toy_npz, params={"fail_at_bits": 8}, n_bits=n) for n in (8, 12, 16)]
     records = run_cells(cells, tmp_path, quiet=True)
