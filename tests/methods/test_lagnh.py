@@ -61,7 +61,7 @@ def test_preset_fills_unset_values_and_explicit_values_win(train):
     assert default == LAGNH(preset="coco")._resolve_settings(n_train) | {"preset": "paper"}
     assert (default["epochs"], default["batch_size"], default["hidden"], default["lambda3"]) == (300, 1024, 1024, 1.0)
     quick = LAGNH(preset="quick")._resolve_settings(n_train)
-    assert (quick["epochs"], quick["batch_size"], quick["hidden"], quick["lr"]) == (55, 1024, 512, 1e-4)
+    assert (quick["epochs"], quick["batch_size"], quick["hidden"], quick["lr"]) == (65, 1024, 512, 1e-4)
     nus = LAGNH(preset="nuswide")._resolve_settings(n_train)
     assert (nus["batch_size"], nus["hidden"], nus["lambda3"]) == (2048, 2048, 0.1)
 
