@@ -26,7 +26,7 @@ from hashbench.running.worker import (
     CellTask,
     load_cell_dataset,
     method_source,
-    thaw_frozen_objects,
+    thawed_when_done,
     worker_failure_record,
 )
 
@@ -73,28 +73,28 @@ def run_cells(
     log_lines = not quiet and not sys.stdout.isatty()  # a log file or a pipe: one line per finished cell
     counts = {"done": sum(r["status"] == "done" for r in records.values())}
     counts["failed"] = len(records) - counts["done"]
-    try:
-        with tqdm(total=len(cells), initial=len(records), desc="cells", unit="cell", disable=quiet or None) as bar:
+    with (
+        thawed_when_done(),
+        tqdm(total=len(cells), initial=len(records), desc="cells", unit="cell", disable=quiet or None) as bar,
+    ):
+        bar.set_postfix(**counts, left=len(cells) - len(records))
+        for task, outcome in pool.run(tasks):
+            record = outcome if isinstance(outcome, dict) else worker_failure_record(task, outcome)
+            finished = [(task.cell, record)]
+            finished += [
+                (twin, copy_twin(record, task.record_path, twin, out_dir))
+                for twin in followers[task.cell.computation_id]
+            ]
+            for cell, cell_record in finished:
+                records[cell.id] = cell_record
+                counts["done" if cell_record["status"] == "done" else "failed"] += 1
+                message = outcome_message(cell, cell_record)
+                if message:
+                    (print if quiet else bar.write)(message, file=sys.stderr)
+                if log_lines:
+                    print(cell_line(cell, cell_record), flush=True)
+                bar.update()
             bar.set_postfix(**counts, left=len(cells) - len(records))
-            for task, outcome in pool.run(tasks):
-                record = outcome if isinstance(outcome, dict) else worker_failure_record(task, outcome)
-                finished = [(task.cell, record)]
-                finished += [
-                    (twin, copy_twin(record, task.record_path, twin, out_dir))
-                    for twin in followers[task.cell.computation_id]
-                ]
-                for cell, cell_record in finished:
-                    records[cell.id] = cell_record
-                    counts["done" if cell_record["status"] == "done" else "failed"] += 1
-                    message = outcome_message(cell, cell_record)
-                    if message:
-                        (print if quiet else bar.write)(message, file=sys.stderr)
-                    if log_lines:
-                        print(cell_line(cell, cell_record), flush=True)
-                    bar.update()
-                bar.set_postfix(**counts, left=len(cells) - len(records))
-    finally:
-        thaw_frozen_objects()  # this process collects all its garbage again, as before the run
     return [records[c.id] for c in cells]
 
 

@@ -206,10 +206,14 @@ def release_freed_memory(*, everything: bool = False) -> None:
         pass  # not glibc: nothing to trim
 
 
-def thaw_frozen_objects() -> None:
-    """Undo :func:`release_freed_memory`'s freezing, so that a process that goes on after its
-    cells (a notebook, a script) collects its own cyclic garbage as usual."""
-    gc.unfreeze()
+@contextmanager
+def thawed_when_done():
+    """Undo :func:`release_freed_memory`'s freezing when the block ends, so that a process that goes
+    on after its cells (a notebook, a script) collects its own cyclic garbage as usual."""
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @contextmanager
